@@ -1,0 +1,96 @@
+"""The consent ledger's hash chain: how an event is hashed and how the chain is checked.
+
+Each event's hash is HMAC-SHA256(key, prev_hash + canonical payload). Changing
+any stored field, removing a row or reordering rows breaks the chain from that
+event on, and only someone holding the key could forge a consistent new chain.
+"""
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+
+GENESIS_HASH = "0" * 64
+
+# The fields covered by the hash, in payload order. Adding a field here changes
+# every hash: it needs a new chain version, not an edit.
+HASHED_FIELDS = (
+    "seq",
+    "member_id",
+    "purpose_id",
+    "action",
+    "source",
+    "notice_version_id",
+    "delivery_id",
+    "created_at",
+    "ip_hash",
+    "user_agent",
+    "comment",
+    "metadata",
+)
+
+
+def ledger_key() -> bytes:
+    if settings.LEDGER_HMAC_KEY:
+        return settings.LEDGER_HMAC_KEY.encode()
+    # Local runs only (production requires LEDGER_HMAC_KEY: renotify.E002).
+    return hashlib.sha256(b"renotify.ledger:" + settings.SECRET_KEY.encode()).digest()
+
+
+def _canonical(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def event_payload(fields: Mapping[str, Any]) -> bytes:
+    values = [_canonical(fields[name]) for name in HASHED_FIELDS]
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(fields: Mapping[str, Any], *, prev_hash: str, key: bytes | None = None) -> str:
+    message = prev_hash.encode() + b"\n" + event_payload(fields)
+    return hmac.new(key or ledger_key(), message, hashlib.sha256).hexdigest()
+
+
+def hash_ip(ip: str | None) -> str:
+    """A keyed hash of an IP address: comparable between events, not reversible without the key."""
+    if not ip:
+        return ""
+    return hmac.new(ledger_key(), b"ip:" + ip.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainVerdict:
+    events_checked: int
+    head_seq: int
+    head_hash: str
+    first_broken_seq: int | None = None
+    problem: str = ""
+
+    @property
+    def intact(self) -> bool:
+        return self.first_broken_seq is None
+
+
+def chain_verify(events: Iterable[Mapping[str, Any]]) -> ChainVerdict:
+    """Walk events in ``seq`` order (dicts with HASHED_FIELDS, prev_hash, hash)."""
+    key = ledger_key()
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    for event in events:
+        problem = ""
+        if event["seq"] != expected_seq:
+            problem = f"event {expected_seq} is missing (next stored event is {event['seq']})"
+        elif event["prev_hash"] != prev_hash:
+            problem = "prev_hash does not match the previous event's hash"
+        elif not hmac.compare_digest(
+            event_hash(event, prev_hash=prev_hash, key=key), event["hash"]
+        ):
+            problem = "stored hash does not match the event's content"
+        if problem:
+            return ChainVerdict(checked, expected_seq - 1, prev_hash, expected_seq, problem)
+        expected_seq, prev_hash, checked = expected_seq + 1, event["hash"], checked + 1
+    return ChainVerdict(checked, expected_seq - 1, prev_hash)

@@ -1,0 +1,33 @@
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import Purpose
+from accounts.services.suppression_export import FORMATS, suppressions_export
+
+
+class Command(BaseCommand):
+    help = (
+        "Stream every member whose effective state for a purpose is 'out' (objected, "
+        "excluded by jurisdiction, or not opted in) as CSV or JSON Lines: external_id, "
+        "jurisdiction, reason, since."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--purpose", required=True, help="purpose slug, e.g. ai-training")
+        parser.add_argument("--format", choices=FORMATS, default="csv")
+        parser.add_argument("--output", help="file to write (default: standard output)")
+
+    def handle(self, *args, purpose: str, format: str, output: str | None, **options) -> None:
+        try:
+            chosen = Purpose.objects.get(slug=purpose)
+        except Purpose.DoesNotExist:
+            known = ", ".join(Purpose.objects.values_list("slug", flat=True)) or "none"
+            raise CommandError(f"unknown purpose {purpose!r} (known: {known})") from None
+        if output:
+            with open(output, "wb") as out:
+                count = suppressions_export(purpose=chosen, out=out, fmt=format)
+            self.stderr.write(f"wrote {count} suppressed member(s) to {output}")
+        else:
+            suppressions_export(purpose=chosen, out=sys.stdout.buffer, fmt=format)
+            sys.stdout.buffer.flush()

@@ -1,0 +1,136 @@
+"""Reads about members: effective preference state, for one member or for millions.
+
+Effective state = ``excluded`` if the jurisdiction's policy says so; else the
+member's explicit choice; else the policy's default. ``STATE_TABLE`` is the one
+place that rule is written down: the single-member function looks it up and
+the queryset annotation is generated from it, so the two cannot disagree.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import models
+from django.db.models import Case, F, FilteredRelation, Q, QuerySet, Value, When
+from django.db.models.functions import Greatest
+
+from accounts.jurisdictions import Jurisdiction
+from accounts.models import DEFAULT_POLICY_MODE, Choice, Member, PolicyMode, Preference, Purpose
+
+
+class Reason(models.TextChoices):
+    JURISDICTION_EXCLUDED = "jurisdiction-excluded", "Excluded in the member's jurisdiction"
+    OBJECTED = "objected", "The member objected"
+    NOT_OPTED_IN = "not-opted-in", "Opt-in jurisdiction, the member has not opted in"
+    OPTED_IN = "opted-in", "The member opted in"
+    NOT_OBJECTED = "not-objected", "Opt-out jurisdiction, the member has not objected"
+
+
+# (policy mode, explicit choice or None) -> (effective state, why)
+STATE_TABLE: dict[tuple[PolicyMode, Choice | None], tuple[Choice, Reason]] = {
+    (PolicyMode.EXCLUDED, None): (Choice.OUT, Reason.JURISDICTION_EXCLUDED),
+    (PolicyMode.EXCLUDED, Choice.IN): (Choice.OUT, Reason.JURISDICTION_EXCLUDED),
+    (PolicyMode.EXCLUDED, Choice.OUT): (Choice.OUT, Reason.JURISDICTION_EXCLUDED),
+    (PolicyMode.OPT_OUT, None): (Choice.IN, Reason.NOT_OBJECTED),
+    (PolicyMode.OPT_OUT, Choice.IN): (Choice.IN, Reason.OPTED_IN),
+    (PolicyMode.OPT_OUT, Choice.OUT): (Choice.OUT, Reason.OBJECTED),
+    (PolicyMode.OPT_IN, None): (Choice.OUT, Reason.NOT_OPTED_IN),
+    (PolicyMode.OPT_IN, Choice.IN): (Choice.IN, Reason.OPTED_IN),
+    (PolicyMode.OPT_IN, Choice.OUT): (Choice.OUT, Reason.OBJECTED),
+}
+# Reasons that come from the member's own choice; the others come from the policy.
+CHOICE_REASONS = frozenset({Reason.OBJECTED, Reason.OPTED_IN})
+
+
+@dataclass(frozen=True)
+class PolicyInForce:
+    mode: PolicyMode
+    since: datetime
+
+
+@dataclass(frozen=True)
+class EffectiveState:
+    purpose: Purpose
+    state: Choice
+    reason: Reason
+    since: datetime
+    policy_mode: PolicyMode
+    explicit_choice: Choice | None
+
+    @property
+    def is_out(self) -> bool:
+        return self.state == Choice.OUT
+
+
+def policies_in_force(*, purpose: Purpose) -> dict[str, PolicyInForce]:
+    """The policy for every jurisdiction (the safe default where no row exists)."""
+    rows = {
+        p.jurisdiction: PolicyInForce(PolicyMode(p.mode), p.mode_since)
+        for p in purpose.policies.all()
+    }
+    fallback = PolicyInForce(DEFAULT_POLICY_MODE, purpose.created_at)
+    return {j.value: rows.get(j.value, fallback) for j in Jurisdiction}
+
+
+def member_effective_state(*, member: Member, purpose: Purpose) -> EffectiveState:
+    policy = policies_in_force(purpose=purpose)[member.jurisdiction]
+    pref = Preference.objects.filter(member=member, purpose=purpose).first()
+    choice = Choice(pref.choice) if pref and pref.choice else None
+    state, reason = STATE_TABLE[(policy.mode, choice)]
+    since = pref.chosen_at if reason in CHOICE_REASONS else max(member.created_at, policy.since)
+    return EffectiveState(purpose, state, reason, since, policy.mode, choice)
+
+
+def member_effective_states(*, member: Member) -> list[EffectiveState]:
+    return [
+        member_effective_state(member=member, purpose=purpose)
+        for purpose in Purpose.objects.order_by("slug")
+    ]
+
+
+def members_with_effective_state(
+    *, purpose: Purpose, members: QuerySet[Member] | None = None
+) -> QuerySet[Member]:
+    """``members`` annotated with ``effective_state``, ``effective_reason`` and
+    ``effective_since`` for ``purpose``: one LEFT JOIN, no per-member query."""
+    policies = policies_in_force(purpose=purpose)
+    queryset = (members if members is not None else Member.objects.all()).annotate(
+        pref=FilteredRelation("preferences", condition=Q(preferences__purpose=purpose)),
+    )
+    state_whens, reason_whens = [], []
+    for (mode, choice), (state, reason) in STATE_TABLE.items():
+        places = [j for j, policy in policies.items() if policy.mode == mode]
+        if not places:
+            continue
+        chose = Q(pref__choice__isnull=True) if choice is None else Q(pref__choice=choice)
+        condition = Q(jurisdiction__in=places) & chose
+        state_whens.append(When(condition, then=Value(state.value)))
+        reason_whens.append(When(condition, then=Value(reason.value)))
+    policy_since = Case(
+        *(When(jurisdiction=j, then=Value(p.since)) for j, p in policies.items()),
+        output_field=models.DateTimeField(),
+    )
+    return queryset.annotate(
+        # A jurisdiction outside the table (none today) falls to "out": the safe side.
+        effective_state=Case(*state_whens, default=Value(Choice.OUT.value)),
+        effective_reason=Case(*reason_whens, default=Value(Reason.JURISDICTION_EXCLUDED.value)),
+    ).annotate(
+        effective_since=Case(
+            When(effective_reason__in=list(CHOICE_REASONS), then=F("pref__chosen_at")),
+            default=Greatest(F("created_at"), policy_since),
+            output_field=models.DateTimeField(),
+        ),
+    )
+
+
+SUPPRESSION_COLUMNS = ("external_id", "jurisdiction", "reason", "since")
+
+
+def suppressions(*, purpose: Purpose) -> QuerySet:
+    """Members whose effective state for ``purpose`` is out: the rows of the suppression
+    list, as tuples in ``SUPPRESSION_COLUMNS`` order, by member id."""
+    return (
+        members_with_effective_state(purpose=purpose)
+        .filter(effective_state=Choice.OUT.value)
+        .order_by("id")
+        .values_list("external_id", "jurisdiction", "effective_reason", "effective_since")
+    )

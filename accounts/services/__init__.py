@@ -1,0 +1,1 @@
+"""Writes for members and consent. Reads live in ``accounts.selectors``."""

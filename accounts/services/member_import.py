@@ -1,0 +1,381 @@
+"""Import members from CSV or JSON Lines: validate in Python, upsert in SQL.
+
+The file is read as a stream. Valid rows go, a batch at a time, into a
+temporary staging table (COPY on PostgreSQL, executemany on SQLite), so memory
+stays flat whatever the file's size. Once the file is read, duplicates of an
+external_id within the file are found in SQL and rejected with their line
+numbers, and one INSERT ... ON CONFLICT statement upserts the rest. Rows whose
+values did not change are not written at all, so a re-import of an unchanged
+file is read-only for the members table.
+"""
+
+import csv
+import gzip
+import io
+import json
+import re
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.jurisdictions import jurisdiction_for, normalise_country
+from accounts.models import EmailStatus, Member
+
+COLUMNS = ("external_id", "email", "locale", "country")
+STAGING = "renotify_member_import"
+MAX_EXTERNAL_ID = Member._meta.get_field("external_id").max_length
+MAX_EMAIL = Member._meta.get_field("email").max_length
+DEFAULT_LOCALE = settings.LANGUAGE_CODE
+
+# Deliberately simple, like the checks ESPs apply: one @, no spaces, a dotted
+# domain. Django's EmailValidator costs ~10x more per row and the ESP is the
+# final judge anyway (a hard bounce marks the address).
+EMAIL_RE = re.compile(
+    r"[^@\s\"(),:;<>\[\\\]]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+LOCALE_RE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read (wrong header, unknown format)."""
+
+
+@dataclass
+class RowError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    dry_run: bool = False
+    first_errors: list[RowError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        verb = "would be " if self.dry_run else ""
+        return (
+            f"read {self.read}, {verb}created {self.created}, {verb}updated {self.updated}, "
+            f"unchanged {self.unchanged}, rejected {self.rejected}"
+        )
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    line: int
+    external_id: str
+    email: str
+    locale: str
+    country: str
+    jurisdiction: str
+
+
+def validate_row(line: int, raw: dict[str, str]) -> StagedRow | RowError:
+    """Normalise one row, or say why it cannot be imported (never echoing the email)."""
+    external_id = (raw.get("external_id") or "").strip()
+    if not external_id:
+        return RowError(line, "missing external_id")
+    if len(external_id) > MAX_EXTERNAL_ID:
+        return RowError(line, f"external_id longer than {MAX_EXTERNAL_ID} characters")
+    email = (raw.get("email") or "").strip()
+    if not email:
+        return RowError(line, "missing email")
+    if len(email) > MAX_EMAIL or not EMAIL_RE.fullmatch(email):
+        return RowError(line, "invalid email address")
+    local, _, domain = email.rpartition("@")
+    locale = (raw.get("locale") or "").strip().lower().replace("_", "-") or DEFAULT_LOCALE
+    if not LOCALE_RE.fullmatch(locale):
+        return RowError(line, f"invalid locale {locale[:20]!r} (expected e.g. en, de, fr-CH)")
+    raw_country = (raw.get("country") or "").strip()
+    country = normalise_country(raw_country)
+    if country is None:
+        shown = raw_country[:10] or "(empty)"
+        return RowError(line, f"unknown country code {shown!r} (expected ISO 3166-1 alpha-2)")
+    return StagedRow(
+        line, external_id, f"{local}@{domain.lower()}", locale, country, jurisdiction_for(country)
+    )
+
+
+# --- Readers: each yields (line number, raw row dict) or a RowError -------------
+
+
+def read_csv(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]] | RowError]:
+    reader = csv.reader(stream)
+    header = [name.strip().lower() for name in next(reader, [])]
+    missing = [c for c in ("external_id", "email", "country") if c not in header]
+    if missing:
+        raise ImportFileError(f"header (line 1) lacks column(s): {', '.join(missing)}")
+    index = {name: header.index(name) for name in COLUMNS if name in header}
+    width = len(header)
+    for values in reader:
+        if not values:
+            continue
+        if len(values) != width:
+            yield RowError(reader.line_num, f"expected {width} fields, found {len(values)}")
+            continue
+        yield reader.line_num, {name: values[i] for name, i in index.items()}
+
+
+def read_jsonl(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]] | RowError]:
+    for line, text in enumerate(stream, start=1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            yield RowError(line, f"invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(obj, dict):
+            yield RowError(line, "expected a JSON object")
+            continue
+        yield line, {name: str(obj[name]) for name in COLUMNS if obj.get(name) is not None}
+
+
+READERS: dict[str, Callable[[IO[str]], Iterator]] = {"csv": read_csv, "jsonl": read_jsonl}
+
+
+def format_for(path: str) -> str:
+    name = path.lower().removesuffix(".gz")
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    return "csv"
+
+
+# --- The import ------------------------------------------------------------------
+
+
+def members_import(
+    *,
+    stream: IO[str],
+    fmt: str = "csv",
+    dry_run: bool = False,
+    on_error: Callable[[RowError], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
+    batch_size: int | None = None,
+    keep_errors: int = 100,
+) -> ImportReport:
+    """Validate and upsert every row of ``stream``; the DB work is one transaction.
+
+    ``on_error`` hears of each rejected row as it is found (the report keeps only
+    the first ``keep_errors``); ``on_batch`` is called after each staged batch.
+    """
+    if fmt not in READERS:
+        raise ImportFileError(f"unknown format {fmt!r}; expected one of {', '.join(READERS)}")
+    report = ImportReport(dry_run=dry_run)
+    stager = _Stager.for_vendor(connection.vendor)
+    batch_size = batch_size or settings.RENOTIFY_IMPORT_BATCH_SIZE
+
+    def reject(error: RowError) -> None:
+        report.rejected += 1
+        if len(report.first_errors) < keep_errors:
+            report.first_errors.append(error)
+        if on_error:
+            on_error(error)
+
+    with transaction.atomic():
+        stager.create()
+        batch: list[StagedRow] = []
+        for item in READERS[fmt](stream):
+            report.read += 1
+            row = validate_row(*item) if isinstance(item, tuple) else item
+            if isinstance(row, RowError):
+                reject(row)
+                continue
+            batch.append(row)
+            if len(batch) >= batch_size:
+                stager.write(batch)
+                batch = []
+                if on_batch:
+                    on_batch()
+        stager.write(batch)
+        for error in stager.reject_duplicates():
+            reject(error)
+        if dry_run:
+            report.created, report.updated = stager.count_changes()
+            transaction.set_rollback(True)
+        else:
+            report.created, report.updated = stager.upsert()
+        stager.drop()
+    report.unchanged = report.read - report.rejected - report.created - report.updated
+    return report
+
+
+class _Stager(ABC):
+    """Staging-table SQL; the vendors differ only in bulk load and change counting."""
+
+    @staticmethod
+    def for_vendor(vendor: str) -> "_Stager":
+        return {"postgresql": _PostgresStager, "sqlite": _SqliteStager}[vendor]()
+
+    def create(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {STAGING} (line integer NOT NULL,"
+                " external_id text NOT NULL, email text NOT NULL, locale text NOT NULL,"
+                " country text NOT NULL, jurisdiction text NOT NULL)"
+            )
+
+    def drop(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+
+    @abstractmethod
+    def write(self, rows: list[StagedRow]) -> None:
+        """Append rows to the staging table, each vendor its fastest way."""
+
+    def reject_duplicates(self) -> list[RowError]:
+        """Drop every repeat of an external_id after its first line, reporting each."""
+        repeats = (
+            f"SELECT s.line, f.first_line FROM {STAGING} s JOIN ("
+            f" SELECT external_id, min(line) AS first_line FROM {STAGING}"
+            " GROUP BY external_id HAVING count(*) > 1"
+            ") f ON f.external_id = s.external_id AND s.line > f.first_line"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(f"{repeats} ORDER BY s.line")
+            duplicates = cursor.fetchall()
+            if duplicates:
+                cursor.execute(
+                    f"DELETE FROM {STAGING} WHERE line IN (SELECT line FROM ({repeats}) r)"
+                )
+        return [
+            RowError(line, f"duplicate external_id (first seen on line {first})")
+            for line, first in duplicates
+        ]
+
+    def count_changes(self) -> tuple[int, int]:
+        """(rows that would be created, rows that would be updated)."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FILTER (WHERE m.id IS NULL),"
+                f" count(*) FILTER (WHERE m.id IS NOT NULL AND {self._changed('s')})"
+                f" FROM {STAGING} s LEFT JOIN {Member._meta.db_table} m"
+                " ON m.external_id = s.external_id"
+            )
+            created, updated = cursor.fetchone()
+        return created, updated
+
+    @abstractmethod
+    def _changed(self, new: str) -> str:
+        """SQL true when member ``m`` differs from the row aliased ``new``."""
+
+    def _upsert_sql(self) -> str:
+        table = Member._meta.db_table
+        return (
+            f"INSERT INTO {table} AS m (external_id, email, locale, country, jurisdiction,"
+            " email_status, email_status_changed_at, created_at, updated_at)"
+            f" SELECT external_id, email, locale, country, jurisdiction, %s, NULL, %s, %s"
+            f" FROM {STAGING} WHERE true"
+            " ON CONFLICT (external_id) DO UPDATE SET email = excluded.email,"
+            " locale = excluded.locale, country = excluded.country,"
+            " jurisdiction = excluded.jurisdiction, updated_at = excluded.updated_at,"
+            # A new address has no bounce or complaint history; an unsubscribe is the
+            # person's choice and survives an address change.
+            " email_status = CASE WHEN m.email <> excluded.email"
+            f" AND m.email_status IN ('{EmailStatus.BOUNCED}', '{EmailStatus.COMPLAINED}')"
+            f" THEN '{EmailStatus.OK}' ELSE m.email_status END"
+            f" WHERE {self._changed('excluded')}"
+        )
+
+    @abstractmethod
+    def upsert(self) -> tuple[int, int]:
+        """Write the staged rows; return (created, updated)."""
+
+
+class _PostgresStager(_Stager):
+    def write(self, rows: list[StagedRow]) -> None:
+        if not rows:
+            return
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            with raw.copy(
+                f"COPY {STAGING} (line, external_id, email, locale, country, jurisdiction)"
+                " FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(
+                        (
+                            row.line,
+                            row.external_id,
+                            row.email,
+                            row.locale,
+                            row.country,
+                            row.jurisdiction,
+                        )
+                    )
+
+    def _changed(self, new: str) -> str:
+        return (
+            "(m.email, m.locale, m.country)"
+            f" IS DISTINCT FROM ({new}.email, {new}.locale, {new}.country)"
+        )
+
+    def upsert(self) -> tuple[int, int]:
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            # xmax = 0 on a row version that INSERT created, non-zero on one ON CONFLICT updated.
+            cursor.execute(
+                f"WITH up AS ({self._upsert_sql()} RETURNING (xmax = 0) AS inserted)"
+                " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)"
+                " FROM up",
+                [EmailStatus.OK.value, now, now],
+            )
+            created, updated = cursor.fetchone()
+        return created, updated
+
+
+class _SqliteStager(_Stager):
+    def write(self, rows: list[StagedRow]) -> None:
+        if not rows:
+            return
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {STAGING} (line, external_id, email, locale, country, jurisdiction)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (r.line, r.external_id, r.email, r.locale, r.country, r.jurisdiction)
+                    for r in rows
+                ],
+            )
+
+    def _changed(self, new: str) -> str:
+        return f"(m.email, m.locale, m.country) IS NOT ({new}.email, {new}.locale, {new}.country)"
+
+    def upsert(self) -> tuple[int, int]:
+        # SQLite has one writer at a time, so the count difference is exact.
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {Member._meta.db_table}")
+            before = cursor.fetchone()[0]
+            cursor.execute(self._upsert_sql(), [EmailStatus.OK.value, now, now])
+            written = cursor.rowcount
+            cursor.execute(f"SELECT count(*) FROM {Member._meta.db_table}")
+            created = cursor.fetchone()[0] - before
+        return created, written - created
+
+
+def open_text(path: str, wrap: Callable[[IO[bytes]], IO[bytes]] | None = None) -> IO[str]:
+    """Open an import file as text: '-' is standard input, a .gz suffix is decompressed.
+
+    ``wrap`` may wrap the raw byte stream (the command counts bytes for its progress bar).
+    """
+    raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    if wrap:
+        raw = wrap(raw)
+    if path.endswith(".gz"):
+        raw = gzip.GzipFile(fileobj=raw)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")

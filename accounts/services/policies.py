@@ -1,0 +1,56 @@
+"""Purposes and the per-jurisdiction policy that decides their defaults."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from accounts.jurisdictions import Jurisdiction
+from accounts.models import (
+    DEFAULT_POLICY_MODE,
+    JurisdictionPolicy,
+    JurisdictionPolicyChange,
+    PolicyMode,
+    Purpose,
+)
+
+
+@transaction.atomic
+def purpose_create(
+    *,
+    slug: str,
+    name: str,
+    description: str = "",
+    modes: dict[str, PolicyMode] | None = None,
+    by: AbstractBaseUser | None = None,
+) -> Purpose:
+    """Create a purpose with a policy row for every jurisdiction (opt-in where not given)."""
+    purpose = Purpose.objects.create(slug=slug, name=name, description=description)
+    for jurisdiction in Jurisdiction:
+        mode = (modes or {}).get(jurisdiction, DEFAULT_POLICY_MODE)
+        policy = JurisdictionPolicy.objects.create(
+            purpose=purpose, jurisdiction=jurisdiction, mode=mode
+        )
+        JurisdictionPolicyChange.objects.create(
+            policy=policy, to_mode=mode, changed_by=by, note="created with the purpose"
+        )
+    return purpose
+
+
+@transaction.atomic
+def policy_set_mode(
+    *,
+    policy: JurisdictionPolicy,
+    mode: PolicyMode | str,
+    by: AbstractBaseUser | None,
+    note: str = "",
+) -> JurisdictionPolicyChange | None:
+    """Change a jurisdiction's mode for a purpose, with an audit row; None if unchanged."""
+    policy = JurisdictionPolicy.objects.select_for_update().get(pk=policy.pk)
+    mode = PolicyMode(mode)
+    if policy.mode == mode:
+        return None
+    change = JurisdictionPolicyChange.objects.create(
+        policy=policy, from_mode=policy.mode, to_mode=mode, changed_by=by, note=note
+    )
+    policy.mode, policy.mode_since = mode, change.changed_at
+    policy.save(update_fields=["mode", "mode_since"])
+    return change
