@@ -1,0 +1,222 @@
+"""Admin for members, purposes, policies and the (read-only) consent ledger."""
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from accounts.models import (
+    ConsentEvent,
+    JurisdictionPolicy,
+    JurisdictionPolicyChange,
+    LedgerCheck,
+    Member,
+    Purpose,
+)
+from accounts.selectors import member_effective_states
+from accounts.services.policies import policy_set_mode, purpose_create
+
+LEDGER_ROWS_ON_MEMBER = 50
+
+
+class EstimatedCountPaginator(Paginator):
+    """On PostgreSQL, use the planner's row estimate for big unfiltered tables:
+    an exact count(*) of a multi-million-row ledger takes seconds per page view."""
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        if connection.vendor == "postgresql" and query is not None and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
+                    [query.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] > 100_000:
+                return row[0]
+        return super().count
+
+
+@admin.register(Member)
+class MemberAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "email", "country", "jurisdiction", "locale", "email_status"]
+    list_filter = ["jurisdiction", "email_status", "locale"]
+    # "=" makes exact lookups, which use the unique and email indexes on big tables.
+    search_fields = ["=external_id", "=email"]
+    search_help_text = "Exact external id or email address."
+    readonly_fields = [
+        "jurisdiction",
+        "email_status",
+        "email_status_changed_at",
+        "created_at",
+        "updated_at",
+        "effective_preferences",
+        "ledger",
+    ]
+    fields = [
+        "external_id",
+        "email",
+        "locale",
+        "country",
+        "jurisdiction",
+        "email_status",
+        "email_status_changed_at",
+        "created_at",
+        "updated_at",
+        "effective_preferences",
+        "ledger",
+    ]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    @admin.display(description="Effective preferences")
+    def effective_preferences(self, member: Member) -> str:
+        if not member.pk:
+            return "-"
+        return format_html(
+            "<table><tr><th>Purpose</th><th>State</th><th>Why</th><th>Since</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td></tr>",
+                (
+                    (s.purpose.slug, s.state, s.reason.label, f"{s.since:%Y-%m-%d %H:%M} UTC")
+                    for s in member_effective_states(member=member)
+                ),
+            ),
+        )
+
+    @admin.display(description="Consent ledger (latest first)")
+    def ledger(self, member: Member) -> str:
+        if not member.pk:
+            return "-"
+        events = member.consent_events.select_related("purpose")[:LEDGER_ROWS_ON_MEMBER]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    e.seq,
+                    f"{e.created_at:%Y-%m-%d %H:%M:%S} UTC",
+                    e.get_action_display(),
+                    e.purpose.slug if e.purpose else "-",
+                    e.get_source_display(),
+                    e.notice_version_id or "-",
+                )
+                for e in events
+            ),
+        )
+        url = reverse("admin:accounts_consentevent_changelist") + f"?member__id__exact={member.pk}"
+        return format_html(
+            "<table><tr><th>#</th><th>When</th><th>Action</th><th>Purpose</th><th>Source</th>"
+            "<th>Notice version</th></tr>{}</table><p>Showing at most {} events. "
+            '<a href="{}">All of this member\'s ledger</a></p>',
+            rows,
+            LEDGER_ROWS_ON_MEMBER,
+            url,
+        )
+
+
+class PolicyInline(admin.TabularInline):
+    model = JurisdictionPolicy
+    fields = ["jurisdiction", "mode", "mode_since"]
+    readonly_fields = ["jurisdiction", "mode", "mode_since"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Purpose)
+class PurposeAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "created_at"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [PolicyInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        # Downstream pipelines and the ledger refer to the slug: it never changes.
+        return ["slug", "created_at"] if obj else ["created_at"]
+
+    def save_model(self, request: HttpRequest, obj: Purpose, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = purpose_create(
+            slug=obj.slug, name=obj.name, description=obj.description, by=request.user
+        )
+        obj.pk, obj.created_at = created.pk, created.created_at
+        obj._state.adding = False
+
+
+class PolicyChangeInline(admin.TabularInline):
+    model = JurisdictionPolicyChange
+    fields = ["changed_at", "changed_by", "from_mode", "to_mode", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(JurisdictionPolicy)
+class JurisdictionPolicyAdmin(admin.ModelAdmin):
+    list_display = ["purpose", "jurisdiction", "mode", "mode_since"]
+    list_filter = ["purpose", "mode"]
+    list_select_related = ["purpose"]
+    fields = ["purpose", "jurisdiction", "mode", "mode_since"]
+    readonly_fields = ["purpose", "jurisdiction", "mode_since"]
+    inlines = [PolicyChangeInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every purpose gets one row per jurisdiction when it is created
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: JurisdictionPolicy, form, change) -> None:
+        # Through the service, so every change leaves an audit row with who and when.
+        if "mode" in form.changed_data:
+            policy_set_mode(policy=obj, mode=form.cleaned_data["mode"], by=request.user)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Evidence tables: nobody adds, edits or deletes rows here, superusers included."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(ConsentEvent)
+class ConsentEventAdmin(ReadOnlyAdmin):
+    list_display = ["seq", "created_at", "member", "action", "purpose", "source", "delivery_id"]
+    list_filter = ["action", "source", "purpose"]
+    list_select_related = ["member", "purpose"]
+    search_fields = ["=member__external_id"]
+    search_help_text = "Exact external id of the member."
+    raw_id_fields = ["member"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+
+
+@admin.register(LedgerCheck)
+class LedgerCheckAdmin(ReadOnlyAdmin):
+    list_display = ["checked_at", "intact", "events_checked", "first_broken_seq", "detail"]
+
+
+@admin.register(JurisdictionPolicyChange)
+class JurisdictionPolicyChangeAdmin(ReadOnlyAdmin):
+    list_display = ["changed_at", "policy", "from_mode", "to_mode", "changed_by", "note"]
+    list_select_related = ["policy__purpose", "changed_by"]

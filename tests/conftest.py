@@ -1,0 +1,58 @@
+"""Shared fixtures and the services policy.
+
+Integration tests need PostgreSQL + Redis (``DATABASE_URL``/``REDIS_URL``). They
+skip on a machine without them, unless ``RENOTIFY_REQUIRE_SERVICES=1``, which
+turns every skip of the run into a failure (CI sets it, so nothing that must
+run there can quietly skip).
+"""
+
+import os
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.factories import ai_training
+from tests.ledger_helpers import flush_with_ledger_unlocked
+
+REQUIRE_SERVICES = os.environ.get("RENOTIFY_REQUIRE_SERVICES") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped, but RENOTIFY_REQUIRE_SERVICES=1 forbids skips: {reason}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flushable_ledger():
+    """Transactional tests end with a flush, which the ledger's triggers would refuse."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            connection.ops,
+            "execute_sql_flush",
+            flush_with_ledger_unlocked(connection.ops.execute_sql_flush),
+        )
+        yield
+
+
+@pytest.fixture
+def services():
+    """Skip (or fail, see above) unless PostgreSQL and Redis are configured."""
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        pytest.skip("needs DATABASE_URL=postgres://... and REDIS_URL=redis://...")
+
+
+@pytest.fixture
+def purpose(db):
+    return ai_training()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(settings, tmp_path):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.LEDGER_HMAC_KEY = "test-ledger-key"

@@ -1,0 +1,68 @@
+"""Production (DEBUG off) refuses to start with local-only secrets."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "LEDGER_HMAC_KEY", "DEBUG", "DATABASE_URL"}
+    }
+    env.update(RENOTIFY_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+PRODUCTION_SECRETS = {"SECRET_KEY": "x" * 60, "LEDGER_HMAC_KEY": "y" * 40}
+
+
+def test_production_with_its_secrets_passes_the_check(tmp_path):
+    result = run_check(tmp_path, DEBUG="0", **PRODUCTION_SECRETS)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "check_id"), [("SECRET_KEY", "E001"), ("LEDGER_HMAC_KEY", "E002")]
+)
+def test_production_without_a_secret_fails_the_check(tmp_path, missing, check_id):
+    secrets = {k: v for k, v in PRODUCTION_SECRETS.items() if k != missing}
+    result = run_check(tmp_path, DEBUG="0", **secrets)
+    assert result.returncode != 0
+    assert f"renotify.{check_id}" in result.stderr
+    assert f"{missing} is not set" in result.stderr
+
+
+def test_local_debug_runs_on_a_generated_key(tmp_path):
+    result = run_check(tmp_path, DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert len((tmp_path / "secret_key").read_text()) >= 50
+
+
+def test_wsgi_entry_point_refuses_to_start_without_secrets(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "LEDGER_HMAC_KEY"}}
+    env.update(RENOTIFY_VAR_DIR=str(tmp_path), DEBUG="0")
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "renotify.E001" in result.stderr
