@@ -157,6 +157,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "start-due-campaigns": {"task": "campaigns.tasks.campaigns_start_due", "schedule": 60.0},
+    "reconcile-deliveries": {
+        "task": "campaigns.tasks.deliveries_reconcile_task",
+        "schedule": 60.0,
+    },
+    "create-reminder-waves": {
+        "task": "campaigns.tasks.reminders_create_task",
+        "schedule": crontab(hour=9, minute=0),
+    },
     "verify-consent-ledger": {
         "task": "accounts.tasks.ledger_verify",
         "schedule": crontab(hour=3, minute=17),
@@ -170,7 +179,7 @@ CELERY_BEAT_SCHEDULE = {
 if "EMAIL_URL" in os.environ:
     globals().update(env.email_url("EMAIL_URL"))
 else:
-    EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
+    EMAIL_BACKEND = env("EMAIL_BACKEND", default="config.mail.OutboxBackend")
 EMAIL_FILE_PATH = str(VAR_DIR / "outbox")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Privacy team <privacy@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
@@ -223,3 +232,20 @@ LOGGING = {
 # Rows per statement when the importer stages rows and when exports fetch rows.
 RENOTIFY_IMPORT_BATCH_SIZE = env.int("RENOTIFY_IMPORT_BATCH_SIZE", default=5000)
 RENOTIFY_EXPORT_CHUNK_SIZE = env.int("RENOTIFY_EXPORT_CHUNK_SIZE", default=5000)
+
+# Sending: claim this many deliveries per task, hand them to the transport this
+# many at a time (also the throttle's burst), and hold a claim this long before
+# the reconciler takes it back.
+RENOTIFY_CHUNK_SIZE = env.int("RENOTIFY_CHUNK_SIZE", default=500)
+RENOTIFY_SEND_BATCH = env.int("RENOTIFY_SEND_BATCH", default=20)
+RENOTIFY_LEASE_SECONDS = env.int("RENOTIFY_LEASE_SECONDS", default=300)
+RENOTIFY_MAX_ATTEMPTS = env.int("RENOTIFY_MAX_ATTEMPTS", default=6)
+RENOTIFY_SENDERS_PER_CAMPAIGN = env.int("RENOTIFY_SENDERS_PER_CAMPAIGN", default=2)
+RENOTIFY_FANOUT_SLICE = env.int("RENOTIFY_FANOUT_SLICE", default=100_000)
+# Circuit breaker: pause a campaign whose bounce or complaint rate says the list is bad.
+RENOTIFY_BREAKER_MIN_SENDS = env.int("RENOTIFY_BREAKER_MIN_SENDS", default=500)
+RENOTIFY_BREAKER_BOUNCE_RATE = env.float("RENOTIFY_BREAKER_BOUNCE_RATE", default=0.05)
+RENOTIFY_BREAKER_COMPLAINT_RATE = env.float("RENOTIFY_BREAKER_COMPLAINT_RATE", default=0.001)
+RENOTIFY_MESSAGE_ID_DOMAIN = env(
+    "RENOTIFY_MESSAGE_ID_DOMAIN", default=SITE_URL.split("://", 1)[-1].split("/")[0].split(":")[0]
+)

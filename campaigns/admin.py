@@ -1,0 +1,487 @@
+"""The privacy team's console for notices, campaigns and deliveries."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from accounts.admin import EstimatedCountPaginator
+from accounts.jurisdictions import Jurisdiction, normalise_country
+from campaigns.models import (
+    Campaign,
+    CampaignState,
+    CampaignTransition,
+    Delivery,
+    DeliveryStatus,
+    Notice,
+    NoticeText,
+    NoticeVersion,
+)
+from campaigns.rendering import compile_message
+from campaigns.selectors import audience_preview, delivery_status_counts
+from campaigns.services import lifecycle
+from campaigns.services.lifecycle import TransitionError
+from campaigns.services.notices import notice_send_test, notice_version_copy
+from campaigns.services.reconcile import deliveries_give_up, delivery_resend
+from campaigns.tasks import senders_dispatch
+
+# --- Notices ------------------------------------------------------------------------
+
+
+class NoticeVersionInline(admin.TabularInline):
+    model = NoticeVersion
+    fields = ["number", "default_locale", "effective_date", "objection_deadline", "frozen_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Notice)
+class NoticeAdmin(admin.ModelAdmin):
+    list_display = ["title", "created_at"]
+    inlines = [NoticeVersionInline]
+
+
+class NoticeTextInline(admin.StackedInline):
+    model = NoticeText
+    fields = ["locale", "subject", "body_markdown", "sha256"]
+    readonly_fields = ["sha256"]
+    extra = 0
+
+    def _editable(self, obj) -> bool:
+        return obj is None or not obj.is_frozen
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
+@admin.register(NoticeVersion)
+class NoticeVersionAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "default_locale",
+        "effective_date",
+        "objection_deadline",
+        "frozen_at",
+    ]
+    list_select_related = ["notice"]
+    fields = [
+        "notice",
+        "default_locale",
+        "effective_date",
+        "objection_deadline",
+        "frozen_at",
+        "previews",
+    ]
+    readonly_fields = ["frozen_at", "previews"]
+    inlines = [NoticeTextInline]
+    actions = ["copy_to_new_version"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        if obj is not None and obj.is_frozen:
+            return [*self.fields]  # sent: evidence, not a draft
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: NoticeVersion, form, change: bool) -> None:
+        obj.last_edited_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="Preview")
+    def previews(self, version: NoticeVersion) -> str:
+        if not version.pk:
+            return "Save first, then preview each locale."
+        links = [
+            format_html(
+                '<a href="{}">{}</a>',
+                reverse("admin:campaigns_noticeversion_preview", args=[version.pk, text.locale]),
+                text.locale,
+            )
+            for text in version.texts.all()
+        ]
+        return format_html(" · ".join(["{}"] * len(links)), *links) if links else "No text yet."
+
+    @admin.action(description="Copy to a new editable version")
+    def copy_to_new_version(self, request: HttpRequest, queryset) -> None:
+        for version in queryset:
+            copy = notice_version_copy(version=version, by=request.user)
+            self.message_user(request, f"Created {copy} from {version}.", messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/preview/<str:locale>/",
+                self.admin_site.admin_view(self.preview_view),
+                name="campaigns_noticeversion_preview",
+            ),
+            path(
+                "<int:pk>/send-test/<str:locale>/",
+                self.admin_site.admin_view(self.send_test_view),
+                name="campaigns_noticeversion_send_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, pk: int, locale: str) -> HttpResponse:
+        version = get_object_or_404(NoticeVersion, pk=pk)
+        if not self.has_view_permission(request, version):
+            raise PermissionDenied
+        compiled = compile_message(version, locale, reminder=request.GET.get("reminder") == "1")
+        link = "#preview-link"
+        text, html = compiled.personalise(notice_url=link, unsubscribe_url=link)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Preview of {version} [{compiled.locale}]",
+            "version": version,
+            "compiled": compiled,
+            "text": text,
+            "html": html,
+            "locales": [t.locale for t in version.texts.all()],
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/campaigns/noticeversion/preview.html", context)
+
+    def send_test_view(self, request: HttpRequest, pk: int, locale: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse(status=405)
+        version = get_object_or_404(NoticeVersion, pk=pk)
+        if not request.user.email:
+            self.message_user(request, "Your staff account has no email address.", messages.ERROR)
+        else:
+            notice_send_test(version=version, locale=locale, to=request.user.email)
+            self.message_user(
+                request, f"Test sent to {request.user.email} (not counted).", messages.SUCCESS
+            )
+        return HttpResponseRedirect(
+            reverse("admin:campaigns_noticeversion_preview", args=[pk, locale])
+        )
+
+
+# --- Campaigns ----------------------------------------------------------------------
+
+
+class CommaListField(forms.CharField):
+    """A JSON list edited as "GB, DE, FR"."""
+
+    def __init__(self, *, upper: bool = False, **kwargs) -> None:
+        self.upper = upper
+        super().__init__(required=False, **kwargs)
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value) -> list[str]:
+        items = [item.strip() for item in (value or "").split(",") if item.strip()]
+        return [item.upper() if self.upper else item.lower() for item in items]
+
+
+class CampaignForm(forms.ModelForm):
+    jurisdictions = forms.MultipleChoiceField(
+        choices=Jurisdiction.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every jurisdiction.",
+    )
+    countries = CommaListField(upper=True, help_text="ISO codes, e.g. GB, IE. Empty: any.")
+    locales = CommaListField(help_text="e.g. en, de. Empty: any.")
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "name",
+            "notice_version",
+            *lifecycle.APPROVED_FIELDS - {"name", "notice_version"},
+            *lifecycle.OPERATIONAL_FIELDS,
+        ]
+
+    def clean_countries(self) -> list[str]:
+        codes = self.cleaned_data["countries"]
+        unknown = [code for code in codes if normalise_country(code) is None]
+        if unknown:
+            raise forms.ValidationError(f"Unknown country code(s): {', '.join(unknown)}")
+        return [normalise_country(code) for code in codes]
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("purpose")) != bool(data.get("purpose_state")):
+            raise forms.ValidationError("Choose both a purpose and its state, or neither.")
+        return data
+
+
+class TransitionInline(admin.TabularInline):
+    model = CampaignTransition
+    fields = ["at", "from_state", "to_state", "by", "note"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "History"
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+# Buttons on a campaign's page: (service name, label, states it shows in).
+CAMPAIGN_ACTIONS = [
+    ("submit", "Submit for approval", {CampaignState.DRAFT}),
+    ("approve", "Approve", {CampaignState.AWAITING_APPROVAL}),
+    ("reject", "Send back to draft", {CampaignState.AWAITING_APPROVAL}),
+    ("schedule", "Schedule", {CampaignState.APPROVED}),
+    ("pause", "Pause", {CampaignState.SENDING}),
+    ("resume", "Resume", {CampaignState.PAUSED}),
+    (
+        "cancel",
+        "Cancel campaign",
+        {
+            CampaignState.DRAFT,
+            CampaignState.AWAITING_APPROVAL,
+            CampaignState.APPROVED,
+            CampaignState.SCHEDULED,
+            CampaignState.SENDING,
+            CampaignState.PAUSED,
+        },
+    ),
+]
+
+
+def _run_action(name: str, campaign: Campaign, user) -> str:
+    """Call the lifecycle service for a button; returns what to tell the user."""
+    if name == "submit":
+        lifecycle.campaign_submit(campaign=campaign, by=user)
+    elif name == "approve":
+        lifecycle.campaign_approve(campaign=campaign, by=user)
+    elif name == "reject":
+        lifecycle.campaign_reject(campaign=campaign, by=user, note="sent back by the approver")
+    elif name == "schedule":
+        lifecycle.campaign_schedule(campaign=campaign, by=user)
+    elif name == "pause":
+        lifecycle.campaign_pause(campaign=campaign, by=user, reason=f"paused by {user}")
+    elif name == "resume":
+        lifecycle.campaign_resume(campaign=campaign, by=user)
+        senders_dispatch(campaign.pk)
+    elif name == "cancel":
+        lifecycle.campaign_cancel(campaign=campaign, by=user, reason=f"cancelled by {user}")
+    campaign.refresh_from_db()
+    return f"{campaign}: now {campaign.get_state_display().lower()}."
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+    list_display = ["name", "notice_version", "state", "starts_at", "throttle_per_minute"]
+    list_filter = ["state"]
+    list_select_related = ["notice_version__notice"]
+    inlines = [TransitionInline]
+    fieldsets = [
+        (None, {"fields": ["name", "notice_version"]}),
+        (
+            "Audience",
+            {
+                "fields": [
+                    "jurisdictions",
+                    "countries",
+                    "locales",
+                    "members_created_after",
+                    "members_created_before",
+                    "purpose",
+                    "purpose_state",
+                    "only_not_acknowledged",
+                    "audience",
+                ]
+            },
+        ),
+        (
+            "Schedule and pace",
+            {
+                "fields": [
+                    "starts_at",
+                    "window_ends_at",
+                    "throttle_per_minute",
+                    "remind_after_days",
+                    "max_reminders",
+                ]
+            },
+        ),
+        (
+            "Approval and state",
+            {
+                "fields": [
+                    "state",
+                    "state_reason",
+                    "last_edited_by",
+                    "last_edited_at",
+                    "approved_by",
+                    "approved_at",
+                    "progress",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = [
+        "state",
+        "state_reason",
+        "last_edited_by",
+        "last_edited_at",
+        "approved_by",
+        "approved_at",
+        "audience",
+        "progress",
+    ]
+
+    def save_model(self, request: HttpRequest, obj: Campaign, form, change: bool) -> None:
+        data = {name: form.cleaned_data[name] for name in form.changed_data}
+        try:
+            if change:
+                lifecycle.campaign_edit(campaign=obj, by=request.user, **data)
+            else:
+                fields = {
+                    k: v
+                    for k, v in form.cleaned_data.items()
+                    if k in lifecycle.APPROVED_FIELDS | lifecycle.OPERATIONAL_FIELDS
+                    and k not in {"name", "notice_version"}
+                }
+                created = lifecycle.campaign_create(
+                    by=request.user,
+                    name=form.cleaned_data["name"],
+                    notice_version=form.cleaned_data["notice_version"],
+                    **fields,
+                )
+                obj.pk = created.pk
+                obj._state.adding = False
+        except TransitionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+
+    @admin.display(description="Audience now")
+    def audience(self, campaign: Campaign) -> str:
+        if not campaign.pk:
+            return "Save to see the audience."
+        preview = audience_preview(campaign=campaign)
+        unreachable = ", ".join(f"{n} {status}" for status, n in preview.unreachable.items())
+        jurisdictions = ", ".join(f"{j} {n}" for j, n in sorted(preview.by_jurisdiction.items()))
+        locales = ", ".join(f"{loc} {n}" for loc, n in sorted(preview.by_locale.items()))
+        return format_html(
+            "<strong>{}</strong> reachable by email of {} selected; not reachable by email: {}."
+            "<br>By jurisdiction: {}<br>By locale: {}",
+            preview.reachable,
+            preview.targeted,
+            unreachable or "none",
+            jurisdictions or "-",
+            locales or "-",
+        )
+
+    @admin.display(description="Progress")
+    def progress(self, campaign: Campaign) -> str:
+        if not campaign.pk:
+            return "-"
+        return format_html(
+            '<iframe src="{}" title="Delivery progress" style="width:100%;height:9em;border:0">'
+            "</iframe>",
+            reverse("admin:campaigns_campaign_progress", args=[campaign.pk]),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="campaigns_campaign_progress",
+            ),
+            path(
+                "<int:pk>/do/<str:action>/",
+                self.admin_site.admin_view(require_POST(self.action_view)),
+                name="campaigns_campaign_do",
+            ),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        campaign = get_object_or_404(Campaign, pk=pk)
+        counts = delivery_status_counts(campaign=campaign)
+        total = sum(counts.values())
+        done = total - sum(counts.get(s, 0) for s in ("pending", "claimed", "sending"))
+        rows = [(DeliveryStatus(s).label, n) for s, n in sorted(counts.items())]
+        context = {
+            "campaign": campaign,
+            "rows": rows,
+            "total": total,
+            "done": done,
+            "percent": round(100 * done / total) if total else 0,
+            "refresh": campaign.state == CampaignState.SENDING,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/progress.html", context)
+
+    def action_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if not self.has_change_permission(request, campaign):
+            raise PermissionDenied
+        if action not in {name for name, _label, _states in CAMPAIGN_ACTIONS}:
+            return HttpResponse(status=404)
+        try:
+            with transaction.atomic():
+                self.message_user(request, _run_action(action, campaign, request.user))
+        except TransitionError as exc:
+            self.message_user(request, f"Not done: {exc}", messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["campaign_actions"] = [
+                (name, label) for name, label, states in CAMPAIGN_ACTIONS if obj.state in states
+            ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+# --- Deliveries ---------------------------------------------------------------------
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["id", "campaign", "member", "wave", "status", "sent_at", "attempts", "error"]
+    list_filter = ["status", "wave", "campaign"]
+    list_select_related = ["campaign", "member"]
+    search_fields = ["=member__external_id", "=esp_message_id"]
+    search_help_text = "Exact member external id or ESP message id."
+    raw_id_fields = ["campaign", "member"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    actions = ["resend", "give_up"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [f.name for f in Delivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Resend (unknown or failed deliveries only)")
+    def resend(self, request: HttpRequest, queryset) -> None:
+        resent, campaigns = 0, set()
+        for delivery in queryset.filter(status__in=[DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]):
+            if delivery_resend(delivery=delivery):
+                resent += 1
+                campaigns.add(delivery.campaign_id)
+        for campaign_id in campaigns:
+            senders_dispatch(campaign_id, count=1)
+        self.message_user(request, f"{resent} deliveries queued to be sent again.")
+
+    @admin.action(description="Give up: mark unknown deliveries failed (not resent)")
+    def give_up(self, request: HttpRequest, queryset) -> None:
+        count = deliveries_give_up(deliveries=queryset)
+        self.message_user(request, f"{count} unknown deliveries marked failed.")

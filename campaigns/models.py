@@ -1,0 +1,314 @@
+"""What we tell members (notices) and whether it went out (campaigns, deliveries)."""
+
+import hashlib
+import json
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Choice, Member, Purpose
+
+
+class FrozenVersionError(Exception):
+    """A notice version that a campaign has started sending can no longer change."""
+
+
+class Notice(models.Model):
+    """A topic the privacy team tells members about, e.g. "AI training on UK member data"."""
+
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="Internal notes; members never see it.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class NoticeVersion(models.Model):
+    """One wording of a notice; frozen (immutable) once a campaign starts sending it."""
+
+    notice = models.ForeignKey(Notice, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField(editable=False)
+    default_locale = models.CharField(
+        max_length=16,
+        default="en",
+        help_text="Shown to members whose locale has no translation of this version.",
+    )
+    effective_date = models.DateField(help_text="When the data use described starts.")
+    objection_deadline = models.DateField(
+        help_text="Objections before this date are honoured before the use starts."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    frozen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["notice", "number"], name="one_number_per_version")
+        ]
+        ordering = ["notice", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.notice} v{self.number}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk and NoticeVersion.objects.filter(pk=self.pk, frozen_at__isnull=False).exists():
+            raise FrozenVersionError(f"{self} has been sent and can no longer be edited")
+        if not self.number:
+            last = NoticeVersion.objects.filter(notice=self.notice_id).aggregate(
+                models.Max("number")
+            )["number__max"]
+            self.number = (last or 0) + 1
+        super().save(*args, **kwargs)
+        for text in self.texts.all():  # the dates are part of every text's hash
+            NoticeText.objects.filter(pk=text.pk).update(sha256=text.content_sha256())
+
+    def delete(self, *args, **kwargs):
+        if self.is_frozen:
+            raise FrozenVersionError(f"{self} has been sent and can no longer be deleted")
+        return super().delete(*args, **kwargs)
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.frozen_at is not None
+
+
+class NoticeText(models.Model):
+    """A version's subject and body in one locale (body in Markdown)."""
+
+    version = models.ForeignKey(NoticeVersion, on_delete=models.CASCADE, related_name="texts")
+    locale = models.CharField(max_length=16)
+    subject = models.CharField(max_length=200)
+    body_markdown = models.TextField(
+        help_text="Markdown. Links, lists and emphasis are kept; raw HTML is removed."
+    )
+    # SHA-256 of the canonical content (locale, subject, body, both dates), so
+    # evidence can show exactly which text a member was sent.
+    sha256 = models.CharField(max_length=64, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "locale"], name="one_text_per_locale")
+        ]
+        ordering = ["locale"]
+
+    def __str__(self) -> str:
+        return f"{self.version} [{self.locale}]"
+
+    def save(self, *args, **kwargs) -> None:
+        self._refuse_if_frozen()
+        self.sha256 = self.content_sha256()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._refuse_if_frozen()
+        return super().delete(*args, **kwargs)
+
+    def content_sha256(self) -> str:
+        version = NoticeVersion.objects.get(pk=self.version_id)
+        canonical = json.dumps(
+            {
+                "locale": self.locale,
+                "subject": self.subject,
+                "body_markdown": self.body_markdown,
+                "effective_date": version.effective_date.isoformat(),
+                "objection_deadline": version.objection_deadline.isoformat(),
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def _refuse_if_frozen(self) -> None:
+        if NoticeVersion.objects.filter(pk=self.version_id, frozen_at__isnull=False).exists():
+            raise FrozenVersionError(f"{self.version} has been sent and can no longer be edited")
+
+
+class CampaignState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Campaign(models.Model):
+    """One notice version sent to an audience, on a schedule, within a throttle."""
+
+    name = models.CharField(max_length=200)
+    notice_version = models.ForeignKey(
+        NoticeVersion, on_delete=models.PROTECT, related_name="campaigns"
+    )
+    # Audience: every list empty means "any"; members whose email is bounced,
+    # complained or unsubscribed are always left out (and counted).
+    jurisdictions = models.JSONField(default=list, blank=True)
+    countries = models.JSONField(default=list, blank=True)
+    locales = models.JSONField(default=list, blank=True)
+    members_created_after = models.DateTimeField(null=True, blank=True)
+    members_created_before = models.DateTimeField(null=True, blank=True)
+    purpose = models.ForeignKey(
+        Purpose,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="With a state below: only members whose current effective state is that.",
+    )
+    purpose_state = models.CharField(max_length=3, choices=Choice.choices, blank=True)
+    only_not_acknowledged = models.BooleanField(
+        default=False, help_text="Only members who have not acknowledged any version of the notice."
+    )
+    # Schedule and pace.
+    starts_at = models.DateTimeField(null=True, blank=True)
+    window_ends_at = models.DateTimeField(
+        null=True, blank=True, help_text="Sending stops here; what is left is marked expired."
+    )
+    throttle_per_minute = models.PositiveIntegerField(
+        default=6000, help_text="Messages per minute, across all workers."
+    )
+    remind_after_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Remind members who have not acknowledged after N days."
+    )
+    max_reminders = models.PositiveSmallIntegerField(default=0)
+    # Lifecycle.
+    state = models.CharField(
+        max_length=20, choices=CampaignState.choices, default=CampaignState.DRAFT
+    )
+    state_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    last_edited_at = models.DateTimeField(default=timezone.now)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    # Who was left out at fan-out and why, e.g. {"targeted": 1200, "unreachable":
+    # {"bounced": 3}}: the denominator of every report afterwards.
+    audience_snapshot = models.JSONField(default=dict, blank=True, editable=False)
+    # Counters for the circuit breaker, bumped per batch (reports use aggregates).
+    sent_count = models.PositiveIntegerField(default=0, editable=False)
+    hard_bounce_count = models.PositiveIntegerField(default=0, editable=False)
+    complaint_count = models.PositiveIntegerField(default=0, editable=False)
+    # Refreshed by every sender chunk; the reconciler restarts senders that went quiet.
+    senders_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "starts_at"], name="campaign_due_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def audience_summary(self) -> str:
+        parts = [
+            ", ".join(self.jurisdictions) or "all jurisdictions",
+            f"countries {', '.join(self.countries)}" if self.countries else "",
+            f"locales {', '.join(self.locales)}" if self.locales else "",
+        ]
+        return "; ".join(p for p in parts if p)
+
+
+class CampaignTransition(models.Model):
+    """Every state change of a campaign: who, when, from, to and why."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="transitions")
+    from_state = models.CharField(max_length=20, choices=CampaignState.choices)
+    to_state = models.CharField(max_length=20, choices=CampaignState.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state} -> {self.to_state}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    CLAIMED = "claimed", "Claimed by a sender"
+    SENDING = "sending", "Handed to the transport"
+    SENT = "sent", "Sent"
+    DEFERRED = "deferred", "Deferred"
+    DELIVERED = "delivered", "Delivered"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+    BOUNCED = "bounced", "Bounced"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+    COMPLAINED = "complained", "Complained"
+    UNKNOWN = "unknown", "Unknown: may have been sent"
+    SKIPPED = "skipped", "Skipped: not reachable at send time"
+    EXPIRED = "expired", "Expired: sending window ended"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Statuses a sender still owes work on; everything else is terminal for sending.
+UNFINISHED_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.SENDING)
+
+
+class Delivery(models.Model):
+    """One message of one campaign wave to one member (wave 0 is the notice, 1.. reminders)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="deliveries")
+    wave = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    locale = models.CharField(max_length=16, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    esp_message_id = models.CharField(max_length=255, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            # A task that runs twice cannot create (or send) a second copy.
+            models.UniqueConstraint(
+                fields=["campaign", "member", "wave"], name="one_delivery_per_wave"
+            )
+        ]
+        indexes = [
+            # Senders claim pending rows of one campaign in id order; a partial
+            # index stays small as rows leave "pending".
+            models.Index(
+                fields=["campaign", "id"],
+                name="delivery_pending_idx",
+                condition=models.Q(status="pending"),
+            ),
+            # The reconciler looks for expired leases among the few rows in flight.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="delivery_in_flight_idx",
+                condition=models.Q(status__in=["claimed", "sending"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} ({self.status})"
+
+
+class ThrottleState(models.Model):
+    """The shared rate limiter's state when Redis is not configured (see services.throttle)."""
+
+    key = models.CharField(max_length=100, unique=True)
+    tat = models.FloatField(default=0.0, help_text="theoretical arrival time, epoch seconds")
+    takes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.key

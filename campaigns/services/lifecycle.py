@@ -1,0 +1,186 @@
+"""The campaign state machine: every transition goes through ``_transition``.
+
+draft -> awaiting approval -> approved -> scheduled -> sending <-> paused -> completed,
+and cancelled from any state before completed. An edit after submission sends
+the campaign back to draft; approval must come from someone other than the
+last editor.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import (
+    Campaign,
+    CampaignState,
+    CampaignTransition,
+    Delivery,
+    DeliveryStatus,
+    NoticeVersion,
+)
+
+S = CampaignState
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.DRAFT: frozenset({S.AWAITING_APPROVAL, S.CANCELLED}),
+    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.DRAFT, S.CANCELLED}),
+    S.APPROVED: frozenset({S.SCHEDULED, S.DRAFT, S.CANCELLED}),
+    S.SCHEDULED: frozenset({S.SENDING, S.DRAFT, S.CANCELLED}),
+    S.SENDING: frozenset({S.PAUSED, S.COMPLETED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.SENDING, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+# Editing these changes what was approved: the campaign goes back to draft.
+APPROVED_FIELDS = frozenset(
+    {
+        "name",
+        "notice_version",
+        "jurisdictions",
+        "countries",
+        "locales",
+        "members_created_after",
+        "members_created_before",
+        "purpose",
+        "purpose_state",
+        "only_not_acknowledged",
+        "starts_at",
+        "remind_after_days",
+        "max_reminders",
+    }
+)
+# Pace can be adjusted while sending without a new approval.
+OPERATIONAL_FIELDS = frozenset({"throttle_per_minute", "window_ends_at"})
+EDITABLE_BEFORE_SENDING = frozenset({S.DRAFT, S.AWAITING_APPROVAL, S.APPROVED, S.SCHEDULED})
+
+
+class TransitionError(Exception):
+    """The requested change is not allowed in the campaign's current state."""
+
+
+def _transition(
+    campaign: Campaign,
+    to: CampaignState,
+    *,
+    by: AbstractBaseUser | None,
+    note: str = "",
+    **fields: Any,
+) -> Campaign:
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if to not in TRANSITIONS[locked.state]:
+            raise TransitionError(f"cannot go from {locked.get_state_display()} to {S(to).label}")
+        CampaignTransition.objects.create(
+            campaign=locked, from_state=locked.state, to_state=to, by=by, note=note[:300]
+        )
+        locked.state = to
+        locked.state_reason = note[:300]
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        locked.save(update_fields=["state", "state_reason", *fields])
+    campaign.refresh_from_db()
+    return campaign
+
+
+def campaign_create(
+    *, by: AbstractBaseUser | None, name: str, notice_version: NoticeVersion, **fields: Any
+) -> Campaign:
+    unknown = set(fields) - APPROVED_FIELDS - OPERATIONAL_FIELDS
+    if unknown:
+        raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
+    return Campaign.objects.create(
+        name=name, notice_version=notice_version, last_edited_by=by, **fields
+    )
+
+
+def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes: Any) -> Campaign:
+    """Apply ``changes``; an edit to what was approved sends the campaign back to draft."""
+    unknown = set(changes) - APPROVED_FIELDS - OPERATIONAL_FIELDS
+    if unknown:
+        raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        changed = {k for k, v in changes.items() if getattr(locked, k) != v}
+        if not changed:
+            return campaign
+        if locked.state in (S.COMPLETED, S.CANCELLED):
+            raise TransitionError(f"a {locked.get_state_display().lower()} campaign is final")
+        if changed & APPROVED_FIELDS and locked.state not in EDITABLE_BEFORE_SENDING:
+            raise TransitionError(
+                "audience, notice and schedule cannot change once sending started; "
+                "only the throttle and the window end can"
+            )
+        for name in changed:
+            setattr(locked, name, changes[name])
+        locked.last_edited_by, locked.last_edited_at = by, timezone.now()
+        locked.save(update_fields=[*changed, "last_edited_by", "last_edited_at"])
+        if changed & APPROVED_FIELDS and locked.state != S.DRAFT:
+            _transition(
+                locked, S.DRAFT, by=by, note="edited after submission: needs approval again"
+            )
+    campaign.refresh_from_db()
+    return campaign
+
+
+def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+    if not campaign.notice_version.texts.exists():
+        raise TransitionError("the notice version has no text yet")
+    return _transition(campaign, S.AWAITING_APPROVAL, by=by)
+
+
+def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+    if campaign.last_edited_by_id == by.pk:
+        raise TransitionError("approval must come from someone other than the last editor")
+    return _transition(campaign, S.APPROVED, by=by, approved_by=by, approved_at=timezone.now())
+
+
+def campaign_reject(*, campaign: Campaign, by: AbstractBaseUser, note: str) -> Campaign:
+    return _transition(campaign, S.DRAFT, by=by, note=note or "sent back by the approver")
+
+
+def campaign_schedule(
+    *, campaign: Campaign, by: AbstractBaseUser, starts_at: datetime | None = None
+) -> Campaign:
+    starts_at = starts_at or campaign.starts_at
+    if starts_at is None:
+        raise TransitionError("set a start time first")
+    if campaign.approved_by_id is None:
+        raise TransitionError("the campaign has not been approved")
+    return _transition(campaign, S.SCHEDULED, by=by, starts_at=starts_at)
+
+
+def campaign_start(*, campaign: Campaign) -> Campaign:
+    """Scheduled -> sending (beat, when due). Freezes the notice version for good."""
+    campaign = _transition(campaign, S.SENDING, by=None, note="start time reached")
+    NoticeVersion.objects.filter(pk=campaign.notice_version_id, frozen_at=None).update(
+        frozen_at=timezone.now()
+    )
+    return campaign
+
+
+def campaign_pause(
+    *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
+) -> Campaign:
+    return _transition(campaign, S.PAUSED, by=by, note=reason or "paused")
+
+
+def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
+    return _transition(campaign, S.SENDING, by=by, note="resumed")
+
+
+def campaign_complete(*, campaign: Campaign) -> Campaign:
+    return _transition(campaign, S.COMPLETED, by=None, note="every delivery reached an end")
+
+
+def campaign_cancel(
+    *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
+) -> Campaign:
+    """Cancel, and mark every delivery not yet handed to the transport cancelled."""
+    with transaction.atomic():
+        campaign = _transition(campaign, S.CANCELLED, by=by, note=reason or "cancelled")
+        Delivery.objects.filter(
+            campaign=campaign, status__in=[DeliveryStatus.PENDING, DeliveryStatus.CLAIMED]
+        ).update(status=DeliveryStatus.CANCELLED, lease_expires_at=None, error="campaign cancelled")
+    return campaign

@@ -1,0 +1,100 @@
+"""Keep every delivery moving to an end, whatever happened to the workers.
+
+Runs every minute (beat). Each step is one set-based UPDATE or a small query
+per sending campaign, so it is cheap whatever the campaign sizes.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
+from campaigns.selectors import campaign_has_unfinished_deliveries
+from campaigns.services.lifecycle import campaign_complete
+from campaigns.services.reminders import reminders_possible
+from campaigns.services.sending import campaign_breaker_check
+
+
+@dataclass
+class ReconcileReport:
+    requeued: int = 0
+    gave_up: int = 0
+    unknown: int = 0
+    expired: int = 0
+    completed: list[int] = field(default_factory=list)
+    restart_senders: list[int] = field(default_factory=list)
+    paused: list[int] = field(default_factory=list)
+
+
+def deliveries_reconcile() -> ReconcileReport:
+    now = timezone.now()
+    report = ReconcileReport()
+    expired_claims = Delivery.objects.filter(
+        status=DeliveryStatus.CLAIMED, lease_expires_at__lt=now
+    )
+    # Claimed but never handed to the transport: nothing went out, so send again,
+    # unless it keeps failing that way.
+    report.gave_up = expired_claims.filter(attempts__gte=settings.RENOTIFY_MAX_ATTEMPTS).update(
+        status=DeliveryStatus.FAILED,
+        lease_expires_at=None,
+        error="gave up: the sender was lost before sending, too many times",
+    )
+    report.requeued = expired_claims.update(status=DeliveryStatus.PENDING, lease_expires_at=None)
+    # Handed to the transport when the worker was lost: the ESP may have it.
+    report.unknown = Delivery.objects.filter(
+        status=DeliveryStatus.SENDING, lease_expires_at__lt=now
+    ).update(
+        status=DeliveryStatus.UNKNOWN,
+        lease_expires_at=None,
+        error="the sender was lost while sending: may have been sent (resend from the admin)",
+    )
+    for campaign in Campaign.objects.filter(
+        state__in=[CampaignState.SENDING, CampaignState.PAUSED]
+    ):
+        _reconcile_campaign(campaign, now, report)
+    return report
+
+
+def _reconcile_campaign(campaign: Campaign, now, report: ReconcileReport) -> None:
+    if campaign.window_ends_at and campaign.window_ends_at <= now:
+        report.expired += Delivery.objects.filter(
+            campaign=campaign, status=DeliveryStatus.PENDING
+        ).update(status=DeliveryStatus.EXPIRED, error="the sending window ended")
+    if campaign.state != CampaignState.SENDING:
+        return
+    if campaign_breaker_check(campaign=campaign):
+        report.paused.append(campaign.pk)
+        return
+    if not campaign_has_unfinished_deliveries(campaign=campaign):
+        # "unknown" deliveries wait for staff (resend or give up) before the campaign ends.
+        undecided = campaign.deliveries.filter(status=DeliveryStatus.UNKNOWN).exists()
+        if not undecided and not reminders_possible(campaign=campaign, now=now):
+            campaign_complete(campaign=campaign)
+            report.completed.append(campaign.pk)
+        return
+    quiet_since = now - timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS)
+    if campaign.senders_seen_at is None or campaign.senders_seen_at < quiet_since:
+        report.restart_senders.append(campaign.pk)
+
+
+def delivery_resend(*, delivery: Delivery) -> bool:
+    """Staff decided an ``unknown`` (or failed) delivery should go out again."""
+    return bool(
+        Delivery.objects.filter(
+            pk=delivery.pk, status__in=[DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]
+        ).update(
+            status=DeliveryStatus.PENDING,
+            error="",
+            not_before=None,
+            attempts=0,
+        )
+    )
+
+
+def deliveries_give_up(*, deliveries) -> int:
+    """Staff decided not to resend ``unknown`` deliveries: they end as failed."""
+    return deliveries.filter(status=DeliveryStatus.UNKNOWN).update(
+        status=DeliveryStatus.FAILED, error="unknown outcome; staff chose not to resend"
+    )

@@ -1,0 +1,437 @@
+"""Claim a chunk of pending deliveries, then render, send and record each one.
+
+The database is the source of truth; the order of writes is what makes a crash
+safe:
+
+1. claim: one conditional UPDATE moves up to a chunk of ``pending`` rows to
+   ``claimed`` with a lease (SKIP LOCKED on PostgreSQL), and commits;
+2. before each small batch goes to the transport, its rows move to ``sending``;
+3. after the transport answers, each row moves to ``sent`` / ``failed`` /
+   ``pending`` (transient error, retried later) / ``unknown``.
+
+A worker that dies leaves ``claimed`` rows (never handed over: the reconciler
+puts them back to pending) or ``sending`` rows (the transport may have taken
+them: the reconciler marks them ``unknown``, for staff to resend). Nothing
+is sent inside a transaction or while holding row locks.
+"""
+
+import logging
+import smtplib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection
+from django.db.models import F, Min, Q
+from django.utils import timezone
+
+from accounts.models import EmailStatus, Member
+from campaigns import tokens
+from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
+from campaigns.rendering import CompiledMessage, compile_message
+from campaigns.services.lifecycle import campaign_pause
+from campaigns.services.throttle import Pace, throttle_take
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    wave: int
+    attempts: int
+    email: str
+    locale: str
+    email_status: str
+
+
+@dataclass
+class ChunkOutcome:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    released: int = 0
+    # Set when the transport itself is failing: the caller retries after this many seconds.
+    retry_in: float | None = None
+    # Seconds until pending work is due (0: now); None when nothing is pending.
+    next_due_in: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# --- What the transport's answer means for one delivery ---------------------------
+
+SENT, FAILED, RETRY, UNKNOWN, TRANSPORT_DOWN = "sent", "failed", "retry", "unknown", "down"
+
+
+def classify(exc: Exception) -> str:
+    """The outcome an exception from ``send_messages`` stands for (see the table below)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        return FAILED if codes and all(code >= 500 for code in codes) else RETRY
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return FAILED if exc.smtp_code >= 500 else RETRY
+    for kind, outcome in EXCEPTION_OUTCOMES:
+        if isinstance(exc, kind):
+            if outcome == "by_status":
+                status = getattr(exc, "status_code", None)
+                return (
+                    TRANSPORT_DOWN if status is None or status == 429 or status >= 500 else FAILED
+                )
+            return outcome
+    return UNKNOWN
+
+
+# Checked in order: subclasses before their bases.
+EXCEPTION_OUTCOMES: list[tuple[type[BaseException], str]] = [
+    (AnymailRecipientsRefused, FAILED),
+    (AnymailInvalidAddress, FAILED),
+    (AnymailAPIError, "by_status"),  # 429/5xx/no answer: the ESP is down; 4xx: this message
+    (smtplib.SMTPConnectError, TRANSPORT_DOWN),
+    (smtplib.SMTPServerDisconnected, TRANSPORT_DOWN),
+    (ConnectionRefusedError, TRANSPORT_DOWN),
+    (TimeoutError, UNKNOWN),  # the server may have taken the message before timing out
+]
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff for transient errors: 30 s, 60 s, 120 s ... capped at 30 min."""
+    return min(30.0 * 2 ** max(0, attempt - 1), 1800.0)
+
+
+# --- The chunk -------------------------------------------------------------------
+
+
+def chunk_size(campaign: Campaign) -> int:
+    """About ten seconds of sending at the campaign's pace, at most RENOTIFY_CHUNK_SIZE, so
+    that pause and cancel take effect quickly even at slow rates."""
+    pace = Pace(campaign.throttle_per_minute)
+    return max(pace.burst, min(settings.RENOTIFY_CHUNK_SIZE, campaign.throttle_per_minute // 6))
+
+
+def campaign_send_chunk(*, campaign_id: int) -> ChunkOutcome:
+    """Claim one chunk of ``campaign_id``'s due deliveries and send it."""
+    outcome = ChunkOutcome()
+    campaign = Campaign.objects.select_related("notice_version").get(pk=campaign_id)
+    if campaign.state != CampaignState.SENDING:
+        return outcome
+    Campaign.objects.filter(pk=campaign.pk).update(senders_seen_at=timezone.now())
+    lease = timezone.now() + timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS)
+    claimed = deliveries_claim(campaign=campaign, limit=chunk_size(campaign), lease=lease)
+    outcome.claimed = len(claimed)
+    if claimed:
+        _send_claimed(campaign, claimed, lease, outcome)
+        campaign_breaker_check(campaign=campaign)
+    outcome.next_due_in = pending_due_in(campaign=campaign)
+    return outcome
+
+
+def deliveries_claim(*, campaign: Campaign, limit: int, lease: datetime) -> list[Claimed]:
+    """Move up to ``limit`` due pending deliveries to ``claimed``; commits on return."""
+    table = Delivery._meta.db_table
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, attempts = attempts + 1, lease_expires_at = %s"
+            f" WHERE id IN (SELECT id FROM {table} WHERE campaign_id = %s AND status = %s"
+            f" AND (not_before IS NULL OR not_before <= %s) ORDER BY id LIMIT %s{skip_locked})"
+            " AND status = %s RETURNING id, wave, attempts, member_id",
+            [
+                DeliveryStatus.CLAIMED.value,
+                lease,
+                campaign.pk,
+                DeliveryStatus.PENDING.value,
+                now,
+                limit,
+                DeliveryStatus.PENDING.value,
+            ],
+        )
+        rows = cursor.fetchall()
+    members = {
+        pk: (email, locale, status)
+        for pk, email, locale, status in Member.objects.filter(
+            pk__in=[row[-1] for row in rows]
+        ).values_list("pk", "email", "locale", "email_status")
+    }
+    return sorted(
+        (
+            Claimed(pk, wave, attempts, *members[member_id])
+            for pk, wave, attempts, member_id in rows
+        ),
+        key=lambda c: c.id,
+    )
+
+
+def _send_claimed(
+    campaign: Campaign, claimed: list[Claimed], lease: datetime, outcome: ChunkOutcome
+) -> None:
+    # Someone may have unsubscribed, bounced or complained since the fan-out.
+    unreachable = [c for c in claimed if c.email_status != EmailStatus.OK]
+    _finish(unreachable, DeliveryStatus.SKIPPED, lease, "address not reachable at send time")
+    outcome.skipped = len(unreachable)
+    todo = [c for c in claimed if c.email_status == EmailStatus.OK]
+    pace = Pace(campaign.throttle_per_minute)
+    sender = _Sender(campaign)
+    try:
+        for start in range(0, len(todo), pace.burst):
+            batch, rest = todo[start : start + pace.burst], todo[start:]
+            if not _may_continue(campaign, pace, len(batch), lease):
+                outcome.released += _release(rest, lease)
+                return
+            handed = _hand_over(batch, lease)
+            results = [sender.send(c) for c in batch if c.id in handed]
+            _record(campaign, results, lease, outcome)
+            if any(r.outcome == TRANSPORT_DOWN for r in results):
+                outcome.released += _release(rest[len(batch) :], lease)
+                outcome.retry_in = backoff_seconds(1)
+                return
+    finally:
+        sender.close()
+
+
+def _may_continue(campaign: Campaign, pace: Pace, n: int, lease: datetime) -> bool:
+    """Still sending (not paused or cancelled), and tokens granted while the lease holds."""
+    if not Campaign.objects.filter(pk=campaign.pk, state=CampaignState.SENDING).exists():
+        return False
+    margin = (lease - timezone.now()).total_seconds() - 30
+    return margin > 0 and throttle_take(
+        key=f"campaign-{campaign.pk}",
+        limit_per_minute=campaign.throttle_per_minute,
+        n=n,
+        give_up_after=margin,
+    )
+
+
+def _hand_over(batch: list[Claimed], lease: datetime) -> set[int]:
+    """claimed -> sending for the rows this claim still owns (the lease is the fence)."""
+    table = Delivery._meta.db_table
+    ids = [c.id for c in batch]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s WHERE id IN ({', '.join(['%s'] * len(ids))})"
+            " AND status = %s AND lease_expires_at = %s RETURNING id",
+            [DeliveryStatus.SENDING.value, *ids, DeliveryStatus.CLAIMED.value, lease],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _release(rest: list[Claimed], lease: datetime) -> int:
+    """Give unsent claims back (pause, cancel, throttle wait too long, transport down)."""
+    return Delivery.objects.filter(
+        id__in=[c.id for c in rest], status=DeliveryStatus.CLAIMED, lease_expires_at=lease
+    ).update(status=DeliveryStatus.PENDING, lease_expires_at=None, attempts=F("attempts") - 1)
+
+
+def _finish(claimed: list[Claimed], status: DeliveryStatus, lease: datetime, error: str) -> int:
+    if not claimed:
+        return 0
+    return Delivery.objects.filter(id__in=[c.id for c in claimed], lease_expires_at=lease).update(
+        status=status, lease_expires_at=None, error=error
+    )
+
+
+# --- Talking to the transport ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendResult:
+    claimed: Claimed
+    outcome: str
+    locale: str = ""
+    esp_message_id: str = ""
+    error: str = ""
+
+
+class _Sender:
+    """One connection per chunk; messages rendered from templates compiled once per locale."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.connection = get_connection(fail_silently=False)
+        self.compiled: dict[tuple[str, bool], CompiledMessage] = {}
+
+    def send(self, claimed: Claimed) -> SendResult:
+        message, locale = self._message(claimed)
+        try:
+            self.connection.send_messages([message])
+        except Exception as exc:  # classified, logged and recorded on the delivery
+            outcome = classify(exc)
+            logger.warning(
+                "delivery %s: %s (%s)",
+                claimed.id,
+                outcome,
+                type(exc).__name__,
+                exc_info=outcome == UNKNOWN,
+            )
+            return SendResult(claimed, outcome, error=f"{type(exc).__name__}: {exc}"[:500])
+        status = getattr(message, "anymail_status", None)
+        esp_id = getattr(status, "message_id", None) or message.extra_headers["Message-ID"]
+        return SendResult(claimed, SENT, locale, str(esp_id)[:255])
+
+    def _message(self, claimed: Claimed) -> tuple[EmailMultiAlternatives, str]:
+        compiled = self._compiled(claimed.locale, reminder=claimed.wave > 0)
+        unsubscribe_url = tokens.unsubscribe_url(claimed.id)
+        text, html = compiled.personalise(
+            notice_url=tokens.notice_url(claimed.id), unsubscribe_url=unsubscribe_url
+        )
+        message = notice_email(
+            subject=compiled.subject,
+            text=text,
+            html=html,
+            to=claimed.email,
+            delivery_id=claimed.id,
+            campaign_id=self.campaign.pk,
+            unsubscribe_url=unsubscribe_url,
+            connection=self.connection,
+        )
+        return message, compiled.locale
+
+    def _compiled(self, locale: str, *, reminder: bool) -> CompiledMessage:
+        key = (locale, reminder)
+        if key not in self.compiled:
+            self.compiled[key] = compile_message(
+                self.campaign.notice_version, locale, reminder=reminder
+            )
+        return self.compiled[key]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def notice_email(
+    *,
+    subject: str,
+    text: str,
+    html: str,
+    to: str,
+    delivery_id: int,
+    campaign_id: int,
+    unsubscribe_url: str,
+    connection=None,
+) -> EmailMultiAlternatives:
+    """A notice email with RFC 8058 one-click unsubscribe and ESP tracking metadata."""
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        to=[to],
+        connection=connection,
+        headers={
+            # Stable: a resend of the same delivery carries the same id.
+            "Message-ID": f"<d{delivery_id}.c{campaign_id}@{settings.RENOTIFY_MESSAGE_ID_DOMAIN}>",
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "X-Renotify-Delivery": str(delivery_id),
+        },
+    )
+    message.attach_alternative(html, "text/html")
+    # django-anymail passes these to the ESP; its webhooks hand them back with each event.
+    message.metadata = {"delivery_id": str(delivery_id), "campaign_id": str(campaign_id)}
+    message.tags = [f"campaign-{campaign_id}"]
+    return message
+
+
+# --- Recording what happened -------------------------------------------------------
+
+
+def _record(
+    campaign: Campaign, results: list[SendResult], lease: datetime, outcome: ChunkOutcome
+) -> None:
+    now = timezone.now()
+    rows = []
+    for result in results:
+        delivery = Delivery(id=result.claimed.id, lease_expires_at=None, error=result.error)
+        delivery.sent_at, delivery.not_before = None, None
+        delivery.esp_message_id, delivery.locale = result.esp_message_id, result.locale
+        delivery.status = _status_after(result, now, delivery)
+        rows.append(delivery)
+    Delivery.objects.bulk_update(
+        rows,
+        [
+            "status",
+            "lease_expires_at",
+            "error",
+            "sent_at",
+            "not_before",
+            "esp_message_id",
+            "locale",
+        ],
+    )
+    tally = {s: sum(1 for d in rows if d.status == s) for s in {d.status for d in rows}}
+    outcome.sent += tally.get(DeliveryStatus.SENT, 0)
+    outcome.failed += tally.get(DeliveryStatus.FAILED, 0)
+    outcome.retried += tally.get(DeliveryStatus.PENDING, 0)
+    outcome.unknown += tally.get(DeliveryStatus.UNKNOWN, 0)
+    rejected = sum(1 for r in results if r.outcome == FAILED)
+    Campaign.objects.filter(pk=campaign.pk).update(
+        sent_count=F("sent_count") + tally.get(DeliveryStatus.SENT, 0) + rejected,
+        hard_bounce_count=F("hard_bounce_count") + rejected,
+    )
+
+
+def _status_after(result: SendResult, now: datetime, delivery: Delivery) -> DeliveryStatus:
+    if result.outcome == SENT:
+        delivery.sent_at = now
+        return DeliveryStatus.SENT
+    if result.outcome == FAILED:
+        return DeliveryStatus.FAILED
+    if result.outcome == UNKNOWN:
+        return DeliveryStatus.UNKNOWN
+    # RETRY and TRANSPORT_DOWN: not accepted, so safe to try again later, within limits.
+    attempts = result.claimed.attempts
+    if attempts >= settings.RENOTIFY_MAX_ATTEMPTS:
+        delivery.error = f"gave up after {attempts} attempts; last: {result.error}"[:500]
+        return DeliveryStatus.FAILED
+    delivery.not_before = now + timedelta(seconds=backoff_seconds(attempts))
+    return DeliveryStatus.PENDING
+
+
+# --- Campaign-level checks ------------------------------------------------------------
+
+
+def pending_due_in(*, campaign: Campaign) -> float | None:
+    """Seconds until the earliest pending delivery is due (0 if now), None if none is pending."""
+    now = timezone.now()
+    pending = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.PENDING)
+    if pending.filter(Q(not_before__isnull=True) | Q(not_before__lte=now)).exists():
+        return 0.0
+    earliest = pending.aggregate(earliest=Min("not_before"))["earliest"]
+    return None if earliest is None else max(0.0, (earliest - now).total_seconds())
+
+
+def campaign_breaker_check(*, campaign: Campaign) -> bool:
+    """Pause ``campaign`` when its hard-bounce or complaint rate says the list is bad."""
+    counts = (
+        Campaign.objects.filter(pk=campaign.pk)
+        .values("state", "sent_count", "hard_bounce_count", "complaint_count")
+        .get()
+    )
+    sent = counts["sent_count"]
+    if counts["state"] != CampaignState.SENDING or sent < settings.RENOTIFY_BREAKER_MIN_SENDS:
+        return False
+    reasons = []
+    bounce_rate, complaint_rate = (
+        counts["hard_bounce_count"] / sent,
+        counts["complaint_count"] / sent,
+    )
+    if bounce_rate > settings.RENOTIFY_BREAKER_BOUNCE_RATE:
+        reasons.append(
+            f"hard-bounce rate {bounce_rate:.1%} over {settings.RENOTIFY_BREAKER_BOUNCE_RATE:.1%}"
+        )
+    if complaint_rate > settings.RENOTIFY_BREAKER_COMPLAINT_RATE:
+        reasons.append(
+            f"complaint rate {complaint_rate:.2%} over "
+            f"{settings.RENOTIFY_BREAKER_COMPLAINT_RATE:.2%}"
+        )
+    if not reasons:
+        return False
+    campaign_pause(
+        campaign=campaign,
+        by=None,
+        reason=f"circuit breaker after {sent} sends: " + "; ".join(reasons),
+    )
+    return True

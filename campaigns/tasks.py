@@ -1,0 +1,90 @@
+"""Celery entry points for campaigns: thin, idempotent wrappers around services."""
+
+import logging
+import smtplib
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignState
+from campaigns.services.fanout import campaign_fan_out
+from campaigns.services.lifecycle import campaign_start
+from campaigns.services.reconcile import deliveries_reconcile
+from campaigns.services.reminders import reminders_create
+from campaigns.services.sending import campaign_send_chunk
+
+logger = logging.getLogger(__name__)
+
+
+def senders_dispatch(campaign_id: int, *, count: int | None = None) -> None:
+    """Start ``count`` sender chains for a campaign once the current transaction commits."""
+    count = count or settings.RENOTIFY_SENDERS_PER_CAMPAIGN
+    for _ in range(count):
+        transaction.on_commit(lambda: campaign_send.delay(campaign_id))
+
+
+@shared_task
+def campaigns_start_due() -> list[int]:
+    """Every minute (beat): move due scheduled campaigns to sending and fan them out."""
+    started = []
+    due = Campaign.objects.filter(state=CampaignState.SCHEDULED, starts_at__lte=timezone.now())
+    for campaign_id in due.values_list("pk", flat=True):
+        campaign = campaign_start(campaign=Campaign.objects.get(pk=campaign_id))
+        transaction.on_commit(lambda pk=campaign.pk: campaign_fan_out_task.delay(pk))
+        started.append(campaign.pk)
+    return started
+
+
+@shared_task
+def campaign_fan_out_task(campaign_id: int, wave: int = 0) -> int:
+    added = campaign_fan_out(campaign=Campaign.objects.get(pk=campaign_id), wave=wave)
+    logger.info("campaign %s wave %s: %s deliveries created", campaign_id, wave, added)
+    senders_dispatch(campaign_id)
+    return added
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(smtplib.SMTPConnectError, ConnectionError),
+    retry_backoff=30,
+    retry_backoff_max=1800,
+    max_retries=None,
+)
+def campaign_send(self, campaign_id: int) -> int:
+    """One chunk; then the chain goes on while work is due (one message per chunk)."""
+    outcome = campaign_send_chunk(campaign_id=campaign_id)
+    if outcome.retry_in is not None:
+        # The transport is failing: the unsent rest went back to pending.
+        delay = min(30 * 2**self.request.retries, 1800)
+        raise self.retry(countdown=delay, max_retries=None)
+    if outcome.next_due_in is not None and outcome.claimed:
+        campaign_send.apply_async((campaign_id,), countdown=outcome.next_due_in)
+    elif outcome.next_due_in is not None:
+        # Nothing claimable now (deferred retries): look again when the first is due.
+        campaign_send.apply_async((campaign_id,), countdown=max(outcome.next_due_in, 1))
+    return outcome.sent
+
+
+@shared_task
+def deliveries_reconcile_task() -> dict:
+    report = deliveries_reconcile()
+    for campaign_id in report.restart_senders:
+        senders_dispatch(campaign_id)
+    if report.unknown or report.requeued:
+        logger.warning(
+            "reconciler: %s claims re-queued, %s deliveries unknown",
+            report.requeued,
+            report.unknown,
+        )
+    return {"completed": report.completed, "restarted": report.restart_senders}
+
+
+@shared_task
+def reminders_create_task() -> dict[int, int]:
+    """Daily (beat): next reminder wave for members who have not responded."""
+    added = reminders_create(now=timezone.now())
+    for campaign_id in added:
+        senders_dispatch(campaign_id)
+    return added
