@@ -31,3 +31,39 @@ def ai_training() -> Purpose:
         return existing
     modes = {j: "excluded" if j in seed.EXCLUDED_IN else "opt_out" for j in seed.JURISDICTIONS}
     return purpose_create(slug=seed.SLUG, name="AI training", modes=modes)
+
+
+def notice_version(*, locales=("en", "de", "fr"), default_locale="en", **fields):
+    """A notice version with a text per locale; subjects say which locale they are."""
+    from datetime import date
+
+    from campaigns.models import Notice, NoticeText, NoticeVersion
+
+    notice = Notice.objects.create(title="AI training notice")
+    version = NoticeVersion.objects.create(
+        notice=notice,
+        default_locale=default_locale,
+        effective_date=fields.pop("effective_date", date(2027, 3, 1)),
+        objection_deadline=fields.pop("objection_deadline", date(2027, 2, 15)),
+        **fields,
+    )
+    for locale in locales:
+        NoticeText.objects.create(
+            version=version,
+            locale=locale,
+            subject=f"Subject [{locale}]",
+            body_markdown=f"Body in **{locale}** with [a link](https://example.com/{locale}).",
+        )
+    return version
+
+
+def campaign(*, version=None, state="draft", **fields):
+    """A campaign in ``state`` (written directly: lifecycle tests go through the services)."""
+    from campaigns.models import Campaign
+
+    return Campaign.objects.create(
+        name=fields.pop("name", "Notice campaign"),
+        notice_version=version or notice_version(),
+        state=state,
+        **fields,
+    )

@@ -135,8 +135,10 @@ def read_jsonl(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]] | RowErro
             continue
         try:
             obj = json.loads(text)
-        except ValueError as exc:
-            yield RowError(line, f"invalid JSON ({exc.msg})")
+        except (ValueError, RecursionError) as exc:
+            # Not only JSONDecodeError: over-long integers raise a plain ValueError and
+            # deep nesting a RecursionError, neither with a .msg.
+            yield RowError(line, f"invalid JSON ({getattr(exc, 'msg', exc)})")
             continue
         if not isinstance(obj, dict):
             yield RowError(line, "expected a JSON object")
@@ -205,10 +207,12 @@ def members_import(
             reject(error)
         if dry_run:
             report.created, report.updated = stager.count_changes()
-            transaction.set_rollback(True)
         else:
             report.created, report.updated = stager.upsert()
         stager.drop()
+        if dry_run:
+            # Last: once the block is marked for rollback it refuses further queries.
+            transaction.set_rollback(True)
     report.unchanged = report.read - report.rejected - report.created - report.updated
     return report
 
@@ -357,7 +361,7 @@ class _SqliteStager(_Stager):
 
     def upsert(self) -> tuple[int, int]:
         # SQLite has one writer at a time, so the count difference is exact.
-        now = timezone.now()
+        now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the ORM stores it
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM {Member._meta.db_table}")
             before = cursor.fetchone()[0]

@@ -55,6 +55,12 @@ def _insert_slice(campaign_id: int, wave: int, members: QuerySet) -> int:
             f" FROM ({select_sql}) audience"
             # "WHERE true" lets SQLite tell the SELECT from the upsert clause.
             " WHERE true ON CONFLICT (campaign_id, member_id, wave) DO NOTHING",
-            [campaign_id, wave, DeliveryStatus.PENDING.value, timezone.now(), *params],
+            [
+                campaign_id,
+                wave,
+                DeliveryStatus.PENDING.value,
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                *params,
+            ],
         )
         return cursor.rowcount

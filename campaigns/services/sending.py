@@ -17,8 +17,10 @@ is sent inside a transaction or while holding row locks.
 
 import logging
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
 from django.conf import settings
@@ -68,34 +70,42 @@ class ChunkOutcome:
 SENT, FAILED, RETRY, UNKNOWN, TRANSPORT_DOWN = "sent", "failed", "retry", "unknown", "down"
 
 
-def classify(exc: Exception) -> str:
-    """The outcome an exception from ``send_messages`` stands for (see the table below)."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _msg in exc.recipients.values()]
-        return FAILED if codes and all(code >= 500 for code in codes) else RETRY
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return FAILED if exc.smtp_code >= 500 else RETRY
-    for kind, outcome in EXCEPTION_OUTCOMES:
-        if isinstance(exc, kind):
-            if outcome == "by_status":
-                status = getattr(exc, "status_code", None)
-                return (
-                    TRANSPORT_DOWN if status is None or status == 429 or status >= 500 else FAILED
-                )
-            return outcome
-    return UNKNOWN
+def _by_recipient_codes(exc: smtplib.SMTPRecipientsRefused) -> str:
+    codes = [code for code, _msg in exc.recipients.values()]
+    return FAILED if codes and all(code >= 500 for code in codes) else RETRY
 
 
-# Checked in order: subclasses before their bases.
-EXCEPTION_OUTCOMES: list[tuple[type[BaseException], str]] = [
-    (AnymailRecipientsRefused, FAILED),
-    (AnymailInvalidAddress, FAILED),
-    (AnymailAPIError, "by_status"),  # 429/5xx/no answer: the ESP is down; 4xx: this message
+def _by_smtp_code(exc: smtplib.SMTPResponseException) -> str:
+    return FAILED if exc.smtp_code >= 500 else RETRY
+
+
+def _by_http_status(exc: AnymailAPIError) -> str:
+    # No answer, 429 or 5xx: the ESP is struggling, not this message. 4xx: this message.
+    status = getattr(exc, "status_code", None)
+    return TRANSPORT_DOWN if status is None or status == 429 or status >= 500 else FAILED
+
+
+# What an exception from ``send_messages`` means for the delivery, checked in
+# order (subclasses before their bases). Anything else: UNKNOWN, since it may
+# have been raised after the transport took the message.
+EXCEPTION_OUTCOMES: list[tuple[type[BaseException], str | Callable[[Any], str]]] = [
     (smtplib.SMTPConnectError, TRANSPORT_DOWN),
     (smtplib.SMTPServerDisconnected, TRANSPORT_DOWN),
+    (smtplib.SMTPRecipientsRefused, _by_recipient_codes),
+    (smtplib.SMTPResponseException, _by_smtp_code),
+    (AnymailRecipientsRefused, FAILED),
+    (AnymailInvalidAddress, FAILED),
+    (AnymailAPIError, _by_http_status),
     (ConnectionRefusedError, TRANSPORT_DOWN),
-    (TimeoutError, UNKNOWN),  # the server may have taken the message before timing out
+    (TimeoutError, UNKNOWN),
 ]
+
+
+def classify(exc: Exception) -> str:
+    for kind, outcome in EXCEPTION_OUTCOMES:
+        if isinstance(exc, kind):
+            return outcome(exc) if callable(outcome) else outcome
+    return UNKNOWN
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -134,20 +144,27 @@ def deliveries_claim(*, campaign: Campaign, limit: int, lease: datetime) -> list
     """Move up to ``limit`` due pending deliveries to ``claimed``; commits on return."""
     table = Delivery._meta.db_table
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    now = timezone.now()
+    # Raw SQL: adapt datetimes as the ORM does, or SQLite compares differing strings.
+    db_lease = connection.ops.adapt_datetimefield_value(lease)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
+        # MATERIALIZED: the LIMIT holds only if the subquery runs once. Inlined, PostgreSQL
+        # may plan a nested loop that re-runs it per row (e.g. on fresh statistics right
+        # after a fan-out) and claim every pending row of the campaign.
         cursor.execute(
-            f"UPDATE {table} SET status = %s, attempts = attempts + 1, lease_expires_at = %s"
-            f" WHERE id IN (SELECT id FROM {table} WHERE campaign_id = %s AND status = %s"
-            f" AND (not_before IS NULL OR not_before <= %s) ORDER BY id LIMIT %s{skip_locked})"
-            " AND status = %s RETURNING id, wave, attempts, member_id",
+            f"WITH due AS MATERIALIZED (SELECT id FROM {table} WHERE campaign_id = %s"
+            " AND status = %s AND (not_before IS NULL OR not_before <= %s)"
+            f" ORDER BY id LIMIT %s{skip_locked})"
+            f" UPDATE {table} SET status = %s, attempts = attempts + 1, lease_expires_at = %s"
+            " WHERE id IN (SELECT id FROM due) AND status = %s"
+            " RETURNING id, wave, attempts, member_id",
             [
-                DeliveryStatus.CLAIMED.value,
-                lease,
                 campaign.pk,
                 DeliveryStatus.PENDING.value,
                 now,
                 limit,
+                DeliveryStatus.CLAIMED.value,
+                db_lease,
                 DeliveryStatus.PENDING.value,
             ],
         )
@@ -198,7 +215,10 @@ def _may_continue(campaign: Campaign, pace: Pace, n: int, lease: datetime) -> bo
     """Still sending (not paused or cancelled), and tokens granted while the lease holds."""
     if not Campaign.objects.filter(pk=campaign.pk, state=CampaignState.SENDING).exists():
         return False
-    margin = (lease - timezone.now()).total_seconds() - 30
+    # Keep time to send and record the batch before the lease ends: 30 s, or half a
+    # shorter lease (a fixed 30 s would never send under a lease of 30 s or less).
+    reserve = min(30.0, settings.RENOTIFY_LEASE_SECONDS / 2)
+    margin = (lease - timezone.now()).total_seconds() - reserve
     return margin > 0 and throttle_take(
         key=f"campaign-{campaign.pk}",
         limit_per_minute=campaign.throttle_per_minute,
@@ -215,7 +235,12 @@ def _hand_over(batch: list[Claimed], lease: datetime) -> set[int]:
         cursor.execute(
             f"UPDATE {table} SET status = %s WHERE id IN ({', '.join(['%s'] * len(ids))})"
             " AND status = %s AND lease_expires_at = %s RETURNING id",
-            [DeliveryStatus.SENDING.value, *ids, DeliveryStatus.CLAIMED.value, lease],
+            [
+                DeliveryStatus.SENDING.value,
+                *ids,
+                DeliveryStatus.CLAIMED.value,
+                connection.ops.adapt_datetimefield_value(lease),
+            ],
         )
         return {row[0] for row in cursor.fetchall()}
 

@@ -53,6 +53,11 @@ class Pace:
     def interval(self) -> float:
         return 60.0 / max(1, self.limit_per_minute - self.burst)
 
+    @property
+    def tolerance(self) -> float:
+        # A microsecond of slack, or float rounding would refuse an exact full burst forever.
+        return self.burst * self.interval + 1e-6
+
 
 class RedisThrottle:
     def __init__(self, url: str) -> None:
@@ -63,7 +68,7 @@ class RedisThrottle:
         """Take ``n`` tokens, or return how many seconds to wait before trying again."""
         wait = self._script(
             keys=[f"renotify:throttle:{key}"],
-            args=[pace.interval, n, pace.burst * pace.interval],
+            args=[pace.interval, n, pace.tolerance],
         )
         return float(wait)
 
@@ -77,7 +82,7 @@ class DatabaseThrottle:
             now = time.time()
             tat = max(state.tat, now)
             new_tat = tat + n * pace.interval
-            excess = new_tat - now - pace.burst * pace.interval
+            excess = new_tat - now - pace.tolerance
             if excess > 0:
                 return excess
             ThrottleState.objects.filter(pk=state.pk).update(tat=new_tat, takes=F("takes") + 1)

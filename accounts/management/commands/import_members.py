@@ -30,7 +30,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, path: str, format: str | None, dry_run: bool, **options) -> None:
         fmt = format or format_for(path)
-        show_progress = not options["no_progress"] and sys.stderr.isatty() and path != "-"
+        show_progress = (
+            not options["no_progress"]
+            and sys.stderr.isatty()
+            and path != "-"
+            # A missing file must reach open_text's clear error, not crash getsize().
+            and os.path.isfile(path)
+        )
         bar = tqdm(
             total=os.path.getsize(path) if show_progress else None,
             unit="B",

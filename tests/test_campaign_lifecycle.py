@@ -1,0 +1,150 @@
+"""The campaign state machine: who may move a campaign where, and the record it leaves."""
+
+import pytest
+from django.utils import timezone
+
+from campaigns.models import CampaignState, CampaignTransition, Delivery, DeliveryStatus
+from campaigns.services import lifecycle
+from campaigns.services.lifecycle import TransitionError
+from tests.factories import MemberFactory, campaign, notice_version
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ed(django_user_model):
+    """Ed edits campaigns."""
+    return django_user_model.objects.create_user("ed", "ed@example.com", is_staff=True)
+
+
+@pytest.fixture
+def amy(django_user_model):
+    """Amy approves them."""
+    return django_user_model.objects.create_user("amy", "amy@example.com", is_staff=True)
+
+
+@pytest.fixture
+def draft(ed):
+    return lifecycle.campaign_create(
+        by=ed,
+        name="UK notice",
+        notice_version=notice_version(),
+        jurisdictions=["UK"],
+        starts_at=timezone.now(),
+    )
+
+
+def states(c) -> list[tuple[str, str]]:
+    return list(CampaignTransition.objects.filter(campaign=c).values_list("from_state", "to_state"))
+
+
+def test_full_happy_path_is_recorded_step_by_step(draft, ed, amy):
+    lifecycle.campaign_submit(campaign=draft, by=ed)
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    lifecycle.campaign_schedule(campaign=draft, by=amy)
+    lifecycle.campaign_start(campaign=draft)
+    lifecycle.campaign_pause(campaign=draft, by=amy, reason="checking complaints")
+    lifecycle.campaign_resume(campaign=draft, by=amy)
+    lifecycle.campaign_complete(campaign=draft)
+    assert states(draft) == [
+        ("draft", "awaiting_approval"),
+        ("awaiting_approval", "approved"),
+        ("approved", "scheduled"),
+        ("scheduled", "sending"),
+        ("sending", "paused"),
+        ("paused", "sending"),
+        ("sending", "completed"),
+    ]
+    approval = CampaignTransition.objects.get(campaign=draft, to_state="approved")
+    assert approval.by == amy
+    assert (draft.approved_by, draft.state) == (amy, CampaignState.COMPLETED)
+
+
+def test_the_last_editor_cannot_approve_their_own_campaign(draft, ed):
+    lifecycle.campaign_submit(campaign=draft, by=ed)
+    with pytest.raises(TransitionError, match="someone other than the last editor"):
+        lifecycle.campaign_approve(campaign=draft, by=ed)
+    draft.refresh_from_db()
+    assert (draft.state, draft.approved_by) == (CampaignState.AWAITING_APPROVAL, None)
+
+
+def test_an_edit_after_approval_sends_the_campaign_back_to_draft(draft, ed, amy):
+    lifecycle.campaign_submit(campaign=draft, by=ed)
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    lifecycle.campaign_edit(campaign=draft, by=ed, jurisdictions=["UK", "EU"])
+    assert draft.state == CampaignState.DRAFT
+    assert states(draft)[-1] == ("approved", "draft")
+    # ... and the editor still cannot approve the result
+    lifecycle.campaign_submit(campaign=draft, by=ed)
+    with pytest.raises(TransitionError):
+        lifecycle.campaign_approve(campaign=draft, by=ed)
+
+
+def test_an_edit_that_changes_nothing_keeps_the_approval(draft, ed, amy):
+    lifecycle.campaign_submit(campaign=draft, by=ed)
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    lifecycle.campaign_edit(campaign=draft, by=ed, jurisdictions=["UK"])
+    assert draft.state == CampaignState.APPROVED
+
+
+def test_throttle_can_change_while_sending_but_the_audience_cannot(ed):
+    sending = campaign(state=CampaignState.SENDING, jurisdictions=["UK"])
+    lifecycle.campaign_edit(campaign=sending, by=ed, throttle_per_minute=120)
+    assert (sending.throttle_per_minute, sending.state) == (120, CampaignState.SENDING)
+    with pytest.raises(TransitionError, match="cannot change once sending started"):
+        lifecycle.campaign_edit(campaign=sending, by=ed, jurisdictions=["EU"])
+    sending.refresh_from_db()
+    assert sending.jurisdictions == ["UK"]
+
+
+@pytest.mark.parametrize(
+    ("state", "step"),
+    [
+        (CampaignState.DRAFT, "campaign_approve"),
+        (CampaignState.DRAFT, "campaign_start"),
+        (CampaignState.APPROVED, "campaign_resume"),
+        (CampaignState.COMPLETED, "campaign_cancel"),
+        (CampaignState.CANCELLED, "campaign_submit"),
+    ],
+)
+def test_transitions_out_of_order_are_refused(amy, state, step):
+    c = campaign(state=state)
+    kwargs = {"campaign": c}
+    if step not in {"campaign_start"}:
+        kwargs["by"] = amy
+    with pytest.raises(TransitionError):
+        getattr(lifecycle, step)(**kwargs)
+    c.refresh_from_db()
+    assert c.state == state
+    assert not CampaignTransition.objects.filter(campaign=c).exists()
+
+
+def test_scheduling_needs_a_start_time(draft, ed, amy):
+    lifecycle.campaign_edit(campaign=draft, by=ed, starts_at=None)
+    lifecycle.campaign_submit(campaign=draft, by=ed)
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    with pytest.raises(TransitionError, match="start time"):
+        lifecycle.campaign_schedule(campaign=draft, by=amy)
+
+
+def test_cancel_marks_unsent_deliveries_cancelled_and_keeps_sent_ones(amy):
+    c = campaign(state=CampaignState.SENDING)
+    sent, waiting = MemberFactory(), MemberFactory()
+    Delivery.objects.create(campaign=c, member=sent, status=DeliveryStatus.SENT)
+    Delivery.objects.create(campaign=c, member=waiting, status=DeliveryStatus.PENDING)
+    lifecycle.campaign_cancel(campaign=c, by=amy, reason="wrong audience")
+    assert dict(Delivery.objects.values_list("member", "status")) == {
+        sent.pk: "sent",
+        waiting.pk: "cancelled",
+    }
+    assert c.state == CampaignState.CANCELLED
+    assert c.state_reason == "wrong audience"
+
+
+def test_starting_freezes_the_notice_version(draft, ed, amy):
+    lifecycle.campaign_submit(campaign=draft, by=ed)
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    lifecycle.campaign_schedule(campaign=draft, by=amy)
+    lifecycle.campaign_start(campaign=draft)
+    draft.notice_version.refresh_from_db()
+    assert draft.notice_version.is_frozen
