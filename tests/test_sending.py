@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import EmailStatus, Member
 from campaigns import tokens
-from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
+from campaigns.models import Campaign, CampaignState, Delivery
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.lifecycle import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.services.reconcile import deliveries_reconcile, delivery_resend
@@ -265,7 +265,7 @@ def test_sending_queries_do_not_grow_with_the_chunk(settings, django_assert_max_
 
 
 def test_reconciler_requeues_lost_claims_and_marks_lost_sends_unknown():
-    c = sending_campaign(members=3)
+    sending_campaign(members=3)
     a, b, _ = Delivery.objects.order_by("pk")
     past = timezone.now() - timedelta(seconds=1)
     Delivery.objects.filter(pk=a.pk).update(status="claimed", lease_expires_at=past, attempts=1)
