@@ -128,3 +128,11 @@ def test_send_test_service_links_to_the_staff_preview():
     notice_send_test(version=version, locale="en", to="lead@example.com")
     [message] = mail.outbox
     assert f"/admin/campaigns/noticeversion/{version.pk}/preview/en/" in message.body
+
+
+def test_subjects_are_plain_text_not_html_escaped():
+    version = notice_version(locales=["fr"], default_locale="fr")
+    NoticeText.objects.filter(version=version).update(subject="Vos données & l'IA <2027>")
+    text = version.texts.get()
+    text.save()  # refresh the hash the compile cache is keyed on
+    assert compile_message(version, "fr", reminder=False).subject == "Vos données & l'IA <2027>"

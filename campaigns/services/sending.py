@@ -278,11 +278,16 @@ class _Sender:
     def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
         self.connection = get_connection(fail_silently=False)
+        self.is_open = False
         self.compiled: dict[tuple[str, bool], CompiledMessage] = {}
 
     def send(self, claimed: Claimed) -> SendResult:
         message, locale = self._message(claimed)
         try:
+            if not self.is_open:
+                # Opened here, send_messages() leaves it open for the rest of the chunk.
+                self.connection.open()
+                self.is_open = True
             self.connection.send_messages([message])
         except Exception as exc:  # classified, logged and recorded on the delivery
             outcome = classify(exc)
@@ -293,6 +298,8 @@ class _Sender:
                 type(exc).__name__,
                 exc_info=outcome == UNKNOWN,
             )
+            if outcome in (UNKNOWN, TRANSPORT_DOWN):
+                self.close()  # the session's state is unknown: start the next one afresh
             return SendResult(claimed, outcome, error=f"{type(exc).__name__}: {exc}"[:500])
         status = getattr(message, "anymail_status", None)
         esp_id = getattr(status, "message_id", None) or message.extra_headers["Message-ID"]
@@ -325,7 +332,12 @@ class _Sender:
         return self.compiled[key]
 
     def close(self) -> None:
-        self.connection.close()
+        if self.is_open:
+            try:
+                self.connection.close()
+            except OSError:
+                logger.warning("closing the mail connection failed", exc_info=True)
+            self.is_open = False
 
 
 def notice_email(
