@@ -274,6 +274,14 @@ class Delivery(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     esp_message_id = models.CharField(max_length=255, blank=True)
     error = models.CharField(max_length=500, blank=True)
+    # Milestones from the ESP's events (see services.tracking); opened/clicked
+    # count people only: machine activity (link scanners) is left out.
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    soft_bounces = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -297,6 +305,13 @@ class Delivery(models.Model):
                 name="delivery_in_flight_idx",
                 condition=models.Q(status__in=["claimed", "sending"]),
             ),
+            # ESP events that lack our metadata are matched by message id; rows
+            # get one only when sent, so fan-out inserts never touch this index.
+            models.Index(
+                fields=["esp_message_id"],
+                name="delivery_esp_message_idx",
+                condition=~models.Q(esp_message_id=""),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -312,3 +327,49 @@ class ThrottleState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class DeliveryEvent(models.Model):
+    """One normalised ESP tracking event, stored once (esp + event key), processed later."""
+
+    esp = models.CharField(max_length=32)
+    # The ESP's event id, or a hash of the identifying fields when it has none.
+    event_key = models.CharField(max_length=128)
+    event_id = models.CharField(max_length=255, blank=True)
+    event_type = models.CharField(max_length=20)
+    timestamp = models.DateTimeField(null=True, blank=True)
+    recipient = models.CharField(max_length=254, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    metadata_delivery_id = models.BigIntegerField(null=True, blank=True)
+    reject_reason = models.CharField(max_length=32, blank=True)
+    description = models.TextField(blank=True)
+    mta_response = models.TextField(blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    click_url = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    # Set by the batch processor:
+    processed_at = models.DateTimeField(null=True, blank=True)
+    delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    is_orphan = models.BooleanField(default=False, help_text="Matched no delivery of ours.")
+    is_machine = models.BooleanField(
+        default=False, help_text="Open or click by a link scanner or too soon after delivery."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "event_key"], name="one_event_per_esp_key")
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"], name="event_unprocessed_idx", condition=models.Q(processed_at=None)
+            ),
+            models.Index(
+                fields=["received_at"], name="event_orphan_idx", condition=models.Q(is_orphan=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.esp} {self.event_type} {self.event_id or self.event_key[:12]}"

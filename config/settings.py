@@ -249,3 +249,8 @@ RENOTIFY_BREAKER_COMPLAINT_RATE = env.float("RENOTIFY_BREAKER_COMPLAINT_RATE", d
 RENOTIFY_MESSAGE_ID_DOMAIN = env(
     "RENOTIFY_MESSAGE_ID_DOMAIN", default=SITE_URL.split("://", 1)[-1].split("/")[0].split(":")[0]
 )
+# Opens and clicks sooner than this after sending are a link scanner, not a person.
+RENOTIFY_MACHINE_SECONDS = env.int("RENOTIFY_MACHINE_SECONDS", default=10)
+# Webhook basic-auth credentials, "user:password", comma-separated so that a new
+# secret can be added before the old one is removed (rotation).
+ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])

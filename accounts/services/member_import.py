@@ -18,6 +18,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import IO
 
 from django.conf import settings
@@ -73,52 +74,62 @@ class ImportReport:
         )
 
 
-@dataclass(frozen=True)
-class StagedRow:
-    line: int
-    external_id: str
-    email: str
-    locale: str
-    country: str
-    jurisdiction: str
+# A valid row as staged: (line, external_id, email, locale, country, jurisdiction).
+# A plain tuple, not a dataclass: a million of them pass through here.
+StagedRow = tuple[int, str, str, str, str, str]
+# A row as read: (line, external_id, email, locale, country), untrimmed.
+RawRow = tuple[int, str, str, str, str]
 
 
-def validate_row(line: int, raw: dict[str, str]) -> StagedRow | RowError:
+@lru_cache(maxsize=4096)
+def _locale(raw: str) -> str | None:
+    locale = raw.strip().lower().replace("_", "-") or DEFAULT_LOCALE
+    return locale if LOCALE_RE.fullmatch(locale) else None
+
+
+@lru_cache(maxsize=4096)
+def _country(raw: str) -> tuple[str, str] | None:
+    country = normalise_country(raw)
+    return (country, jurisdiction_for(country)) if country else None
+
+
+def validate_row(
+    line: int, external_id: str, email: str, locale: str, country: str
+) -> StagedRow | RowError:
     """Normalise one row, or say why it cannot be imported (never echoing the email)."""
-    external_id = (raw.get("external_id") or "").strip()
+    external_id = external_id.strip()
     if not external_id:
         return RowError(line, "missing external_id")
     if len(external_id) > MAX_EXTERNAL_ID:
         return RowError(line, f"external_id longer than {MAX_EXTERNAL_ID} characters")
-    email = (raw.get("email") or "").strip()
+    email = email.strip()
     if not email:
         return RowError(line, "missing email")
     if len(email) > MAX_EMAIL or not EMAIL_RE.fullmatch(email):
         return RowError(line, "invalid email address")
     local, _, domain = email.rpartition("@")
-    locale = (raw.get("locale") or "").strip().lower().replace("_", "-") or DEFAULT_LOCALE
-    if not LOCALE_RE.fullmatch(locale):
-        return RowError(line, f"invalid locale {locale[:20]!r} (expected e.g. en, de, fr-CH)")
-    raw_country = (raw.get("country") or "").strip()
-    country = normalise_country(raw_country)
-    if country is None:
-        shown = raw_country[:10] or "(empty)"
+    normal_locale = _locale(locale)
+    if normal_locale is None:
+        shown = locale.strip()[:20]
+        return RowError(line, f"invalid locale {shown!r} (expected e.g. en, de, fr-CH)")
+    place = _country(country)
+    if place is None:
+        shown = country.strip()[:10] or "(empty)"
         return RowError(line, f"unknown country code {shown!r} (expected ISO 3166-1 alpha-2)")
-    return StagedRow(
-        line, external_id, f"{local}@{domain.lower()}", locale, country, jurisdiction_for(country)
-    )
+    return (line, external_id, f"{local}@{domain.lower()}", normal_locale, *place)
 
 
-# --- Readers: each yields (line number, raw row dict) or a RowError -------------
+# --- Readers: each yields a RawRow or a RowError -----------------------------------
 
 
-def read_csv(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]] | RowError]:
+def read_csv(stream: IO[str]) -> Iterator[RawRow | RowError]:
     reader = csv.reader(stream)
     header = [name.strip().lower() for name in next(reader, [])]
     missing = [c for c in ("external_id", "email", "country") if c not in header]
     if missing:
         raise ImportFileError(f"header (line 1) lacks column(s): {', '.join(missing)}")
-    index = {name: header.index(name) for name in COLUMNS if name in header}
+    ext, mail, ctry = header.index("external_id"), header.index("email"), header.index("country")
+    loc = header.index("locale") if "locale" in header else None
     width = len(header)
     for values in reader:
         if not values:
@@ -126,10 +137,11 @@ def read_csv(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]] | RowError]
         if len(values) != width:
             yield RowError(reader.line_num, f"expected {width} fields, found {len(values)}")
             continue
-        yield reader.line_num, {name: values[i] for name, i in index.items()}
+        locale = values[loc] if loc is not None else ""
+        yield reader.line_num, values[ext], values[mail], locale, values[ctry]
 
 
-def read_jsonl(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]] | RowError]:
+def read_jsonl(stream: IO[str]) -> Iterator[RawRow | RowError]:
     for line, text in enumerate(stream, start=1):
         if not text.strip():
             continue
@@ -143,7 +155,7 @@ def read_jsonl(stream: IO[str]) -> Iterator[tuple[int, dict[str, str]] | RowErro
         if not isinstance(obj, dict):
             yield RowError(line, "expected a JSON object")
             continue
-        yield line, {name: str(obj[name]) for name in COLUMNS if obj.get(name) is not None}
+        yield (line, *(str(obj[name]) if obj.get(name) is not None else "" for name in COLUMNS))
 
 
 READERS: dict[str, Callable[[IO[str]], Iterator]] = {"csv": read_csv, "jsonl": read_jsonl}
@@ -192,7 +204,7 @@ def members_import(
         batch: list[StagedRow] = []
         for item in READERS[fmt](stream):
             report.read += 1
-            row = validate_row(*item) if isinstance(item, tuple) else item
+            row = item if isinstance(item, RowError) else validate_row(*item)
             if isinstance(row, RowError):
                 reject(row)
                 continue
@@ -282,8 +294,14 @@ class _Stager(ABC):
         return (
             f"INSERT INTO {table} AS m (external_id, email, locale, country, jurisdiction,"
             " email_status, email_status_changed_at, created_at, updated_at)"
-            f" SELECT external_id, email, locale, country, jurisdiction, %s, NULL, %s, %s"
-            f" FROM {STAGING} WHERE true"
+            " SELECT external_id, email, locale, country, jurisdiction, %s, NULL, %s, %s"
+            f" FROM {STAGING} s"
+            # Unchanged rows never reach ON CONFLICT, which would lock (and so write)
+            # every conflicting row before looking at its WHERE.
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} o WHERE o.external_id = s.external_id"
+            " AND o.email = s.email AND o.locale = s.locale AND o.country = s.country)"
+            # In index order: inserts into the unique index stay local.
+            " ORDER BY s.external_id"
             " ON CONFLICT (external_id) DO UPDATE SET email = excluded.email,"
             " locale = excluded.locale, country = excluded.country,"
             " jurisdiction = excluded.jurisdiction, updated_at = excluded.updated_at,"
@@ -292,6 +310,7 @@ class _Stager(ABC):
             " email_status = CASE WHEN m.email <> excluded.email"
             f" AND m.email_status IN ('{EmailStatus.BOUNCED}', '{EmailStatus.COMPLAINED}')"
             f" THEN '{EmailStatus.OK}' ELSE m.email_status END"
+            # Still checked here: a concurrent writer may have changed the row since.
             f" WHERE {self._changed('excluded')}"
         )
 
@@ -300,27 +319,31 @@ class _Stager(ABC):
         """Write the staged rows; return (created, updated)."""
 
 
+_COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_escape(value: str) -> str:
+    return value.translate(_COPY_SPECIAL)
+
+
 class _PostgresStager(_Stager):
     def write(self, rows: list[StagedRow]) -> None:
         if not rows:
             return
-        with connection.cursor() as cursor:
-            raw = cursor.cursor
-            with raw.copy(
+        # COPY text format, one write per batch. Only external_id can hold a character
+        # COPY treats specially: the other fields were validated to exclude them.
+        text = "".join(
+            f"{line}\t{_copy_escape(external_id)}\t{email}\t{locale}\t{country}\t{place}\n"
+            for line, external_id, email, locale, country, place in rows
+        )
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
                 f"COPY {STAGING} (line, external_id, email, locale, country, jurisdiction)"
                 " FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(
-                        (
-                            row.line,
-                            row.external_id,
-                            row.email,
-                            row.locale,
-                            row.country,
-                            row.jurisdiction,
-                        )
-                    )
+            ) as copy,
+        ):
+            copy.write(text)
 
     def _changed(self, new: str) -> str:
         return (
@@ -350,10 +373,7 @@ class _SqliteStager(_Stager):
             cursor.executemany(
                 f"INSERT INTO {STAGING} (line, external_id, email, locale, country, jurisdiction)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (r.line, r.external_id, r.email, r.locale, r.country, r.jurisdiction)
-                    for r in rows
-                ],
+                rows,
             )
 
     def _changed(self, new: str) -> str:

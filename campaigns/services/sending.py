@@ -58,6 +58,7 @@ class ChunkOutcome:
     unknown: int = 0
     skipped: int = 0
     released: int = 0
+    rejected: int = 0  # refused permanently by the receiving server: hard bounces
     # Set when the transport itself is failing: the caller retries after this many seconds.
     retry_in: float | None = None
     # Seconds until pending work is due (0: now); None when nothing is pending.
@@ -134,7 +135,10 @@ def campaign_send_chunk(*, campaign_id: int) -> ChunkOutcome:
     claimed = deliveries_claim(campaign=campaign, limit=chunk_size(campaign), lease=lease)
     outcome.claimed = len(claimed)
     if claimed:
-        _send_claimed(campaign, claimed, lease, outcome)
+        try:
+            _send_claimed(campaign, claimed, lease, outcome)
+        finally:
+            _count_for_breaker(campaign, outcome)
         campaign_breaker_check(campaign=campaign)
     outcome.next_due_in = pending_due_in(campaign=campaign)
     return outcome
@@ -209,6 +213,15 @@ def _send_claimed(
                 return
     finally:
         sender.close()
+
+
+def _count_for_breaker(campaign: Campaign, outcome: ChunkOutcome) -> None:
+    """Once per chunk: the breaker's counters (reports count deliveries instead)."""
+    if outcome.sent or outcome.rejected:
+        Campaign.objects.filter(pk=campaign.pk).update(
+            sent_count=F("sent_count") + outcome.sent + outcome.rejected,
+            hard_bounce_count=F("hard_bounce_count") + outcome.rejected,
+        )
 
 
 def _may_continue(campaign: Campaign, pace: Pace, n: int, lease: datetime) -> bool:
@@ -387,27 +400,21 @@ def _record(
         delivery.status = _status_after(result, now, delivery)
         rows.append(delivery)
     Delivery.objects.bulk_update(
-        rows,
-        [
-            "status",
-            "lease_expires_at",
-            "error",
-            "sent_at",
-            "not_before",
-            "esp_message_id",
-            "locale",
-        ],
+        rows, ["lease_expires_at", "error", "sent_at", "not_before", "esp_message_id", "locale"]
     )
-    tally = {s: sum(1 for d in rows if d.status == s) for s in {d.status for d in rows}}
+    # Status apart and only from "sending": an ESP webhook can be faster than this
+    # write, and a delivery never moves back from "delivered" to "sent".
+    by_status: dict[str, list[int]] = {}
+    for row in rows:
+        by_status.setdefault(row.status, []).append(row.pk)
+    for status, ids in by_status.items():
+        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(status=status)
+    tally = {status: len(ids) for status, ids in by_status.items()}
     outcome.sent += tally.get(DeliveryStatus.SENT, 0)
     outcome.failed += tally.get(DeliveryStatus.FAILED, 0)
     outcome.retried += tally.get(DeliveryStatus.PENDING, 0)
     outcome.unknown += tally.get(DeliveryStatus.UNKNOWN, 0)
-    rejected = sum(1 for r in results if r.outcome == FAILED)
-    Campaign.objects.filter(pk=campaign.pk).update(
-        sent_count=F("sent_count") + tally.get(DeliveryStatus.SENT, 0) + rejected,
-        hard_bounce_count=F("hard_bounce_count") + rejected,
-    )
+    outcome.rejected += sum(1 for r in results if r.outcome == FAILED)
 
 
 def _status_after(result: SendResult, now: datetime, delivery: Delivery) -> DeliveryStatus:

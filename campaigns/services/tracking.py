@@ -1,0 +1,389 @@
+"""ESP tracking events: stored once on arrival, processed in batches afterwards.
+
+The webhook request does as little as it can (one bulk INSERT per request, no
+per-event queries, no network): ESPs retry slow webhooks. A batch processor
+then maps events to deliveries and moves each delivery forward by precedence.
+Precedence is a rank, and a delivery takes the highest rank it has evidence
+for, so the final state does not depend on the order events arrive in (ESPs
+retry, batch and reorder). Milestones keep the earliest time seen.
+"""
+
+import hashlib
+import json
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import Action, EmailStatus, Member, Source
+from accounts.services.consent import consent_record
+from campaigns.models import Campaign, Delivery, DeliveryEvent, DeliveryStatus
+
+logger = logging.getLogger(__name__)
+S = DeliveryStatus
+
+# A delivery's status only ever moves to a higher rank. The engine's own states
+# rank lowest: any ESP event proves the message was accepted (which also settles
+# an "unknown" delivery). The four terminal outcomes rank above everything.
+RANK: dict[str, int] = {
+    S.PENDING: 0,
+    S.CLAIMED: 1,
+    S.SENDING: 2,
+    S.UNKNOWN: 3,
+    S.SENT: 10,
+    S.DEFERRED: 20,
+    S.DELIVERED: 30,
+    S.OPENED: 40,
+    S.CLICKED: 50,
+    S.FAILED: 90,
+    S.REJECTED: 91,
+    S.BOUNCED: 92,
+    S.COMPLAINED: 93,
+}
+# What each normalised anymail event type is evidence of.
+EVENT_STATUS: dict[str, str] = {
+    "queued": S.SENT,
+    "sent": S.SENT,
+    "deferred": S.DEFERRED,
+    "delivered": S.DELIVERED,
+    "autoresponded": S.DELIVERED,
+    "opened": S.OPENED,
+    "clicked": S.CLICKED,
+    "unsubscribed": S.DELIVERED,
+    "bounced": S.BOUNCED,
+    "rejected": S.REJECTED,
+    "failed": S.FAILED,
+    "complained": S.COMPLAINED,
+}
+# The first time each milestone was reached is kept on the delivery.
+MILESTONE: dict[str, str] = {
+    S.DELIVERED: "delivered_at",
+    S.OPENED: "opened_at",
+    S.CLICKED: "clicked_at",
+    S.BOUNCED: "bounced_at",
+    S.COMPLAINED: "complained_at",
+}
+
+
+# --- Soft bounces: some ESPs report them as "bounced"; the raw event says which --------
+
+
+def _postmark_soft(raw: dict) -> bool:
+    return raw.get("Type") in {"SoftBounce", "Transient", "DnsError", "AutoResponder"}
+
+
+def _ses_soft(raw: dict) -> bool:
+    return (raw.get("bounce") or {}).get("bounceType") in {"Transient", "Undetermined"}
+
+
+def _sendgrid_soft(raw: dict) -> bool:
+    return raw.get("type") == "blocked"  # SendGrid: a temporary block by the receiver
+
+
+SOFT_BOUNCE_TEST = {"Postmark": _postmark_soft, "Amazon SES": _ses_soft, "SendGrid": _sendgrid_soft}
+
+
+def is_soft_bounce(esp: str, raw: Any) -> bool:
+    test = SOFT_BOUNCE_TEST.get(esp)
+    return bool(test and isinstance(raw, dict) and test(raw))
+
+
+# --- Link scanners -------------------------------------------------------------------
+
+SCANNER_USER_AGENTS = re.compile(
+    r"(proofpoint|mimecast|barracuda|safelinks|microsoft office|urldefense|symantec|"
+    r"messagelabs|trendmicro|fortiguard|sophos|cisco|ironport|bot\b|crawler|spider|"
+    r"python-requests|curl/|wget|headless|googleimageproxy.*bot)",
+    re.IGNORECASE,
+)
+
+
+def is_machine(user_agent: str, event_at: datetime | None, sent_at: datetime | None) -> bool:
+    """An open or click by a known security scanner, or too soon after delivery to be a
+    person. "Delivery" is measured from our send time: it is known before any ESP event,
+    so the judgement is the same whatever order the events arrive in."""
+    if user_agent and SCANNER_USER_AGENTS.search(user_agent):
+        return True
+    if event_at and sent_at:
+        return event_at - sent_at < timedelta(seconds=settings.RENOTIFY_MACHINE_SECONDS)
+    return False
+
+
+# --- Receiving -----------------------------------------------------------------------
+
+
+def event_key(event: Any, esp: str) -> str:
+    """The ESP's event id where it gives one, else a hash of what identifies the event.
+    Event type and recipient are part of it: some ESPs reuse one id for a message's
+    events or for every recipient of one notification."""
+    if event.event_id:
+        parts: list[Any] = [event.event_id, event.event_type, event.recipient or ""]
+    else:
+        parts = [
+            event.event_type,
+            event.message_id or "",
+            event.recipient or "",
+            event.timestamp.isoformat() if event.timestamp else "",
+            _jsonable(event.esp_event),
+        ]
+    canonical = json.dumps([esp, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _jsonable(raw: Any) -> Any:
+    if hasattr(raw, "lists"):  # a QueryDict from a form-encoded webhook
+        return {key: values for key, values in raw.lists()}
+    try:
+        json.dumps(raw)
+    except (TypeError, ValueError):
+        return repr(raw)
+    return raw
+
+
+def _delivery_id(metadata: Any) -> int | None:
+    try:
+        value = int((metadata or {}).get("delivery_id"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return value if value > 0 else None
+
+
+def event_row(event: Any, esp: str) -> DeliveryEvent:
+    """An unsaved DeliveryEvent for an anymail tracking event (no query)."""
+    return DeliveryEvent(
+        esp=esp[:32],
+        event_key=event_key(event, esp),
+        event_id=(event.event_id or "")[:255],
+        event_type=(event.event_type or "unknown")[:20],
+        timestamp=event.timestamp,
+        recipient=(event.recipient or "")[:254],
+        message_id=(event.message_id or "")[:255],
+        metadata_delivery_id=_delivery_id(event.metadata),
+        reject_reason=(event.reject_reason or "")[:32],
+        description=event.description or "",
+        mta_response=event.mta_response or "",
+        user_agent=(event.user_agent or "")[:500],
+        click_url=event.click_url or "",
+        raw=_jsonable(event.esp_event),
+    )
+
+
+def events_store(rows: Iterable[DeliveryEvent]) -> int:
+    """Store events once: one INSERT for the whole batch, duplicates ignored."""
+    rows = list(rows)
+    if rows:
+        DeliveryEvent.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def unparsed_store(*, esp: str, body: bytes, problem: str) -> None:
+    """Keep a payload the webhook could not parse, so nothing an ESP sent is lost."""
+    digest = hashlib.sha256(body).hexdigest()
+    text = body.decode("utf-8", errors="replace")
+    DeliveryEvent.objects.bulk_create(
+        [
+            DeliveryEvent(
+                esp=esp[:32],
+                event_key=f"unparsed:{digest}",
+                event_type="unparsed",
+                description=problem[:2000],
+                raw={"body": text[:100_000]},
+                processed_at=timezone.now(),
+                is_orphan=True,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+
+
+# --- Processing ----------------------------------------------------------------------
+
+
+@dataclass
+class BatchReport:
+    events: int = 0
+    matched: int = 0
+    orphans: int = 0
+    deliveries_updated: int = 0
+    hard_bounces: int = 0
+    complaints: int = 0
+    unsubscribes: int = 0
+    campaigns: set[int] = field(default_factory=set)
+
+
+def events_process(*, batch_size: int = 1000, max_batches: int = 1000) -> BatchReport:
+    """Process pending events in batches until none is left; safe to run concurrently."""
+    total = BatchReport()
+    for _ in range(max_batches):
+        report = _process_batch(batch_size)
+        for name in ("events", "matched", "orphans", "deliveries_updated", "hard_bounces"):
+            setattr(total, name, getattr(total, name) + getattr(report, name))
+        total.complaints += report.complaints
+        total.unsubscribes += report.unsubscribes
+        total.campaigns |= report.campaigns
+        if report.events < batch_size:
+            break
+    return total
+
+
+def _claim_events(batch_size: int) -> list[DeliveryEvent]:
+    pending = DeliveryEvent.objects.filter(processed_at=None).order_by("id")
+    if connection.vendor == "postgresql":
+        pending = pending.select_for_update(skip_locked=True)
+    return list(pending[:batch_size])
+
+
+@transaction.atomic
+def _process_batch(batch_size: int) -> BatchReport:
+    report = BatchReport()
+    events = _claim_events(batch_size)
+    report.events = len(events)
+    if not events:
+        return report
+    deliveries = _deliveries_for(events)
+    by_delivery: dict[int, list[DeliveryEvent]] = defaultdict(list)
+    for event in events:
+        delivery = deliveries.get(event.metadata_delivery_id) or deliveries.get(event.message_id)
+        event.delivery = delivery
+        event.is_orphan = delivery is None
+        if delivery is not None:
+            by_delivery[delivery.pk].append(event)
+    changed = []
+    for delivery_pk, its_events in by_delivery.items():
+        delivery = deliveries[delivery_pk]
+        if _fold(delivery, sorted(its_events, key=_when)):
+            changed.append(delivery)
+    _save_deliveries(changed)
+    _consequences(by_delivery, deliveries, report)
+    now = timezone.now()
+    for event in events:
+        event.processed_at = now
+    DeliveryEvent.objects.bulk_update(
+        events, ["processed_at", "delivery", "is_orphan", "is_machine"], batch_size=500
+    )
+    report.matched = sum(len(v) for v in by_delivery.values())
+    report.orphans = report.events - report.matched
+    report.deliveries_updated = len(changed)
+    report.campaigns = {deliveries[pk].campaign_id for pk in by_delivery}
+    return report
+
+
+def _when(event: DeliveryEvent) -> datetime:
+    return event.timestamp or event.received_at
+
+
+def _deliveries_for(events: list[DeliveryEvent]) -> dict[Any, Delivery]:
+    """Deliveries by id and by ESP message id, in two queries for the whole batch."""
+    ids = {e.metadata_delivery_id for e in events if e.metadata_delivery_id}
+    message_ids = {e.message_id for e in events if e.message_id and not e.metadata_delivery_id}
+    found: dict[Any, Delivery] = {}
+    for delivery in Delivery.objects.filter(pk__in=ids):
+        found[delivery.pk] = delivery
+    if message_ids:
+        for delivery in Delivery.objects.filter(esp_message_id__in=message_ids):
+            found[delivery.pk] = delivery
+            found[delivery.esp_message_id] = delivery
+    return found
+
+
+_TRACKED_FIELDS = ["status", "soft_bounces", *MILESTONE.values()]
+
+
+def _fold(delivery: Delivery, events: list[DeliveryEvent]) -> bool:
+    """Apply events (earliest first) to ``delivery`` in memory; True if it changed."""
+    before = [getattr(delivery, name) for name in _TRACKED_FIELDS]
+    for event in events:
+        status = EVENT_STATUS.get(event.event_type)
+        if status is None:
+            continue
+        at = _when(event)
+        if status == S.BOUNCED and is_soft_bounce(event.esp, event.raw):
+            status = S.DEFERRED
+            delivery.soft_bounces += 1
+        if status in (S.OPENED, S.CLICKED):
+            event.is_machine = is_machine(event.user_agent, at, delivery.sent_at)
+            if event.is_machine:
+                status = S.DELIVERED  # a scanner proves delivery, not a reader
+        for reached in _implied(status):
+            milestone = MILESTONE.get(reached)
+            if milestone and (getattr(delivery, milestone) is None or at < getattr(delivery, milestone)):
+                setattr(delivery, milestone, at)
+        if RANK[status] > RANK.get(delivery.status, 0):
+            delivery.status = status
+    return before != [getattr(delivery, name) for name in _TRACKED_FIELDS]
+
+
+def _implied(status: str) -> list[str]:
+    """An open implies delivery, a click implies an open: milestones follow."""
+    return {S.OPENED: [S.DELIVERED, S.OPENED], S.CLICKED: [S.DELIVERED, S.OPENED, S.CLICKED]}.get(
+        status, [status]
+    )
+
+
+def _save_deliveries(changed: list[Delivery]) -> None:
+    if changed:
+        Delivery.objects.bulk_update(changed, _TRACKED_FIELDS, batch_size=500)
+
+
+def _consequences(
+    by_delivery: dict[int, list[DeliveryEvent]], deliveries: dict[Any, Delivery], report: BatchReport
+) -> None:
+    """Hard bounces mark the address; complaints and unsubscribes go to the ledger."""
+    counters: dict[int, dict[str, int]] = defaultdict(lambda: {"bounces": 0, "complaints": 0})
+    for delivery_pk, events in by_delivery.items():
+        delivery = deliveries[delivery_pk]
+        kinds = {e.event_type for e in events}
+        hard_bounce = any(
+            e.event_type == "bounced" and not is_soft_bounce(e.esp, e.raw) for e in events
+        )
+        if hard_bounce and _mark_address(delivery.member_id, EmailStatus.BOUNCED):
+            report.hard_bounces += 1
+            counters[delivery.campaign_id]["bounces"] += 1
+        if "complained" in kinds:
+            _unsubscribe(delivery, note="complaint")
+            if _mark_address(delivery.member_id, EmailStatus.COMPLAINED):
+                report.complaints += 1
+                counters[delivery.campaign_id]["complaints"] += 1
+        if "unsubscribed" in kinds and _unsubscribe(delivery, note="ESP unsubscribe"):
+            report.unsubscribes += 1
+    for campaign_id, counts in counters.items():
+        Campaign.objects.filter(pk=campaign_id).update(
+            hard_bounce_count=F("hard_bounce_count") + counts["bounces"],
+            complaint_count=F("complaint_count") + counts["complaints"],
+        )
+
+
+def _mark_address(member_id: int, status: EmailStatus) -> bool:
+    """Set the member's email status unless it already says as much (a complaint
+    outranks a bounce or an unsubscribe: it is the strongest "never again")."""
+    keep = {
+        EmailStatus.BOUNCED: [EmailStatus.BOUNCED, EmailStatus.COMPLAINED],
+        EmailStatus.COMPLAINED: [EmailStatus.COMPLAINED],
+    }[status]
+    return bool(
+        Member.objects.filter(pk=member_id)
+        .exclude(email_status__in=keep)
+        .update(email_status=status, email_status_changed_at=timezone.now())
+    )
+
+
+def _unsubscribe(delivery: Delivery, *, note: str) -> bool:
+    recorded = consent_record(
+        member=Member(pk=delivery.member_id),
+        action=Action.UNSUBSCRIBE,
+        source=Source.ESP,
+        notice_version_id=Campaign.objects.values_list("notice_version_id", flat=True).get(
+            pk=delivery.campaign_id
+        ),
+        delivery_id=delivery.pk,
+        metadata={"reported_as": note},
+    )
+    return recorded.created
