@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 
 from accounts.models import (
     ConsentEvent,
+    EmailStatusChange,
     JurisdictionPolicy,
     JurisdictionPolicyChange,
     LedgerCheck,
@@ -17,6 +18,7 @@ from accounts.models import (
     Purpose,
 )
 from accounts.selectors import member_effective_states
+from accounts.services.members import CLEARABLE, member_email_status_clear
 from accounts.services.policies import policy_set_mode, purpose_create
 
 LEDGER_ROWS_ON_MEMBER = 50
@@ -72,6 +74,21 @@ class MemberAdmin(admin.ModelAdmin):
     ]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    actions = ["clear_email_status"]
+
+    @admin.action(description="Mail again: clear a bounce or complaint (audited)")
+    def clear_email_status(self, request: HttpRequest, queryset) -> None:
+        cleared = 0
+        for member in queryset.filter(email_status__in=CLEARABLE):
+            reason = f"cleared in the admin by {request.user}"
+            if member_email_status_clear(member=member, by=request.user, reason=reason):
+                cleared += 1
+        skipped = queryset.count() - cleared
+        self.message_user(
+            request,
+            f"{cleared} address(es) cleared; {skipped} left as they were "
+            "(only bounces and complaints can be cleared: an unsubscribe is the member's).",
+        )
 
     @admin.display(description="Effective preferences")
     def effective_preferences(self, member: Member) -> str:
@@ -220,3 +237,10 @@ class LedgerCheckAdmin(ReadOnlyAdmin):
 class JurisdictionPolicyChangeAdmin(ReadOnlyAdmin):
     list_display = ["changed_at", "policy", "from_mode", "to_mode", "changed_by", "note"]
     list_select_related = ["policy__purpose", "changed_by"]
+
+
+@admin.register(EmailStatusChange)
+class EmailStatusChangeAdmin(ReadOnlyAdmin):
+    list_display = ["changed_at", "member", "from_status", "to_status", "changed_by", "reason"]
+    list_select_related = ["member", "changed_by"]
+    raw_id_fields = ["member"]

@@ -49,6 +49,25 @@ class Member(models.Model):
         super().save(*args, **kwargs)
 
 
+class EmailStatusChange(models.Model):
+    """Audit of staff clearing a bounce or complaint, so the address is mailed again."""
+
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="email_status_changes"
+    )
+    from_status = models.CharField(max_length=16, choices=EmailStatus.choices)
+    to_status = models.CharField(max_length=16, choices=EmailStatus.choices)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    changed_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} -> {self.to_status}"
+
+
 class Purpose(models.Model):
     """A use of members' data that they can be told about and object to."""
 

@@ -70,6 +70,7 @@ def django_env(url: str | None = None) -> dict[str, str]:
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-secret-key-not-used-anywhere-else-0123456789",
         "LEDGER_HMAC_KEY": "bench-only-ledger-key",
+        "ANYMAIL_WEBHOOK_SECRET": "bench:bench-only-webhook-secret",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -1,10 +1,13 @@
 """The privacy team's console for notices, campaigns and deliveries."""
 
+import csv
+import itertools
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,15 +21,22 @@ from campaigns.models import (
     CampaignState,
     CampaignTransition,
     Delivery,
+    DeliveryEvent,
     DeliveryStatus,
     Notice,
     NoticeText,
     NoticeVersion,
 )
 from campaigns.rendering import compile_message
-from campaigns.selectors import audience_preview, delivery_status_counts
+from campaigns.selectors import (
+    NOT_REACHED_COLUMNS,
+    audience_preview,
+    campaign_reach,
+    delivery_status_counts,
+    members_not_reached,
+)
 from campaigns.services import lifecycle
-from campaigns.services.lifecycle import TransitionError
+from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
 from campaigns.services.notices import notice_send_test, notice_version_copy
 from campaigns.services.reconcile import deliveries_give_up, delivery_resend
 from campaigns.tasks import senders_dispatch
@@ -328,6 +338,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "approved_by",
                     "approved_at",
                     "progress",
+                    "reach",
                 ]
             },
         ),
@@ -341,6 +352,7 @@ class CampaignAdmin(admin.ModelAdmin):
         "approved_at",
         "audience",
         "progress",
+        "reach",
     ]
 
     def save_model(self, request: HttpRequest, obj: Campaign, form, change: bool) -> None:
@@ -394,8 +406,28 @@ class CampaignAdmin(admin.ModelAdmin):
             reverse("admin:campaigns_campaign_progress", args=[campaign.pk]),
         )
 
+    @admin.display(description="Reach")
+    def reach(self, campaign: Campaign) -> str:
+        if not campaign.pk or campaign.state in EDITABLE_BEFORE_SENDING:
+            return "Shown once the campaign has started."
+        return format_html(
+            '<a href="{}">Reach report</a> · <a href="{}">Members not reached (CSV)</a>',
+            reverse("admin:campaigns_campaign_reach", args=[campaign.pk]),
+            reverse("admin:campaigns_campaign_not_reached", args=[campaign.pk]),
+        )
+
     def get_urls(self):
         return [
+            path(
+                "<int:pk>/reach/",
+                self.admin_site.admin_view(self.reach_view),
+                name="campaigns_campaign_reach",
+            ),
+            path(
+                "<int:pk>/not-reached.csv",
+                self.admin_site.admin_view(self.not_reached_view),
+                name="campaigns_campaign_not_reached",
+            ),
             path(
                 "<int:pk>/progress/",
                 self.admin_site.admin_view(self.progress_view),
@@ -425,6 +457,44 @@ class CampaignAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/campaigns/campaign/progress.html", context)
 
+    def reach_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        reach = campaign_reach(campaign=campaign)
+        columns = [*REACH_COLUMNS]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reach of {campaign}",
+            "campaign": campaign,
+            "reach": reach,
+            "columns": columns,
+            "totals": [reach.totals[c] for c in columns],
+            "rates": [(label, reach.rate(name)) for name, label in RATE_LABELS.items()],
+            "by_jurisdiction": [
+                (key, [row[c] for c in columns])
+                for key, row in sorted(reach.by_jurisdiction.items())
+            ],
+            "by_locale": [
+                (key, [row[c] for c in columns]) for key, row in sorted(reach.by_locale.items())
+            ],
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/reach.html", context)
+
+    def not_reached_view(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        buffer = _Echo()
+        writer = csv.writer(buffer)
+        rows = (writer.writerow(row) for row in members_not_reached(campaign=campaign))
+        response = StreamingHttpResponse(
+            itertools.chain([writer.writerow(NOT_REACHED_COLUMNS)], rows), content_type="text/csv"
+        )
+        response["Content-Disposition"] = f'attachment; filename="campaign-{pk}-not-reached.csv"'
+        return response
+
     def action_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         campaign = get_object_or_404(Campaign, pk=pk)
         if not self.has_change_permission(request, campaign):
@@ -444,6 +514,29 @@ class CampaignAdmin(admin.ModelAdmin):
                 (name, label) for name, label, states in CAMPAIGN_ACTIONS if obj.state in states
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+REACH_COLUMNS = [
+    "deliveries", "sent", "delivered", "deferred", "bounced_hard", "bounced_soft",
+    "complained", "opened", "clicked", "acknowledged", "objected", "failed", "unknown",
+    "not_sent", "in_progress",
+]  # fmt: skip
+RATE_LABELS = {
+    "delivered": "delivered / sent",
+    "bounced_hard": "hard bounces / sent",
+    "complained": "complaints / delivered",
+    "opened": "opened (people) / delivered",
+    "clicked": "clicked (people) / delivered",
+    "acknowledged": "acknowledged / delivered",
+    "objected": "objected / delivered",
+}
+
+
+class _Echo:
+    """A file-like object whose write returns the line: csv.writer into a stream."""
+
+    def write(self, value: str) -> str:
+        return value
 
 
 # --- Deliveries ---------------------------------------------------------------------
@@ -485,3 +578,26 @@ class DeliveryAdmin(admin.ModelAdmin):
     def give_up(self, request: HttpRequest, queryset) -> None:
         count = deliveries_give_up(deliveries=queryset)
         self.message_user(request, f"{count} unknown deliveries marked failed.")
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(admin.ModelAdmin):
+    """ESP events as received: read-only evidence; orphans are events matching no delivery."""
+
+    list_display = ["received_at", "esp", "event_type", "delivery", "is_orphan", "is_machine"]
+    list_filter = ["esp", "event_type", "is_orphan", "is_machine", "processed_at"]
+    list_select_related = ["delivery"]
+    search_fields = ["=message_id", "=event_id"]
+    search_help_text = "Exact ESP message id or event id."
+    raw_id_fields = ["delivery"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [f.name for f in DeliveryEvent._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -2,11 +2,11 @@
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from accounts.models import Action, ConsentEvent, EmailStatus, Member
 from accounts.selectors import members_with_effective_state
-from campaigns.models import UNFINISHED_STATUSES, Campaign, Delivery
+from campaigns.models import UNFINISHED_STATUSES, Campaign, Delivery, DeliveryStatus
 
 
 def audience_members(*, campaign: Campaign) -> QuerySet[Member]:
@@ -90,3 +90,128 @@ def delivery_status_counts(*, campaign: Campaign) -> dict[str, int]:
 
 def campaign_has_unfinished_deliveries(*, campaign: Campaign) -> bool:
     return Delivery.objects.filter(campaign=campaign, status__in=UNFINISHED_STATUSES).exists()
+
+
+# --- Reach: did the notice arrive? ----------------------------------------------------
+
+REACH_COUNTS = {
+    "deliveries": Q(),
+    "sent": Q(sent_at__isnull=False),
+    "delivered": Q(delivered_at__isnull=False),
+    "deferred": Q(status=DeliveryStatus.DEFERRED),
+    "bounced_hard": Q(bounced_at__isnull=False),
+    "bounced_soft": Q(soft_bounces__gt=0),
+    "complained": Q(complained_at__isnull=False),
+    "opened": Q(opened_at__isnull=False),
+    "clicked": Q(clicked_at__isnull=False),
+    "failed": Q(status__in=[DeliveryStatus.FAILED, DeliveryStatus.REJECTED]),
+    "unknown": Q(status=DeliveryStatus.UNKNOWN),
+    "not_sent": Q(
+        status__in=[DeliveryStatus.SKIPPED, DeliveryStatus.EXPIRED, DeliveryStatus.CANCELLED]
+    ),
+    "in_progress": Q(status__in=UNFINISHED_STATUSES),
+}
+RATE_OF = {"delivered": "sent", "bounced_hard": "sent", "complained": "delivered",
+           "opened": "delivered", "clicked": "delivered", "acknowledged": "delivered",
+           "objected": "delivered"}  # fmt: skip
+
+
+@dataclass
+class Reach:
+    targeted: int
+    unreachable: dict[str, int]
+    totals: dict[str, int]
+    by_jurisdiction: dict[str, dict[str, int]]
+    by_locale: dict[str, dict[str, int]]
+    reminders_sent: int
+
+    def rate(self, name: str) -> float | None:
+        base = self.totals.get(RATE_OF[name], 0)
+        return self.totals.get(name, 0) / base if base else None
+
+    @property
+    def rates(self) -> dict[str, float | None]:
+        return {name: self.rate(name) for name in RATE_OF}
+
+
+def campaign_reach(*, campaign: Campaign) -> Reach:
+    """Who was targeted, reached, engaged and responded: aggregate SQL only.
+
+    Delivery figures are for the notice itself (wave 0); "opened" and "clicked"
+    count people (machine activity is excluded when recorded). "acknowledged"
+    and "objected" count members who did so from one of this campaign's links.
+    """
+    notice_deliveries = Delivery.objects.filter(campaign=campaign, wave=0)
+    responded = ConsentEvent.objects.filter(
+        delivery_id__in=Delivery.objects.filter(campaign=campaign).values("pk")
+    )
+    aggregates = {name: Count("pk", filter=q) for name, q in REACH_COUNTS.items()}
+    aggregates["acknowledged"] = Count(
+        "member",
+        filter=Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member")),
+        distinct=True,
+    )
+    aggregates["objected"] = Count(
+        "member",
+        filter=Q(member__in=responded.filter(action=Action.OBJECT).values("member")),
+        distinct=True,
+    )
+    rows = list(
+        notice_deliveries.order_by().values("member__jurisdiction", "locale").annotate(**aggregates)
+    )
+    totals: dict[str, int] = {name: 0 for name in aggregates}
+    by_jurisdiction: dict[str, dict[str, int]] = {}
+    by_locale: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for name in aggregates:
+            totals[name] += row[name]
+            for key, bucket in (
+                (row["member__jurisdiction"], by_jurisdiction),
+                (row["locale"] or "-", by_locale),
+            ):
+                bucket.setdefault(key, {n: 0 for n in aggregates})[name] += row[name]
+    snapshot = campaign.audience_snapshot or {}
+    return Reach(
+        targeted=snapshot.get("targeted", totals["deliveries"]),
+        unreachable=snapshot.get("unreachable", {}),
+        totals=totals,
+        by_jurisdiction=by_jurisdiction,
+        by_locale=by_locale,
+        reminders_sent=Delivery.objects.filter(
+            campaign=campaign, wave__gt=0, sent_at__isnull=False
+        ).count(),
+    )
+
+
+# Deliveries that did not reach the member, and how to say why in the export.
+NOT_REACHED_STATUSES = [
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.COMPLAINED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.REJECTED,
+    DeliveryStatus.UNKNOWN,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.EXPIRED,
+]
+NOT_REACHED_COLUMNS = ("external_id", "jurisdiction", "locale", "reason")
+
+
+def members_not_reached(*, campaign: Campaign):
+    """Rows (external_id, jurisdiction, locale, reason) for everyone the notice did not
+    reach: deliveries that ended badly, and audience members left out at fan-out for
+    their email status. Two streamed queries; memory does not grow with the audience."""
+    delivered_badly = (
+        Delivery.objects.filter(campaign=campaign, wave=0, status__in=NOT_REACHED_STATUSES)
+        .order_by("member_id")
+        .values_list("member__external_id", "member__jurisdiction", "member__locale", "status")
+    )
+    yield from delivered_badly.iterator(chunk_size=5000)
+    never_sent = (
+        audience_members(campaign=campaign)
+        .exclude(email_status=EmailStatus.OK)
+        .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
+        .order_by("pk")
+        .values_list("external_id", "jurisdiction", "locale", "email_status")
+    )
+    for external_id, jurisdiction, locale, status in never_sent.iterator(chunk_size=5000):
+        yield external_id, jurisdiction, locale, f"not sent: email {status}"

@@ -13,7 +13,8 @@ from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.lifecycle import campaign_start
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.reminders import reminders_create
-from campaigns.services.sending import campaign_send_chunk
+from campaigns.services.sending import campaign_breaker_check, campaign_send_chunk
+from campaigns.services.tracking import events_process
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +89,13 @@ def reminders_create_task() -> dict[int, int]:
     for campaign_id in added:
         senders_dispatch(campaign_id)
     return added
+
+
+@shared_task
+def delivery_events_process() -> dict:
+    """Kicked after webhooks store events, and every 30 s by beat. Concurrent runs take
+    disjoint batches (SKIP LOCKED), so a second kick while one runs is harmless."""
+    report = events_process()
+    for campaign_id in report.campaigns:
+        campaign_breaker_check(campaign=Campaign.objects.get(pk=campaign_id))
+    return {"events": report.events, "orphans": report.orphans}

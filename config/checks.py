@@ -35,6 +35,16 @@ def production_secrets(app_configs, **kwargs) -> list[checks.CheckMessage]:
                 id="renotify.E002",
             )
         )
+    if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+        errors.append(
+            checks.Error(
+                "ANYMAIL_WEBHOOK_SECRET is not set in the environment.",
+                hint="ESP tracking webhooks change delivery state and suppress addresses: "
+                "set ANYMAIL_WEBHOOK_SECRET=user:password (comma-separated to rotate) and "
+                "configure the same credentials at the ESP.",
+                id="renotify.E003",
+            )
+        )
     return errors
 
 

@@ -162,6 +162,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "campaigns.tasks.deliveries_reconcile_task",
         "schedule": 60.0,
     },
+    "process-delivery-events": {
+        "task": "campaigns.tasks.delivery_events_process",
+        "schedule": 30.0,
+    },
     "create-reminder-waves": {
         "task": "campaigns.tasks.reminders_create_task",
         "schedule": crontab(hour=9, minute=0),

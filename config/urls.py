@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
+from campaigns.webhooks import tracking_urlpatterns
 from config.outbox import outbox_list, outbox_message
 from config.views import healthz
 
@@ -15,4 +16,6 @@ urlpatterns = [
     path("admin/outbox/", outbox_list, name="outbox_list"),
     path("admin/outbox/<str:name>", outbox_message, name="outbox_message"),
     path("admin/", admin.site.urls),
+    # ESP tracking webhooks: /anymail/<esp>/tracking/ (e.g. /anymail/postmark/tracking/)
+    path("anymail/", include(tracking_urlpatterns())),
 ]

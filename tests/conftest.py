@@ -56,3 +56,4 @@ def purpose(db):
 def _isolated_settings(settings, tmp_path):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.LEDGER_HMAC_KEY = "test-ledger-key"
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ["test:webhook-secret"]}

@@ -14,7 +14,7 @@ def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "LEDGER_HMAC_KEY", "DEBUG", "DATABASE_URL"}
+        if k not in {"SECRET_KEY", "LEDGER_HMAC_KEY", "ANYMAIL_WEBHOOK_SECRET", "DEBUG", "DATABASE_URL"}
     }
     env.update(RENOTIFY_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
     env.update(env_overrides)
@@ -28,7 +28,11 @@ def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
     )
 
 
-PRODUCTION_SECRETS = {"SECRET_KEY": "x" * 60, "LEDGER_HMAC_KEY": "y" * 40}
+PRODUCTION_SECRETS = {
+    "SECRET_KEY": "x" * 60,
+    "LEDGER_HMAC_KEY": "y" * 40,
+    "ANYMAIL_WEBHOOK_SECRET": "esp:" + "z" * 30,
+}
 
 
 def test_production_with_its_secrets_passes_the_check(tmp_path):
@@ -37,7 +41,8 @@ def test_production_with_its_secrets_passes_the_check(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("missing", "check_id"), [("SECRET_KEY", "E001"), ("LEDGER_HMAC_KEY", "E002")]
+    ("missing", "check_id"),
+    [("SECRET_KEY", "E001"), ("LEDGER_HMAC_KEY", "E002"), ("ANYMAIL_WEBHOOK_SECRET", "E003")],
 )
 def test_production_without_a_secret_fails_the_check(tmp_path, missing, check_id):
     secrets = {k: v for k, v in PRODUCTION_SECRETS.items() if k != missing}

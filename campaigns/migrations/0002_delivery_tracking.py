@@ -6,86 +6,119 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_seed_ai_training'),
-        ('campaigns', '0001_initial'),
+        ("accounts", "0003_seed_ai_training"),
+        ("campaigns", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeliveryEvent',
+            name="DeliveryEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('esp', models.CharField(max_length=32)),
-                ('event_key', models.CharField(max_length=128)),
-                ('event_id', models.CharField(blank=True, max_length=255)),
-                ('event_type', models.CharField(max_length=20)),
-                ('timestamp', models.DateTimeField(blank=True, null=True)),
-                ('recipient', models.CharField(blank=True, max_length=254)),
-                ('message_id', models.CharField(blank=True, max_length=255)),
-                ('metadata_delivery_id', models.BigIntegerField(blank=True, null=True)),
-                ('reject_reason', models.CharField(blank=True, max_length=32)),
-                ('description', models.TextField(blank=True)),
-                ('mta_response', models.TextField(blank=True)),
-                ('user_agent', models.CharField(blank=True, max_length=500)),
-                ('click_url', models.TextField(blank=True)),
-                ('raw', models.JSONField(blank=True, default=dict)),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('is_orphan', models.BooleanField(default=False, help_text='Matched no delivery of ours.')),
-                ('is_machine', models.BooleanField(default=False, help_text='Open or click by a link scanner or too soon after delivery.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("esp", models.CharField(max_length=32)),
+                ("event_key", models.CharField(max_length=128)),
+                ("event_id", models.CharField(blank=True, max_length=255)),
+                ("event_type", models.CharField(max_length=20)),
+                ("timestamp", models.DateTimeField(blank=True, null=True)),
+                ("recipient", models.CharField(blank=True, max_length=254)),
+                ("message_id", models.CharField(blank=True, max_length=255)),
+                ("metadata_delivery_id", models.BigIntegerField(blank=True, null=True)),
+                ("reject_reason", models.CharField(blank=True, max_length=32)),
+                ("description", models.TextField(blank=True)),
+                ("mta_response", models.TextField(blank=True)),
+                ("user_agent", models.CharField(blank=True, max_length=500)),
+                ("click_url", models.TextField(blank=True)),
+                ("raw", models.JSONField(blank=True, default=dict)),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "is_orphan",
+                    models.BooleanField(default=False, help_text="Matched no delivery of ours."),
+                ),
+                (
+                    "is_machine",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Open or click by a link scanner or too soon after delivery.",
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='bounced_at',
+            model_name="delivery",
+            name="bounced_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='clicked_at',
+            model_name="delivery",
+            name="clicked_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='complained_at',
+            model_name="delivery",
+            name="complained_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='delivered_at',
+            model_name="delivery",
+            name="delivered_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='opened_at',
+            model_name="delivery",
+            name="opened_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='soft_bounces',
+            model_name="delivery",
+            name="soft_bounces",
             field=models.PositiveSmallIntegerField(db_default=0, default=0),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('esp_message_id', ''), _negated=True), fields=['esp_message_id'], name='delivery_esp_message_idx'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("esp_message_id", ""), _negated=True),
+                fields=["esp_message_id"],
+                name="delivery_esp_message_idx",
+            ),
         ),
         migrations.AddField(
-            model_name='deliveryevent',
-            name='delivery',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='events', to='campaigns.delivery'),
+            model_name="deliveryevent",
+            name="delivery",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="events",
+                to="campaigns.delivery",
+            ),
         ),
         migrations.AddIndex(
-            model_name='deliveryevent',
-            index=models.Index(condition=models.Q(('processed_at', None)), fields=['id'], name='event_unprocessed_idx'),
+            model_name="deliveryevent",
+            index=models.Index(
+                condition=models.Q(("processed_at", None)),
+                fields=["id"],
+                name="event_unprocessed_idx",
+            ),
         ),
         migrations.AddIndex(
-            model_name='deliveryevent',
-            index=models.Index(condition=models.Q(('is_orphan', True)), fields=['received_at'], name='event_orphan_idx'),
+            model_name="deliveryevent",
+            index=models.Index(
+                condition=models.Q(("is_orphan", True)),
+                fields=["received_at"],
+                name="event_orphan_idx",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='deliveryevent',
-            constraint=models.UniqueConstraint(fields=('esp', 'event_key'), name='one_event_per_esp_key'),
+            model_name="deliveryevent",
+            constraint=models.UniqueConstraint(
+                fields=("esp", "event_key"), name="one_event_per_esp_key"
+            ),
         ),
     ]

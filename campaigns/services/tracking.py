@@ -314,7 +314,9 @@ def _fold(delivery: Delivery, events: list[DeliveryEvent]) -> bool:
                 status = S.DELIVERED  # a scanner proves delivery, not a reader
         for reached in _implied(status):
             milestone = MILESTONE.get(reached)
-            if milestone and (getattr(delivery, milestone) is None or at < getattr(delivery, milestone)):
+            if milestone and (
+                getattr(delivery, milestone) is None or at < getattr(delivery, milestone)
+            ):
                 setattr(delivery, milestone, at)
         if RANK[status] > RANK.get(delivery.status, 0):
             delivery.status = status
@@ -334,7 +336,9 @@ def _save_deliveries(changed: list[Delivery]) -> None:
 
 
 def _consequences(
-    by_delivery: dict[int, list[DeliveryEvent]], deliveries: dict[Any, Delivery], report: BatchReport
+    by_delivery: dict[int, list[DeliveryEvent]],
+    deliveries: dict[Any, Delivery],
+    report: BatchReport,
 ) -> None:
     """Hard bounces mark the address; complaints and unsubscribes go to the ledger."""
     counters: dict[int, dict[str, int]] = defaultdict(lambda: {"bounces": 0, "complaints": 0})

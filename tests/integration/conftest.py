@@ -31,6 +31,7 @@ def worker(services, transactional_db, tmp_path):
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "LEDGER_HMAC_KEY": settings.LEDGER_HMAC_KEY,
+        "ANYMAIL_WEBHOOK_SECRET": "test:webhook-secret",
         "SECRET_KEY": settings.SECRET_KEY,
         "DEBUG": "0",
         "RENOTIFY_VAR_DIR": str(tmp_path),

@@ -149,6 +149,7 @@ class SendingWorker:
             "DATABASE_URL": database_url(),
             "REDIS_URL": settings.REDIS_URL,
             "LEDGER_HMAC_KEY": settings.LEDGER_HMAC_KEY,
+            "ANYMAIL_WEBHOOK_SECRET": "test:webhook-secret",
             "SECRET_KEY": settings.SECRET_KEY,
             "DEBUG": "0",
             "RENOTIFY_VAR_DIR": str(log_dir),

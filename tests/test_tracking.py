@@ -1,0 +1,252 @@
+"""ESP events move deliveries forward by precedence, once, in any order."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from anymail.signals import AnymailTrackingEvent
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accounts.models import Action, ConsentEvent, EmailStatus, Member, Source
+from campaigns.models import CampaignState, Delivery, DeliveryEvent, DeliveryStatus
+from campaigns.selectors import campaign_reach, members_not_reached
+from campaigns.services.fanout import campaign_fan_out
+from campaigns.services.tracking import events_process
+from campaigns.webhooks import tracking_event_received
+from tests.factories import MemberFactory, campaign
+
+pytestmark = pytest.mark.django_db
+
+SENT_AT = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sent():
+    """A campaign whose three deliveries went out at SENT_AT."""
+    for country in ("GB", "DE", "US"):
+        MemberFactory(country=country, locale="en")
+    c = campaign(state=CampaignState.SENDING)
+    campaign_fan_out(campaign=c)
+    for delivery in Delivery.objects.filter(campaign=c):
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=DeliveryStatus.SENT,
+            sent_at=SENT_AT,
+            esp_message_id=f"esp-{delivery.pk}",
+            locale="en",
+        )
+    return c
+
+
+def event(delivery, event_type, *, minutes=1, event_id=None, by_message_id=False, **extra):
+    """An anymail tracking event for ``delivery``, as a webhook would normalise it."""
+    return AnymailTrackingEvent(
+        event_type=event_type,
+        timestamp=SENT_AT + timedelta(minutes=minutes),
+        event_id=event_id or f"{event_type}-{delivery.pk}-{minutes}",
+        message_id=f"esp-{delivery.pk}",
+        recipient=delivery.member.email,
+        metadata={} if by_message_id else {"delivery_id": str(delivery.pk)},
+        esp_event=extra.pop("raw", {"Type": event_type}),
+        **extra,
+    )
+
+
+def receive(*events, esp="Postmark"):
+    for e in events:
+        tracking_event_received(sender=None, event=e, esp_name=esp)
+    return events_process()
+
+
+def state(delivery):
+    delivery.refresh_from_db()
+    return delivery.status
+
+
+def test_events_move_a_delivery_forward_and_keep_milestones(sent):
+    d = Delivery.objects.filter(campaign=sent).first()
+    receive(event(d, "delivered", minutes=1), event(d, "opened", minutes=30))
+    receive(event(d, "deferred", minutes=2))  # late and lower: ignored
+    d.refresh_from_db()
+    assert d.status == DeliveryStatus.OPENED
+    assert d.delivered_at == SENT_AT + timedelta(minutes=1)
+    assert d.opened_at == SENT_AT + timedelta(minutes=30)
+
+
+def test_the_same_event_is_stored_and_counted_once(sent):
+    d = Delivery.objects.filter(campaign=sent).first()
+    receive(event(d, "delivered", event_id="abc"))
+    receive(event(d, "delivered", event_id="abc"))
+    assert DeliveryEvent.objects.count() == 1
+
+
+def test_events_without_an_id_are_deduplicated_by_content(sent):
+    d = Delivery.objects.filter(campaign=sent).first()
+    e = event(d, "opened", minutes=40)
+    e.event_id = None
+    receive(e)
+    receive(e)
+    assert DeliveryEvent.objects.count() == 1
+
+
+def test_events_are_matched_by_message_id_when_metadata_is_missing(sent):
+    d = Delivery.objects.filter(campaign=sent).first()
+    receive(event(d, "delivered", by_message_id=True))
+    assert state(d) == DeliveryStatus.DELIVERED
+    assert DeliveryEvent.objects.get().delivery == d
+
+
+def test_an_event_for_mail_we_did_not_send_is_kept_as_an_orphan(sent):
+    stranger = AnymailTrackingEvent(
+        event_type="delivered",
+        timestamp=SENT_AT,
+        event_id="other-system-1",
+        message_id="not-ours",
+        recipient="someone@example.org",
+        metadata={},
+        esp_event={},
+    )
+    report = receive(stranger)
+    orphan = DeliveryEvent.objects.get()
+    assert (report.orphans, orphan.is_orphan, orphan.delivery) == (1, True, None)
+    assert orphan.processed_at is not None
+
+
+def test_hard_bounce_marks_the_address_and_stops_future_mail(sent):
+    d = Delivery.objects.filter(campaign=sent).select_related("member").first()
+    receive(event(d, "bounced", raw={"Type": "HardBounce"}, reject_reason="bounced"))
+    d.member.refresh_from_db()
+    assert (state(d), d.member.email_status) == (DeliveryStatus.BOUNCED, EmailStatus.BOUNCED)
+    assert not ConsentEvent.objects.exists()  # a bounce is not a choice
+    sent.refresh_from_db()
+    assert sent.hard_bounce_count == 1
+
+
+def test_soft_bounce_defers_and_has_no_consequence(sent):
+    d = Delivery.objects.filter(campaign=sent).select_related("member").first()
+    receive(event(d, "bounced", raw={"Type": "SoftBounce"}))
+    d.refresh_from_db()
+    d.member.refresh_from_db()
+    assert (d.status, d.soft_bounces, d.bounced_at) == (DeliveryStatus.DEFERRED, 1, None)
+    assert d.member.email_status == EmailStatus.OK
+
+
+def test_complaint_marks_the_address_and_records_an_unsubscribe(sent):
+    d = Delivery.objects.filter(campaign=sent).select_related("member").first()
+    receive(event(d, "delivered"), event(d, "complained", minutes=60))
+    d.member.refresh_from_db()
+    assert (state(d), d.member.email_status) == (DeliveryStatus.COMPLAINED, EmailStatus.COMPLAINED)
+    ledger = ConsentEvent.objects.get()
+    assert (ledger.action, ledger.source, ledger.delivery_id, ledger.notice_version_id) == (
+        Action.UNSUBSCRIBE,
+        Source.ESP,
+        d.pk,
+        sent.notice_version_id,
+    )
+
+
+def test_esp_unsubscribe_is_recorded_once(sent):
+    d = Delivery.objects.filter(campaign=sent).select_related("member").first()
+    receive(event(d, "unsubscribed", minutes=5), event(d, "unsubscribed", minutes=6))
+    d.member.refresh_from_db()
+    assert d.member.email_status == EmailStatus.UNSUBSCRIBED
+    assert ConsentEvent.objects.filter(action=Action.UNSUBSCRIBE).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("minutes", "user_agent", "human"),
+    [
+        (0.05, "Mozilla/5.0 (iPhone)", False),  # 3 s after sending: a scanner
+        (30, "Mozilla/5.0 (compatible; Proofpoint URL Defense)", False),
+        (30, "Mozilla/5.0 (iPhone)", True),
+    ],
+)
+def test_machine_clicks_prove_delivery_but_not_engagement(sent, minutes, user_agent, human):
+    d = Delivery.objects.filter(campaign=sent).first()
+    receive(event(d, "clicked", minutes=minutes, user_agent=user_agent, click_url="https://x"))
+    d.refresh_from_db()
+    assert DeliveryEvent.objects.get().is_machine is not human
+    assert d.delivered_at is not None
+    assert (d.clicked_at is not None, d.status == DeliveryStatus.CLICKED) == (human, human)
+
+
+def test_an_event_settles_a_delivery_whose_outcome_was_unknown(sent):
+    d = Delivery.objects.filter(campaign=sent).first()
+    Delivery.objects.filter(pk=d.pk).update(status=DeliveryStatus.UNKNOWN)
+    receive(event(d, "delivered"))
+    assert state(d) == DeliveryStatus.DELIVERED
+
+
+STREAM = [
+    ("delivered", 1),
+    ("deferred", 2),
+    ("opened", 30),
+    ("clicked", 31),
+    ("opened", 45),
+    ("complained", 90),
+]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(order=st.permutations(range(len(STREAM))), replay=st.booleans())
+def test_any_order_and_any_repetition_give_the_in_order_result(sent, order, replay):
+    DeliveryEvent.objects.all().delete()
+    Member.objects.update(email_status=EmailStatus.OK)
+    d = Delivery.objects.filter(campaign=sent).select_related("member").first()
+    fields = dict(status=DeliveryStatus.SENT, delivered_at=None, opened_at=None, clicked_at=None,
+                  complained_at=None, bounced_at=None, soft_bounces=0)  # fmt: skip
+    Delivery.objects.filter(pk=d.pk).update(**fields)
+    events = [event(d, kind, minutes=m) for kind, m in STREAM]
+    for index in order:
+        receive(events[index])
+    if replay:
+        receive(*events)
+    d.refresh_from_db()
+    assert DeliveryEvent.objects.count() == len(STREAM)
+    assert (d.status, d.delivered_at, d.opened_at, d.clicked_at, d.complained_at) == (
+        DeliveryStatus.COMPLAINED,
+        SENT_AT + timedelta(minutes=1),
+        SENT_AT + timedelta(minutes=30),
+        SENT_AT + timedelta(minutes=31),
+        SENT_AT + timedelta(minutes=90),
+    )
+
+
+def test_reach_report_counts_people_and_outcomes(sent, purpose):
+    from accounts.services.consent import consent_record
+
+    first, second, third = (
+        Delivery.objects.filter(campaign=sent).select_related("member").order_by("pk")
+    )
+    receive(
+        event(first, "delivered"),
+        event(first, "opened", minutes=30),
+        event(second, "delivered"),
+        event(second, "clicked", minutes=0.05, user_agent="Mozilla", click_url="https://x"),
+        event(third, "bounced", raw={"Type": "HardBounce"}),
+    )
+    consent_record(
+        member=first.member,
+        action=Action.ACKNOWLEDGE,
+        source=Source.PREFERENCE_PAGE,
+        notice_version_id=sent.notice_version_id,
+        delivery_id=first.pk,
+    )
+    reach = campaign_reach(campaign=sent)
+    totals = reach.totals
+    assert (totals["sent"], totals["delivered"], totals["opened"], totals["clicked"]) == (
+        3,
+        2,
+        1,
+        0,
+    )
+    assert (totals["bounced_hard"], totals["acknowledged"]) == (1, 1)
+    assert reach.rate("delivered") == pytest.approx(2 / 3)
+    assert sum(row["bounced_hard"] for row in reach.by_jurisdiction.values()) == 1
+    assert [row[3] for row in members_not_reached(campaign=sent)] == ["bounced"]
+
+
+def test_reach_report_is_a_fixed_number_of_queries(sent, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):
+        campaign_reach(campaign=sent)
