@@ -282,6 +282,8 @@ class Delivery(models.Model):
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
     soft_bounces = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # First GET of the notice page from this delivery's link (not a consent event).
+    viewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -373,3 +375,15 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.esp} {self.event_type} {self.event_id or self.event_key[:12]}"
+
+
+class ObjectionReceipt(models.Model):
+    """The confirmation email for one objection: one row per ledger event, so a double
+    click or a retried task never sends two."""
+
+    consent_event_id = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"receipt for event {self.consent_event_id}"

@@ -13,6 +13,7 @@ from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.lifecycle import campaign_start
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.reminders import reminders_create
+from campaigns.services.responses import objection_receipt_send
 from campaigns.services.sending import campaign_breaker_check, campaign_send_chunk
 from campaigns.services.tracking import events_process
 
@@ -99,3 +100,13 @@ def delivery_events_process() -> dict:
     for campaign_id in report.campaigns:
         campaign_breaker_check(campaign=Campaign.objects.get(pk=campaign_id))
     return {"events": report.events, "orphans": report.orphans}
+
+
+@shared_task(
+    autoretry_for=(smtplib.SMTPException, ConnectionError),
+    retry_backoff=30,
+    retry_backoff_max=1800,
+    max_retries=8,
+)
+def objection_receipt_send_task(consent_event_id: int) -> bool:
+    return objection_receipt_send(consent_event_id=consent_event_id)

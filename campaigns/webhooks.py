@@ -29,6 +29,7 @@ from campaigns.services.tracking import event_row, events_store, unparsed_store
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
+UNPARSEABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 
 # Kick the processor at most this often per process: publishing a Celery message
 # on every request would cost more than storing the event.
@@ -79,7 +80,9 @@ def stored_once(view: Callable, esp: str) -> Callable:
                 response = view(request, *args, **kwargs)
             except SuspiciousOperation:
                 raise  # bad or missing credentials: anymail's 400, nothing stored
-            except Exception as exc:  # an unparseable payload must not make the ESP retry forever
+            # Only what a malformed body raises. A misconfiguration (a missing key or
+            # package) stays a 500: the ESP retries, and the error shows in the logs.
+            except UNPARSEABLE as exc:
                 logger.warning("%s webhook: unparseable payload kept (%s)", esp, type(exc).__name__)
                 unparsed_store(esp=esp, body=body, problem=f"{type(exc).__name__}: {exc}")
                 return HttpResponse("unparseable payload kept", status=200)

@@ -14,7 +14,8 @@ def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "LEDGER_HMAC_KEY", "ANYMAIL_WEBHOOK_SECRET", "DEBUG", "DATABASE_URL"}
+        if k
+        not in {"SECRET_KEY", "LEDGER_HMAC_KEY", "ANYMAIL_WEBHOOK_SECRET", "DEBUG", "DATABASE_URL"}
     }
     env.update(RENOTIFY_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
     env.update(env_overrides)

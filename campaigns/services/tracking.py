@@ -113,7 +113,12 @@ def is_machine(user_agent: str, event_at: datetime | None, sent_at: datetime | N
     if user_agent and SCANNER_USER_AGENTS.search(user_agent):
         return True
     if event_at and sent_at:
-        return event_at - sent_at < timedelta(seconds=settings.RENOTIFY_MACHINE_SECONDS)
+        # An event stamped before the send (clock skew, stale data) cannot be judged.
+        return (
+            timedelta(0)
+            <= event_at - sent_at
+            < timedelta(seconds=settings.RENOTIFY_MACHINE_SECONDS)
+        )
     return False
 
 

@@ -1,0 +1,196 @@
+"""The hosted notice and preference pages: no login, no JavaScript, POST for every change.
+
+Views parse input, call one service and render. A bad, tampered or unknown token
+gets the same friendly 400 page. Link scanners only GET (or HEAD): those never
+change anything but the "viewed" mark on a real GET.
+"""
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+from django_ratelimit.core import is_ratelimited
+
+from accounts.models import Member, Purpose, Source
+from accounts.selectors import member_effective_states
+from campaigns.models import Delivery
+from campaigns.services import responses
+from campaigns.tokens import BadToken, notice_token
+
+SUPPORTED = {code for code, _name in settings.LANGUAGES}
+ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+
+
+def _language(request: HttpRequest, *preferred: str | None) -> str:
+    """The first supported of: ?lang=, the delivery's or member's locale, Accept-Language."""
+    for candidate in (request.GET.get("lang"), *preferred):
+        if candidate and candidate.split("-")[0].lower() in SUPPORTED:
+            return candidate.split("-")[0].lower()
+    return translation.get_language_from_request(request) or settings.LANGUAGE_CODE
+
+
+def _client(request: HttpRequest) -> tuple[str | None, str]:
+    # Behind a proxy set BEHIND_TLS_PROXY and let the proxy overwrite REMOTE_ADDR.
+    return request.META.get("REMOTE_ADDR"), request.META.get("HTTP_USER_AGENT", "")[:300]
+
+
+def _bad_link(request: HttpRequest) -> HttpResponse:
+    with translation.override(_language(request)):
+        return render(request, "notices/bad_link.html", status=400)
+
+
+def _limited(request: HttpRequest, token: str) -> bool:
+    """POST rate limit per link and per address, on the shared cache."""
+    limits = (
+        ("notice-post-token", lambda group, req: token, settings.RENOTIFY_RATE_PER_TOKEN),
+        ("notice-post-ip", "ip", settings.RENOTIFY_RATE_PER_IP),
+    )
+    return any(
+        is_ratelimited(request, group=group, key=key, rate=rate, method="POST", increment=True)
+        for group, key, rate in limits
+    )
+
+
+def _too_many(request: HttpRequest, language: str) -> HttpResponse:
+    with translation.override(language):
+        return render(request, "notices/rate_limited.html", status=429)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def notice_page(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        delivery = responses.delivery_for_token(token)
+    except BadToken:
+        return _bad_link(request)
+    language = _language(request, delivery.locale, delivery.member.locale)
+    if request.method == "POST":
+        if _limited(request, token):
+            return _too_many(request, language)
+        return _notice_post(request, token, delivery)
+    if request.method == "GET":
+        responses.delivery_viewed(delivery=delivery)
+    view = responses.notice_view(delivery=delivery, locale=request.GET.get("lang"))
+    with translation.override(language):
+        return render(
+            request,
+            "notices/notice.html",
+            {"view": view, "token": token, "done": _done(request), "language": language},
+        )
+
+
+def _notice_post(request: HttpRequest, token: str, delivery: Delivery) -> HttpResponse:
+    ip, user_agent = _client(request)
+    action = request.POST.get("action", "")
+    if action == "acknowledge":
+        responses.notice_acknowledge(delivery=delivery, ip=ip, user_agent=user_agent)
+    elif action in responses.PREFERENCE_ACTIONS:
+        purpose = Purpose.objects.filter(slug=request.POST.get("purpose", "")).first()
+        if purpose is None:
+            return _bad_link(request)
+        responses.preference_choose(
+            member=delivery.member,
+            purpose=purpose,
+            choice=action,
+            delivery=delivery,
+            ip=ip,
+            user_agent=user_agent,
+            comment=request.POST.get("comment", ""),
+        )
+    else:
+        return _bad_link(request)
+    return _after(request, reverse("notice_page", args=[token]), action)
+
+
+def _after(request: HttpRequest, url: str, action: str) -> HttpResponseRedirect:
+    """Post/redirect/get: a reload never repeats the choice."""
+    query = f"?done={action}&purpose={request.POST.get('purpose', '')}"
+    if request.GET.get("lang"):
+        query += f"&lang={request.GET['lang']}"
+    return HttpResponseRedirect(f"{url}{query}#result")
+
+
+def _done(request: HttpRequest) -> dict | None:
+    action = request.GET.get("done")
+    if action not in {"acknowledge", *responses.PREFERENCE_ACTIONS}:
+        return None
+    return {"action": action, "purpose": request.GET.get("purpose", "")}
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
+    """The member's standing choices, without a campaign (links the platform mints)."""
+    try:
+        member = responses.member_for_token(token)
+    except BadToken:
+        return _bad_link(request)
+    language = _language(request, member.locale)
+    if request.method == "POST":
+        if _limited(request, token):
+            return _too_many(request, language)
+        return _preferences_post(request, token, member)
+    context = {
+        "member": member,
+        "states": member_effective_states(member=member),
+        "token": token,
+        "done": _done(request),
+        "language": language,
+    }
+    with translation.override(language):
+        return render(request, "notices/preferences.html", context)
+
+
+def _preferences_post(request: HttpRequest, token: str, member: Member) -> HttpResponse:
+    action = request.POST.get("action", "")
+    purpose = Purpose.objects.filter(slug=request.POST.get("purpose", "")).first()
+    if action not in responses.PREFERENCE_ACTIONS or purpose is None:
+        return _bad_link(request)
+    ip, user_agent = _client(request)
+    responses.preference_choose(
+        member=member,
+        purpose=purpose,
+        choice=action,
+        delivery=None,
+        ip=ip,
+        user_agent=user_agent,
+        comment=request.POST.get("comment", ""),
+    )
+    return _after(request, reverse("preferences_page", args=[token]), action)
+
+
+@csrf_exempt  # RFC 8058: mail clients POST without cookies or tokens; the link is the secret
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        delivery = responses.delivery_for_unsubscribe_token(token)
+    except BadToken:
+        return _bad_link(request)
+    language = _language(request, delivery.locale, delivery.member.locale)
+    context = {"delivery": delivery, "notice_url": _notice_url(delivery), "language": language}
+    if request.method == "POST":
+        if _limited(request, token):
+            return _too_many(request, language)
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+        ip, user_agent = _client(request)
+        responses.delivery_unsubscribe(
+            delivery=delivery,
+            source=Source.ONE_CLICK if one_click else Source.PREFERENCE_PAGE,
+            ip=ip,
+            user_agent=user_agent,
+        )
+        if one_click:
+            return HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8")
+        with translation.override(language):
+            return render(request, "notices/unsubscribed.html", context)
+    with translation.override(language):
+        return render(request, "notices/unsubscribe.html", context)
+
+
+def _notice_url(delivery: Delivery) -> str:
+    return reverse("notice_page", args=[notice_token(delivery.pk)])

@@ -1,0 +1,238 @@
+"""The hosted notice page: read, acknowledge, object in one tap; GET never acts."""
+
+import pytest
+from django.core import mail
+from django.core.cache import cache
+from django.test import Client
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accounts.models import Action, ConsentEvent, EmailStatus, Preference, Source
+from campaigns import tokens
+from campaigns.models import CampaignState, Delivery, DeliveryStatus, ObjectionReceipt
+from campaigns.services.fanout import campaign_fan_out
+from tests.factories import MemberFactory, campaign
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _receipts_inline(monkeypatch):
+    """Run the receipt task in-process when the transaction commits."""
+    from campaigns import tasks
+    from campaigns.services.responses import objection_receipt_send
+
+    monkeypatch.setattr(
+        tasks.objection_receipt_send_task,
+        "delay",
+        lambda event_id: objection_receipt_send(consent_event_id=event_id),
+    )
+    cache.clear()
+
+
+@pytest.fixture
+def delivery(purpose):
+    """Sam, in the US (opt-out: may object), was sent the notice in German an hour ago."""
+    MemberFactory(country="US", locale="de", email="sam@example.com")
+    c = campaign(state=CampaignState.SENDING)
+    campaign_fan_out(campaign=c)
+    d = Delivery.objects.select_related("member").get()
+    Delivery.objects.filter(pk=d.pk).update(
+        status=DeliveryStatus.SENT,
+        locale="de",
+        sent_at=timezone.now() - timezone.timedelta(hours=1),
+    )
+    d.refresh_from_db()
+    return d
+
+
+@pytest.fixture
+def browser():
+    return Client(enforce_csrf_checks=True)
+
+
+def notice_url(d):
+    return f"/n/{tokens.notice_token(d.pk)}/"
+
+
+def post_form(client, url, **data):
+    """GET the page for its CSRF cookie and token, then POST the form as a browser would."""
+    page = client.get(url)
+    token = page.cookies["csrftoken"].value
+    return client.post(url, {"csrfmiddlewaretoken": token, **data})
+
+
+def snapshot():
+    return (
+        list(ConsentEvent.objects.values_list("seq", "action")),
+        list(Preference.objects.values_list("member", "purpose", "choice")),
+        list(Delivery.objects.values_list("status", "member__email_status")),
+    )
+
+
+def test_page_shows_the_sent_version_in_the_sent_locale(browser, delivery):
+    page = browser.get(notice_url(delivery)).content.decode()
+    assert "Subject [de]" in page and "Body in <strong>de</strong>" in page
+    assert 'lang="de"' in page
+    assert "Object: do not use my data for this" in page or "Widerspruch" in page
+    english = browser.get(notice_url(delivery) + "?lang=en").content.decode()
+    assert "Subject [en]" in english
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_get_and_head_change_nothing_but_the_viewed_mark(browser, delivery, method):
+    before = snapshot()
+    getattr(browser, method)(notice_url(delivery))
+    getattr(browser, method)(f"/u/{tokens.unsubscribe_token(delivery.pk)}/")
+    getattr(browser, method)(f"/p/{tokens.member_token(delivery.member_id)}/")
+    assert snapshot() == before
+    delivery.refresh_from_db()
+    assert (delivery.viewed_at is not None) == (method == "get")
+
+
+def test_acknowledge_records_the_notice_version_and_delivery(browser, delivery):
+    response = post_form(browser, notice_url(delivery), action="acknowledge")
+    assert response.status_code == 302 and response["Location"].endswith("#result")
+    event = ConsentEvent.objects.get()
+    assert (event.action, event.source, event.notice_version_id, event.delivery_id) == (
+        Action.ACKNOWLEDGE,
+        Source.PREFERENCE_PAGE,
+        delivery.campaign.notice_version_id,
+        delivery.pk,
+    )
+    assert event.ip_hash and "127.0.0.1" not in event.ip_hash
+
+
+def test_objecting_takes_one_post_records_once_and_sends_one_receipt(
+    browser, delivery, purpose, django_capture_on_commit_callbacks
+):
+    url = notice_url(delivery)
+    for _ in range(2):  # a double tap
+        with django_capture_on_commit_callbacks(execute=True):
+            post_form(browser, url, action="object", purpose="ai-training")
+    event = ConsentEvent.objects.get()
+    assert (event.action, event.purpose, event.delivery_id) == (Action.OBJECT, purpose, delivery.pk)
+    assert Preference.objects.get(member=delivery.member).choice == "out"
+    [receipt] = mail.outbox
+    assert receipt.to == ["sam@example.com"]
+    assert str(event.seq) in receipt.subject and str(event.seq) in receipt.body
+    assert ObjectionReceipt.objects.get().sent_at is not None
+    page = browser.get(url + "?done=object&purpose=ai-training").content.decode()
+    assert 'role="status"' in page
+
+
+def test_objection_can_be_undone_and_redone(browser, delivery, django_capture_on_commit_callbacks):
+    url = notice_url(delivery)
+    with django_capture_on_commit_callbacks(execute=True):
+        post_form(browser, url, action="object", purpose="ai-training")
+        post_form(browser, url, action="allow", purpose="ai-training")
+        post_form(browser, url, action="object", purpose="ai-training", comment="no thanks")
+    actions = list(ConsentEvent.objects.order_by("seq").values_list("action", "comment"))
+    assert actions == [("object", ""), ("withdraw-objection", ""), ("object", "no thanks")]
+    assert len(mail.outbox) == 2  # one receipt per objection
+
+
+def test_forms_need_csrf_but_one_click_does_not(delivery):
+    client = Client(enforce_csrf_checks=True)
+    assert client.post(notice_url(delivery), {"action": "acknowledge"}).status_code == 403
+    assert not ConsentEvent.objects.exists()
+
+
+def test_rfc8058_one_click_unsubscribe_as_a_mail_client_sends_it(delivery):
+    client = Client(enforce_csrf_checks=True)  # no cookie, no referer, no token
+    url = f"/u/{tokens.unsubscribe_token(delivery.pk)}/"
+    for _ in range(2):
+        response = client.post(
+            url, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+        )
+        assert response.status_code == 200
+        assert "Location" not in response
+    delivery.member.refresh_from_db()
+    assert delivery.member.email_status == EmailStatus.UNSUBSCRIBED
+    event = ConsentEvent.objects.get()
+    assert (event.action, event.source, event.delivery_id) == (
+        Action.UNSUBSCRIBE,
+        Source.ONE_CLICK,
+        delivery.pk,
+    )
+    assert not Preference.objects.exists()  # unsubscribing is not objecting
+
+
+def test_unsubscribe_page_says_it_is_not_an_objection_and_links_to_one(browser, delivery):
+    page = browser.get(f"/u/{tokens.unsubscribe_token(delivery.pk)}/").content.decode()
+    assert "not an objection" in page or "kein Widerspruch" in page
+    assert "/n/" in page
+
+
+def test_standing_preference_page_changes_the_member_choice(browser, delivery):
+    url = f"/p/{tokens.member_token(delivery.member_id)}/"
+    post_form(browser, url, action="object", purpose="ai-training")
+    event = ConsentEvent.objects.get()
+    assert (event.action, event.delivery_id, event.notice_version_id) == (Action.OBJECT, None, None)
+
+
+def test_tokens_for_one_use_do_not_work_for_another(browser, delivery):
+    unsubscribe_token = tokens.unsubscribe_token(delivery.pk)
+    assert browser.get(f"/n/{unsubscribe_token}/").status_code == 400
+    assert browser.get(f"/p/{tokens.notice_token(delivery.pk)}/").status_code == 400
+
+
+def test_unknown_and_tampered_links_get_the_same_friendly_page(browser, delivery):
+    unknown = browser.get(f"/n/{tokens.notice_token(delivery.pk + 1000)}/")
+    tampered = browser.get(f"/n/{tokens.notice_token(delivery.pk)[:-2]}xx/")
+    assert unknown.status_code == tampered.status_code == 400
+    assert unknown.content == tampered.content
+    assert (
+        "This link does not work" in unknown.content.decode() or "Link" in unknown.content.decode()
+    )
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_mutated_tokens_never_error_and_never_act(delivery, data):
+    token = tokens.notice_token(delivery.pk)
+    position = data.draw(st.integers(0, len(token) - 1))
+    replacement = data.draw(st.text(alphabet="ABCxyz019-_:.%", min_size=0, max_size=3))
+    mutated = token[:position] + replacement + token[position + 1 :]
+    if mutated == token or "/" in mutated or not mutated:
+        return
+    client = Client()
+    before = snapshot()
+    for method in ("get", "post"):
+        response = getattr(client, method)(
+            f"/n/{mutated}/", {"action": "object", "purpose": "ai-training"}
+        )
+        assert response.status_code in (400, 404), response.status_code
+    assert snapshot() == before
+
+
+def test_every_public_response_carries_the_security_headers(browser, delivery):
+    for url in (notice_url(delivery), "/n/bad/", f"/u/{tokens.unsubscribe_token(delivery.pk)}/"):
+        response = browser.get(url)
+        csp = response["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src" not in csp
+        assert "default-src 'none'" in csp
+        assert response["Referrer-Policy"] == "no-referrer"
+        assert "no-store" in response["Cache-Control"]
+
+
+def test_too_many_posts_get_a_friendly_page_and_change_nothing_more(browser, delivery, settings):
+    settings.RENOTIFY_RATE_PER_TOKEN = "3/m"
+    url = notice_url(delivery)
+    statuses = [
+        post_form(
+            browser, url, action="object" if n % 2 else "allow", purpose="ai-training"
+        ).status_code
+        for n in range(5)
+    ]
+    assert statuses[:3] == [302, 302, 302] and statuses[3:] == [429, 429]
+    assert ConsentEvent.objects.count() <= 3
+
+
+def test_a_post_seconds_after_sending_is_flagged_not_refused(browser, delivery):
+    Delivery.objects.filter(pk=delivery.pk).update(sent_at=timezone.now())
+    post_form(browser, notice_url(delivery), action="acknowledge")
+    assert ConsentEvent.objects.get().metadata == {"too_fast": True}
