@@ -1,0 +1,205 @@
+"""Real ESP payloads, posted through the real webhook URLs with basic auth."""
+
+import json
+from base64 import b64encode
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import EmailStatus
+from campaigns.models import CampaignState, Delivery, DeliveryEvent, DeliveryStatus
+from campaigns.services.fanout import campaign_fan_out
+from campaigns.services.tracking import events_process
+from tests.factories import MemberFactory, campaign
+
+pytestmark = pytest.mark.django_db
+
+PAYLOADS = Path(__file__).parent / "webhook_payloads"
+GOOD = "test:webhook-secret"
+
+# esp folder -> (URL, content type)
+ESP = {
+    "postmark": ("/anymail/postmark/tracking/", "application/json"),
+    "sendgrid": ("/anymail/sendgrid/tracking/", "application/json"),
+    "mailgun": ("/anymail/mailgun/tracking/", "application/json"),
+    "amazon_ses": ("/anymail/amazon_ses/tracking/", "text/plain; charset=UTF-8"),
+}
+# (fixture, delivery status after processing, member email status after)
+CASES = [
+    ("postmark/delivery", DeliveryStatus.DELIVERED, EmailStatus.OK),
+    ("postmark/bounce_hard", DeliveryStatus.BOUNCED, EmailStatus.BOUNCED),
+    ("postmark/bounce_soft", DeliveryStatus.DEFERRED, EmailStatus.OK),
+    ("postmark/bounce_transient", DeliveryStatus.DEFERRED, EmailStatus.OK),
+    ("postmark/spam_complaint", DeliveryStatus.COMPLAINED, EmailStatus.COMPLAINED),
+    ("postmark/open", DeliveryStatus.OPENED, EmailStatus.OK),
+    (
+        "postmark/subscription_change_unsubscribe",
+        DeliveryStatus.DELIVERED,
+        EmailStatus.UNSUBSCRIBED,
+    ),
+    ("sendgrid/delivered", DeliveryStatus.DELIVERED, EmailStatus.OK),
+    ("sendgrid/deferred", DeliveryStatus.DEFERRED, EmailStatus.OK),
+    ("sendgrid/bounce", DeliveryStatus.BOUNCED, EmailStatus.BOUNCED),
+    ("sendgrid/bounce_blocked", DeliveryStatus.DEFERRED, EmailStatus.OK),
+    ("sendgrid/dropped", DeliveryStatus.REJECTED, EmailStatus.OK),
+    ("sendgrid/spamreport", DeliveryStatus.COMPLAINED, EmailStatus.COMPLAINED),
+    ("sendgrid/unsubscribe", DeliveryStatus.DELIVERED, EmailStatus.UNSUBSCRIBED),
+    ("mailgun/delivered", DeliveryStatus.DELIVERED, EmailStatus.OK),
+    ("mailgun/failed_permanent_bounce", DeliveryStatus.BOUNCED, EmailStatus.BOUNCED),
+    ("mailgun/failed_temporary", DeliveryStatus.DEFERRED, EmailStatus.OK),
+    ("mailgun/complained", DeliveryStatus.COMPLAINED, EmailStatus.COMPLAINED),
+    ("amazon_ses/sns_delivery", DeliveryStatus.DELIVERED, EmailStatus.OK),
+    ("amazon_ses/sns_bounce_permanent", DeliveryStatus.BOUNCED, EmailStatus.BOUNCED),
+    ("amazon_ses/sns_bounce_transient", DeliveryStatus.DEFERRED, EmailStatus.OK),
+    ("amazon_ses/sns_complaint", DeliveryStatus.COMPLAINED, EmailStatus.COMPLAINED),
+]
+
+
+@pytest.fixture(autouse=True)
+def esp_settings(settings):
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "WEBHOOK_SECRET": [GOOD],
+        "MAILGUN_WEBHOOK_SIGNING_KEY": "TEST_WEBHOOK_SIGNING_KEY",
+        "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": False,
+    }
+
+
+@pytest.fixture
+def delivery():
+    MemberFactory(email="pat@example.com", country="US")
+    c = campaign(state=CampaignState.SENDING)
+    campaign_fan_out(campaign=c)
+    d = Delivery.objects.select_related("member").get()
+    Delivery.objects.filter(pk=d.pk).update(
+        status=DeliveryStatus.SENT,
+        sent_at=timezone.now() - timedelta(minutes=5),
+        esp_message_id="0a129aee-e1cd-480d-b08d-4f48548ff48d",
+    )
+    return d
+
+
+def body(name: str, delivery: Delivery) -> str:
+    raw = (PAYLOADS / f"{name}.json").read_text()
+    return (
+        raw.replace("{{delivery_id}}", str(delivery.pk))
+        .replace(
+            "{{message_id}}", delivery.esp_message_id or "0a129aee-e1cd-480d-b08d-4f48548ff48d"
+        )
+        .replace("{{recipient}}", delivery.member.email)
+    )
+
+
+def post(name: str, delivery: Delivery, auth: str | None = GOOD):
+    esp = name.split("/")[0]
+    url, content_type = ESP[esp]
+    data = body(name, delivery)
+    headers = {}
+    if auth is not None:
+        headers["HTTP_AUTHORIZATION"] = "Basic " + b64encode(auth.encode()).decode()
+    if esp == "amazon_ses":
+        sns = json.loads(data)
+        headers["HTTP_X_AMZ_SNS_MESSAGE_TYPE"] = sns["Type"]
+        headers["HTTP_X_AMZ_SNS_MESSAGE_ID"] = sns["MessageId"]
+    return Client(enforce_csrf_checks=True).post(
+        url, data=data, content_type=content_type, **headers
+    )
+
+
+@pytest.mark.parametrize(("name", "status", "email_status"), CASES)
+def test_documented_payload_moves_the_delivery(delivery, name, status, email_status):
+    delivery.esp_message_id = Delivery.objects.get(pk=delivery.pk).esp_message_id
+    response = post(name, delivery)
+    assert response.status_code == 200, response.content
+    events_process()
+    delivery.refresh_from_db()
+    delivery.member.refresh_from_db()
+    assert (delivery.status, delivery.member.email_status) == (status, email_status)
+    assert DeliveryEvent.objects.filter(delivery=delivery).exists()
+
+
+def test_a_sendgrid_batch_is_stored_with_one_row_per_distinct_event(delivery):
+    assert post("sendgrid/batch_all_events", delivery).status_code == 200
+    assert DeliveryEvent.objects.count() == 9  # the docs reuse one event id for two examples
+    events_process()
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.COMPLAINED
+
+
+def test_replaying_the_same_posts_adds_nothing(delivery):
+    for name in ("postmark/delivery", "postmark/bounce_hard", "sendgrid/batch_all_events"):
+        post(name, delivery)
+    stored = DeliveryEvent.objects.count()
+    for name in ("postmark/delivery", "postmark/bounce_hard", "sendgrid/batch_all_events"):
+        assert post(name, delivery).status_code == 200
+    assert DeliveryEvent.objects.count() == stored
+
+
+DELIVERED_PAYLOAD = {
+    "postmark": "postmark/delivery",
+    "sendgrid": "sendgrid/delivered",
+    "mailgun": "mailgun/delivered",
+    "amazon_ses": "amazon_ses/sns_delivery",
+}
+
+
+@pytest.mark.parametrize("esp", list(DELIVERED_PAYLOAD))
+@pytest.mark.parametrize("auth", [None, "test:wrong", "someone:webhook-secret"])
+def test_bad_or_missing_credentials_are_refused_and_nothing_is_stored(delivery, esp, auth):
+    name = DELIVERED_PAYLOAD[esp]
+    response = post(name, delivery, auth=auth)
+    assert response.status_code in (400, 401)
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_secrets_can_be_rotated(delivery, settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ["new:secret-2", GOOD]}
+    assert post("postmark/delivery", delivery, auth=GOOD).status_code == 200
+    assert post("postmark/bounce_hard", delivery, auth="new:secret-2").status_code == 200
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ["new:secret-2"]}
+    assert post("postmark/open", delivery, auth=GOOD).status_code == 400
+    assert DeliveryEvent.objects.count() == 2
+
+
+def test_a_mailgun_payload_with_a_forged_signature_is_refused(delivery):
+    data = json.loads(body("mailgun/delivered", delivery))
+    data["signature"]["signature"] = "0" * 64
+    response = Client().post(
+        "/anymail/mailgun/tracking/",
+        data=json.dumps(data),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + b64encode(GOOD.encode()).decode(),
+    )
+    assert response.status_code == 400
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_an_unparseable_payload_is_kept_and_answered_200(delivery):
+    response = Client().post(
+        "/anymail/postmark/tracking/",
+        data="{not json",
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + b64encode(GOOD.encode()).decode(),
+    )
+    assert response.status_code == 200
+    kept = DeliveryEvent.objects.get()
+    assert (kept.event_type, kept.is_orphan, kept.raw) == ("unparsed", True, {"body": "{not json"})
+
+
+def test_an_event_for_another_systems_mail_is_an_orphan(delivery):
+    stranger = Delivery(pk=999_999, esp_message_id="not-ours")
+    stranger.member = delivery.member
+    post("postmark/delivery", stranger)
+    report = events_process()
+    assert report.orphans == 1
+    assert DeliveryEvent.objects.get().is_orphan
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT
+
+
+def test_ses_subscription_confirmation_makes_no_event(delivery):
+    assert post("amazon_ses/sns_subscription_confirmation", delivery).status_code == 200
+    assert not DeliveryEvent.objects.exists()
