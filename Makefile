@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench messages clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Renotify needs Python 3.11 or newer"'
@@ -38,6 +38,11 @@ format: install
 ## Benchmarks (PostgreSQL): print figures, never part of `make test`.
 bench: install
 	$(BIN)/python bench/run.py
+
+## Maintainers: refresh the de/fr translations after changing UI or email strings.
+messages: install
+	DEBUG=1 $(BIN)/python manage.py makemessages -l de -l fr --ignore=.venv --ignore=var --ignore=bench --ignore=tests
+	DEBUG=1 $(BIN)/python manage.py compilemessages --ignore=.venv
 
 clean:
 	rm -rf $(VENV) var

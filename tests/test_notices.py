@@ -96,7 +96,8 @@ def test_markdown_keeps_links_and_drops_scripts():
 
 def test_compiled_message_is_in_the_locale_with_translated_chrome():
     compiled = compile_message(notice_version(), "de", reminder=True)
-    assert compiled.subject.endswith(": Subject [de]")  # "Reminder:" prefix, translated
+    assert compiled.subject == "Erinnerung: Subject [de]"
+    assert "Hinweis lesen und entscheiden" in compiled.text
     assert "Body in <strong>de</strong>" in compiled.html
     assert "Body in **de** with a link (https://example.com/de)." in compiled.text
 
