@@ -236,3 +236,15 @@ def test_a_post_seconds_after_sending_is_flagged_not_refused(browser, delivery):
     Delivery.objects.filter(pk=delivery.pk).update(sent_at=timezone.now())
     post_form(browser, notice_url(delivery), action="acknowledge")
     assert ConsentEvent.objects.get().metadata == {"too_fast": True}
+
+
+def test_platform_can_mint_preference_links(delivery, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("preference_links", delivery.member.external_id)
+    external_id, url = capsys.readouterr().out.strip().split("\t")
+    assert external_id == delivery.member.external_id
+    assert tokens.member_from_token(url.rstrip("/").rsplit("/", 1)[1]) == delivery.member_id
+    with pytest.raises(CommandError, match="unknown external id"):
+        call_command("preference_links", "nobody")
