@@ -59,19 +59,7 @@ class MemberAdmin(admin.ModelAdmin):
         "effective_preferences",
         "ledger",
     ]
-    fields = [
-        "external_id",
-        "email",
-        "locale",
-        "country",
-        "jurisdiction",
-        "email_status",
-        "email_status_changed_at",
-        "created_at",
-        "updated_at",
-        "effective_preferences",
-        "ledger",
-    ]
+    fields = ["external_id", "email", "locale", "country", *readonly_fields]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     actions = ["clear_email_status"]

@@ -22,11 +22,9 @@ def database_url() -> str:
     return f"postgres://{user}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def worker(services, transactional_db, tmp_path):
-    """Start ``celery worker`` on a queue of its own; yield the queue name; stop it by pid."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = {
+def worker_env(var_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a worker process: the test database, Redis, production mode."""
+    return {
         **os.environ,
         "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
@@ -34,8 +32,16 @@ def worker(services, transactional_db, tmp_path):
         "ANYMAIL_WEBHOOK_SECRET": "test:webhook-secret",
         "SECRET_KEY": settings.SECRET_KEY,
         "DEBUG": "0",
-        "RENOTIFY_VAR_DIR": str(tmp_path),
+        "RENOTIFY_VAR_DIR": str(var_dir),
+        **extra,
     }
+
+
+@pytest.fixture
+def worker(services, transactional_db, tmp_path):
+    """Start ``celery worker`` on a queue of its own; yield the queue name; stop it by pid."""
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = worker_env(tmp_path)
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
         [

@@ -16,7 +16,7 @@ from campaigns import tokens
 from campaigns.models import UNFINISHED_STATUSES, Delivery
 from campaigns.tasks import campaigns_start_due
 from tests.integration.conftest import wait_for
-from tests.integration.smtp_sink import (
+from tests.integration.support import (
     EXPECTED_LOCALE,
     SUBJECTS,
     members_create,

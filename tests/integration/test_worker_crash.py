@@ -18,7 +18,7 @@ from campaigns.services.lifecycle import campaign_start
 from campaigns.services.reconcile import deliveries_reconcile, delivery_resend
 from campaigns.tasks import campaign_send
 from tests.integration.conftest import wait_for
-from tests.integration.smtp_sink import (
+from tests.integration.support import (
     SendingWorker,
     members_create,
     multilingual_campaign,

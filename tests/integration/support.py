@@ -43,7 +43,7 @@ from campaigns.services.lifecycle import (
     campaign_schedule,
     campaign_submit,
 )
-from tests.integration.conftest import ROOT, database_url, stop, wait_for
+from tests.integration.conftest import ROOT, stop, wait_for, worker_env
 
 # --- The SMTP sink ------------------------------------------------------------------
 
@@ -144,17 +144,7 @@ class SendingWorker:
     def __init__(self, *, log_dir: Path, env: dict[str, str]) -> None:
         self.queue = f"renotify-test-{uuid.uuid4().hex[:10]}"
         self.log_dir = log_dir
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "LEDGER_HMAC_KEY": settings.LEDGER_HMAC_KEY,
-            "ANYMAIL_WEBHOOK_SECRET": "test:webhook-secret",
-            "SECRET_KEY": settings.SECRET_KEY,
-            "DEBUG": "0",
-            "RENOTIFY_VAR_DIR": str(log_dir),
-            **env,
-        }
+        self.env = worker_env(log_dir, **env)
         self.runs = 0
         self.process: subprocess.Popen | None = None
 
