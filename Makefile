@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint format bench messages clean
+.PHONY: install browsers demo test lint format bench messages clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Renotify needs Python 3.11 or newer"'
@@ -22,6 +22,11 @@ demo: install
 	DEBUG=1 $(BIN)/python manage.py seed_demo
 	DEBUG=1 $(BIN)/python manage.py seed_demo_campaign
 	DEBUG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.demo start
+
+## Debian's chromium for tests/browser (as root; CI runs it). Without it those tests skip.
+browsers:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	@/usr/bin/chromium --version 2>/dev/null
 
 ## Set up and run the test suite (PostgreSQL + Redis when DATABASE_URL/REDIS_URL are set).
 test: install

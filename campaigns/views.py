@@ -5,6 +5,8 @@ gets the same friendly 400 page. Link scanners only GET (or HEAD): those never
 change anything but the "viewed" mark on a real GET.
 """
 
+from functools import wraps
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -38,6 +40,19 @@ def _client(request: HttpRequest) -> tuple[str | None, str]:
     return request.META.get("REMOTE_ADDR"), request.META.get("HTTP_USER_AGENT", "")[:300]
 
 
+def no_referrer(view):
+    """The member's link holds a token: no request from these pages may pass it on.
+    (The pages' own meta tag lets same-origin form posts carry their origin for CSRF.)"""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Referrer-Policy"] = "no-referrer"
+        return response
+
+    return wrapper
+
+
 def _bad_link(request: HttpRequest) -> HttpResponse:
     with translation.override(_language(request)):
         return render(request, "notices/bad_link.html", status=400)
@@ -60,6 +75,7 @@ def _too_many(request: HttpRequest, language: str) -> HttpResponse:
         return render(request, "notices/rate_limited.html", status=429)
 
 
+@no_referrer
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def notice_page(request: HttpRequest, token: str) -> HttpResponse:
@@ -75,12 +91,21 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET":
         responses.delivery_viewed(delivery=delivery)
     view = responses.notice_view(delivery=delivery, locale=request.GET.get("lang"))
+    context = {
+        "view": view,
+        "token": token,
+        "done": _done(request),
+        "language": language,
+        "action_url": _form_url(request, "notice_page", token),
+    }
     with translation.override(language):
-        return render(
-            request,
-            "notices/notice.html",
-            {"view": view, "token": token, "done": _done(request), "language": language},
-        )
+        return render(request, "notices/notice.html", context)
+
+
+def _form_url(request: HttpRequest, name: str, token: str) -> str:
+    """Where the page's forms post: the page itself, keeping a language the reader chose."""
+    url = reverse(name, args=[token])
+    return f"{url}?lang={request.GET['lang']}" if request.GET.get("lang") in SUPPORTED else url
 
 
 def _notice_post(request: HttpRequest, token: str, delivery: Delivery) -> HttpResponse:
@@ -121,6 +146,7 @@ def _done(request: HttpRequest) -> dict | None:
     return {"action": action, "purpose": request.GET.get("purpose", "")}
 
 
+@no_referrer
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
@@ -140,6 +166,7 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
         "token": token,
         "done": _done(request),
         "language": language,
+        "action_url": _form_url(request, "preferences_page", token),
     }
     with translation.override(language):
         return render(request, "notices/preferences.html", context)
@@ -164,6 +191,7 @@ def _preferences_post(request: HttpRequest, token: str, member: Member) -> HttpR
 
 
 @csrf_exempt  # RFC 8058: mail clients POST without cookies or tokens; the link is the secret
+@no_referrer
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:

@@ -205,7 +205,10 @@ SECURE_PROXY_SSL_HEADER = (
 )
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "no-referrer"
+# Site-wide: only same-origin requests carry a referrer. Under "no-referrer" Chromium
+# sends form POSTs with "Origin: null", which Django's CSRF check refuses (the admin
+# login would fail). Public pages tighten it to no-referrer (campaigns.views).
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # Public pages: nothing but our own styles, no scripts at all, never framed. The

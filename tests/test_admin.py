@@ -116,3 +116,24 @@ def test_adding_a_purpose_in_the_admin_creates_a_policy_for_every_jurisdiction(c
 )
 def test_every_list_page_renders(console, objection, model):
     assert console.get(reverse(f"admin:accounts_{model}_changelist")).status_code == 200
+
+
+def test_staff_can_log_in_from_a_real_browser_form(client, lead):
+    """Browsers send Origin on form posts; under a no-referrer policy Chromium sends
+    "Origin: null", which the CSRF check refuses. The console keeps same-origin."""
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    page = browser.get(reverse("admin:login"))
+    assert page["Referrer-Policy"] == "same-origin"
+    response = browser.post(
+        reverse("admin:login"),
+        {
+            "username": "priya",
+            "password": "pw-priya-1",
+            "csrfmiddlewaretoken": page.cookies["csrftoken"].value,
+            "next": "/admin/",
+        },
+        HTTP_ORIGIN="http://testserver",
+    )
+    assert response.status_code == 302 and response["Location"] == "/admin/"
