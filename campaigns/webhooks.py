@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from functools import wraps
 
 from anymail.signals import tracking
-from anymail.urls import urlpatterns as anymail_patterns
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
 from django.dispatch import receiver
@@ -96,6 +95,10 @@ def stored_once(view: Callable, esp: str) -> Callable:
 
 def tracking_urlpatterns() -> list[URLPattern]:
     """Every tracking webhook anymail offers, each wrapped by ``stored_once``."""
+    # Imported here, for the URLconf only: it loads every ESP's module (boto3 for
+    # SES), which commands and workers never need.
+    from anymail.urls import urlpatterns as anymail_patterns
+
     patterns = []
     for pattern in anymail_patterns:
         if not (pattern.name or "").endswith("_tracking_webhook"):
