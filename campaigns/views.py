@@ -6,6 +6,7 @@ change anything but the "viewed" mark on a real GET.
 """
 
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -133,10 +134,10 @@ def _notice_post(request: HttpRequest, token: str, delivery: Delivery) -> HttpRe
 
 def _after(request: HttpRequest, url: str, action: str) -> HttpResponseRedirect:
     """Post/redirect/get: a reload never repeats the choice."""
-    query = f"?done={action}&purpose={request.POST.get('purpose', '')}"
-    if request.GET.get("lang"):
-        query += f"&lang={request.GET['lang']}"
-    return HttpResponseRedirect(f"{url}{query}#result")
+    params = {"done": action, "purpose": request.POST.get("purpose", "")[:64]}
+    if request.GET.get("lang") in SUPPORTED:
+        params["lang"] = request.GET["lang"]
+    return HttpResponseRedirect(f"{url}?{urlencode(params)}#result")
 
 
 def _done(request: HttpRequest) -> dict | None:
