@@ -651,7 +651,7 @@ class Processing:
     delivered: int
 
 
-def processing_wait(url: str, *, expected: int, timeout: float = 300) -> Processing:
+def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Processing:
     """Wait until every stored event is processed (or ``timeout`` s), then measure."""
     import harness
 
