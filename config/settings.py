@@ -265,8 +265,8 @@ RENOTIFY_EXPORT_CHUNK_SIZE = env.int("RENOTIFY_EXPORT_CHUNK_SIZE", default=5000)
 # Sending: claim this many deliveries per task, hand them to the transport this
 # many at a time (also the throttle's burst), and hold a claim this long before
 # the reconciler takes it back.
-RENOTIFY_CHUNK_SIZE = env.int("RENOTIFY_CHUNK_SIZE", default=500)
-RENOTIFY_SEND_BATCH = env.int("RENOTIFY_SEND_BATCH", default=20)
+RENOTIFY_CHUNK_SIZE = env.int("RENOTIFY_CHUNK_SIZE", default=1000)
+RENOTIFY_SEND_BATCH = env.int("RENOTIFY_SEND_BATCH", default=50)
 RENOTIFY_LEASE_SECONDS = env.int("RENOTIFY_LEASE_SECONDS", default=300)
 RENOTIFY_MAX_ATTEMPTS = env.int("RENOTIFY_MAX_ATTEMPTS", default=6)
 RENOTIFY_SENDERS_PER_CAMPAIGN = env.int("RENOTIFY_SENDERS_PER_CAMPAIGN", default=2)

@@ -250,3 +250,30 @@ def test_reach_report_counts_people_and_outcomes(sent, purpose):
 def test_reach_report_is_a_fixed_number_of_queries(sent, django_assert_max_num_queries):
     with django_assert_max_num_queries(2):
         campaign_reach(campaign=sent)
+
+
+def test_a_processor_working_from_stale_state_never_undoes_newer_progress(sent):
+    """Two processors (or a processor and the sender) may touch one delivery at once:
+    the write merges with the row as it is (highest status, earliest milestones)."""
+    from campaigns.services.tracking import _fold, _save_deliveries
+
+    d = Delivery.objects.filter(campaign=sent).order_by("pk").first()
+    stale = Delivery.objects.get(pk=d.pk)  # read before the other processor's write
+    clicked_at = SENT_AT + timedelta(minutes=30)
+    Delivery.objects.filter(pk=d.pk).update(
+        status=DeliveryStatus.CLICKED,
+        delivered_at=SENT_AT + timedelta(minutes=5),
+        opened_at=clicked_at,
+        clicked_at=clicked_at,
+    )
+    delivered = DeliveryEvent(event_type="delivered", esp="Postmark", timestamp=SENT_AT)
+    bounce = DeliveryEvent(
+        event_type="bounced", esp="Postmark", timestamp=SENT_AT, raw={"Type": "SoftBounce"}
+    )
+    assert _fold(stale, [delivered, bounce])
+    _save_deliveries([(stale, 1)])
+    d.refresh_from_db()
+    assert d.status == DeliveryStatus.CLICKED  # not moved back to "deferred"/"delivered"
+    assert d.delivered_at == SENT_AT  # the earlier of the two
+    assert (d.opened_at, d.clicked_at) == (clicked_at, clicked_at)  # kept
+    assert d.soft_bounces == 1

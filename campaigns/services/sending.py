@@ -17,6 +17,7 @@ is sent inside a transaction or while holding row locks.
 
 import logging
 import smtplib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.rendering import CompiledMessage, compile_message
 from campaigns.services.lifecycle import campaign_pause
 from campaigns.services.throttle import Pace, throttle_take
+from config.sql import Column, update_from_rows
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +120,24 @@ def backoff_seconds(attempt: int) -> float:
 
 
 def chunk_size(campaign: Campaign) -> int:
-    """About ten seconds of sending at the campaign's pace, at most RENOTIFY_CHUNK_SIZE, so
-    that pause and cancel take effect quickly even at slow rates."""
+    """About thirty seconds of sending at the campaign's pace, at most RENOTIFY_CHUNK_SIZE.
+
+    One chunk is one Celery message, so large chunks keep the broker quiet (at 2,000/min
+    and up, one message per 1,000 recipients). Pause and cancel do not wait for the
+    chunk: the state is checked before every batch. The lease must outlast a chunk."""
     pace = Pace(campaign.throttle_per_minute)
-    return max(pace.burst, min(settings.RENOTIFY_CHUNK_SIZE, campaign.throttle_per_minute // 6))
+    return max(pace.burst, min(settings.RENOTIFY_CHUNK_SIZE, campaign.throttle_per_minute // 2))
 
 
 def campaign_send_chunk(*, campaign_id: int) -> ChunkOutcome:
     """Claim one chunk of ``campaign_id``'s due deliveries and send it."""
     outcome = ChunkOutcome()
-    campaign = Campaign.objects.select_related("notice_version").get(pk=campaign_id)
+    # The texts come with the campaign: one query per chunk, not one per locale.
+    campaign = (
+        Campaign.objects.select_related("notice_version")
+        .prefetch_related("notice_version__texts")
+        .get(pk=campaign_id)
+    )
     if campaign.state != CampaignState.SENDING:
         return outcome
     Campaign.objects.filter(pk=campaign.pk).update(senders_seen_at=timezone.now())
@@ -392,29 +402,57 @@ def _record(
     campaign: Campaign, results: list[SendResult], lease: datetime, outcome: ChunkOutcome
 ) -> None:
     now = timezone.now()
-    rows = []
+    rows, tally = [], Counter()
     for result in results:
-        delivery = Delivery(id=result.claimed.id, lease_expires_at=None, error=result.error)
+        delivery = Delivery(id=result.claimed.id, error=result.error)
         delivery.sent_at, delivery.not_before = None, None
-        delivery.esp_message_id, delivery.locale = result.esp_message_id, result.locale
-        delivery.status = _status_after(result, now, delivery)
-        rows.append(delivery)
-    Delivery.objects.bulk_update(
-        rows, ["lease_expires_at", "error", "sent_at", "not_before", "esp_message_id", "locale"]
+        status = _status_after(result, now, delivery)
+        tally[status] += 1
+        rows.append(
+            (
+                delivery.pk,
+                status.value,
+                delivery.sent_at,
+                delivery.not_before,
+                result.esp_message_id,
+                result.locale,
+                delivery.error,
+            )
+        )
+    update_from_rows(
+        table=Delivery._meta.db_table,
+        columns=_RECORD_COLUMNS,
+        rows=rows,
+        assignments=_RECORD_ASSIGNMENTS,
     )
-    # Status apart and only from "sending": an ESP webhook can be faster than this
-    # write, and a delivery never moves back from "delivered" to "sent".
-    by_status: dict[str, list[int]] = {}
-    for row in rows:
-        by_status.setdefault(row.status, []).append(row.pk)
-    for status, ids in by_status.items():
-        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(status=status)
-    tally = {status: len(ids) for status, ids in by_status.items()}
-    outcome.sent += tally.get(DeliveryStatus.SENT, 0)
-    outcome.failed += tally.get(DeliveryStatus.FAILED, 0)
-    outcome.retried += tally.get(DeliveryStatus.PENDING, 0)
-    outcome.unknown += tally.get(DeliveryStatus.UNKNOWN, 0)
+    outcome.sent += tally[DeliveryStatus.SENT]
+    outcome.failed += tally[DeliveryStatus.FAILED]
+    outcome.retried += tally[DeliveryStatus.PENDING]
+    outcome.unknown += tally[DeliveryStatus.UNKNOWN]
     outcome.rejected += sum(1 for r in results if r.outcome == FAILED)
+
+
+_RECORD_COLUMNS = [
+    Column("id", "bigint"),
+    Column("status", "text"),
+    Column("sent_at", "timestamptz"),
+    Column("not_before", "timestamptz"),
+    Column("esp_message_id", "text"),
+    Column("locale", "text"),
+    Column("error", "text"),
+]
+_RECORD_ASSIGNMENTS = {
+    # Status only from "sending": an ESP webhook can be faster than this write,
+    # and a delivery never moves back from "delivered" to "sent".
+    "status": f"CASE WHEN d.status = '{DeliveryStatus.SENDING.value}' THEN v.status"
+    " ELSE d.status END",
+    "lease_expires_at": "NULL",
+    "sent_at": "v.sent_at",
+    "not_before": "v.not_before",
+    "esp_message_id": "v.esp_message_id",
+    "locale": "v.locale",
+    "error": "v.error",
+}
 
 
 def _status_after(result: SendResult, now: datetime, delivery: Delivery) -> DeliveryStatus:

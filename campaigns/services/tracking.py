@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import Action, EmailStatus, Member, Source
 from accounts.services.consent import consent_record
 from campaigns.models import Campaign, Delivery, DeliveryEvent, DeliveryStatus
+from config.sql import Column, update_from_rows
 
 logger = logging.getLogger(__name__)
 S = DeliveryStatus
@@ -264,16 +265,12 @@ def _process_batch(batch_size: int) -> BatchReport:
     changed = []
     for delivery_pk, its_events in by_delivery.items():
         delivery = deliveries[delivery_pk]
+        soft_bounces = delivery.soft_bounces
         if _fold(delivery, sorted(its_events, key=_when)):
-            changed.append(delivery)
+            changed.append((delivery, delivery.soft_bounces - soft_bounces))
     _save_deliveries(changed)
     _consequences(by_delivery, deliveries, report)
-    now = timezone.now()
-    for event in events:
-        event.processed_at = now
-    DeliveryEvent.objects.bulk_update(
-        events, ["processed_at", "delivery", "is_orphan", "is_machine"], batch_size=500
-    )
+    _mark_processed(events)
     report.matched = sum(len(v) for v in by_delivery.values())
     report.orphans = report.events - report.matched
     report.deliveries_updated = len(changed)
@@ -335,9 +332,67 @@ def _implied(status: str) -> list[str]:
     )
 
 
-def _save_deliveries(changed: list[Delivery]) -> None:
-    if changed:
-        Delivery.objects.bulk_update(changed, _TRACKED_FIELDS, batch_size=500)
+def _rank_sql(column: str) -> str:
+    whens = " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in RANK.items())
+    return f"CASE {column} {whens} ELSE 0 END"
+
+
+def _earliest_sql(name: str) -> str:
+    return (
+        f"CASE WHEN v.{name} IS NOT NULL AND (d.{name} IS NULL OR v.{name} < d.{name})"
+        f" THEN v.{name} ELSE d.{name} END"
+    )
+
+
+_DELIVERY_COLUMNS = [
+    Column("id", "bigint"),
+    Column("status", "text"),
+    Column("soft_bounces_added", "integer"),
+    *(Column(name, "timestamptz") for name in MILESTONE.values()),
+]
+# Merged with the row as it is now, not assigned: the highest rank and the earliest
+# milestones win, so two processors (or a sender recording its send) touching the
+# same delivery at once cannot undo each other's progress.
+_DELIVERY_ASSIGNMENTS = {
+    "status": f"CASE WHEN {_rank_sql('v.status')} > {_rank_sql('d.status')}"
+    " THEN v.status ELSE d.status END",
+    "soft_bounces": "d.soft_bounces + v.soft_bounces_added",
+    **{name: _earliest_sql(name) for name in MILESTONE.values()},
+}
+
+
+def _save_deliveries(changed: list[tuple[Delivery, int]]) -> None:
+    """Write each changed delivery's folded state; ``int`` is its new soft bounces."""
+    update_from_rows(
+        table=Delivery._meta.db_table,
+        columns=_DELIVERY_COLUMNS,
+        rows=[
+            (d.pk, d.status, added, *(getattr(d, name) for name in MILESTONE.values()))
+            for d, added in changed
+        ],
+        assignments=_DELIVERY_ASSIGNMENTS,
+    )
+
+
+_EVENT_COLUMNS = [
+    Column("id", "bigint"),
+    Column("delivery_id", "bigint"),
+    Column("is_orphan", "boolean"),
+    Column("is_machine", "boolean"),
+    Column("processed_at", "timestamptz"),
+]
+
+
+def _mark_processed(events: list[DeliveryEvent]) -> None:
+    now = timezone.now()
+    update_from_rows(
+        table=DeliveryEvent._meta.db_table,
+        columns=_EVENT_COLUMNS,
+        rows=[(e.pk, e.delivery_id, e.is_orphan, e.is_machine, now) for e in events],
+        assignments={
+            name: f"v.{name}" for name in ("delivery_id", "is_orphan", "is_machine", "processed_at")
+        },
+    )
 
 
 def _consequences(

@@ -28,7 +28,7 @@ from tests.integration.support import (
 pytestmark = pytest.mark.integration
 
 MEMBERS = 2_000
-CHUNK = 500  # RENOTIFY_CHUNK_SIZE (the default): one Celery message per chunk
+CHUNK = 1000  # RENOTIFY_CHUNK_SIZE (the default): one Celery message per chunk
 SENDERS = 2  # RENOTIFY_SENDERS_PER_CAMPAIGN (the default): sender chains per campaign
 SITE_URL = "https://notices.example.org"
 NOTICE_LINK = re.compile(rf"{re.escape(SITE_URL)}{tokens.NOTICE_PATH}([^/\s\"'<>]+)/")
