@@ -6,10 +6,11 @@ place that rule is written down: the single-member function looks it up and
 the queryset annotation is generated from it, so the two cannot disagree.
 """
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Case, F, FilteredRelation, Q, QuerySet, Value, When
 from django.db.models.functions import Greatest
 
@@ -81,10 +82,52 @@ def member_effective_state(*, member: Member, purpose: Purpose) -> EffectiveStat
 
 
 def member_effective_states(*, member: Member) -> list[EffectiveState]:
-    return [
-        member_effective_state(member=member, purpose=purpose)
-        for purpose in Purpose.objects.order_by("slug")
-    ]
+    """Every purpose's state for ``member``: one query for the member's preferences, the
+    purposes and their policies from ``purposes_in_force`` (a per-process copy)."""
+    prefs = {p.purpose_id: p for p in Preference.objects.filter(member=member)}
+    states = []
+    for purpose, policies in purposes_in_force():
+        policy = policies[member.jurisdiction]
+        pref = prefs.get(purpose.pk)
+        choice = Choice(pref.choice) if pref and pref.choice else None
+        state, reason = STATE_TABLE[(policy.mode, choice)]
+        since = pref.chosen_at if reason in CHOICE_REASONS else max(member.created_at, policy.since)
+        states.append(EffectiveState(purpose, state, reason, since, policy.mode, choice))
+    return states
+
+
+# Purposes and policies change a few times a year and are read on every page a member
+# opens, so pages read them from a copy at most this old. Exports, audiences and the
+# ledger never use the copy: they read the tables.
+PURPOSES_COPY_SECONDS = 30.0
+_purposes_copy: tuple[float, list[tuple[Purpose, dict[str, PolicyInForce]]]] | None = None
+
+
+def purposes_in_force() -> list[tuple[Purpose, dict[str, PolicyInForce]]]:
+    """Every purpose (by slug) with its policy per jurisdiction, from a per-process copy
+    refreshed every PURPOSES_COPY_SECONDS (and at once when this process changes one)."""
+    global _purposes_copy
+    now = time.monotonic()
+    if _purposes_copy is None or now - _purposes_copy[0] > PURPOSES_COPY_SECONDS:
+        purposes = Purpose.objects.order_by("slug").prefetch_related("policies")
+        _purposes_copy = (now, [(p, policies_in_force(purpose=p)) for p in purposes])
+    return _purposes_copy[1]
+
+
+def purpose_by_slug(slug: str) -> Purpose | None:
+    return next((p for p, _policies in purposes_in_force() if p.slug == slug), None)
+
+
+def purposes_copy_clear(**_signal_kwargs) -> None:
+    """Drop this process's copy now, and again once the change commits (a read in
+    between would have copied the old rows)."""
+    _purposes_copy_drop()
+    transaction.on_commit(_purposes_copy_drop)
+
+
+def _purposes_copy_drop() -> None:
+    global _purposes_copy
+    _purposes_copy = None
 
 
 def members_with_effective_state(

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import markdown
 import nh3
+from django.db.models import prefetch_related_objects
 from django.template.loader import render_to_string
 from django.utils import formats, translation
 from django.utils.safestring import mark_safe
@@ -28,8 +29,12 @@ ALLOWED_TAGS = {
 MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\((\S+?)\)")
 
 
+@lru_cache(maxsize=64)
 def markdown_to_html(source: str) -> str:
-    """Markdown to HTML that is safe to embed: raw HTML, scripts and odd URLs removed."""
+    """Markdown to HTML that is safe to embed: raw HTML, scripts and odd URLs removed.
+
+    Cached by the source itself: notice pages render the same few bodies for every
+    member, and conversion plus sanitising costs milliseconds."""
     html = markdown.markdown(source, output_format="html")
     return nh3.clean(
         html,
@@ -45,9 +50,25 @@ def markdown_to_text(source: str) -> str:
     return MARKDOWN_LINK.sub(r"\1 (\2)", source).strip()
 
 
+def version_texts(version: NoticeVersion) -> list[NoticeText]:
+    """A version's texts; those of a frozen version (immutable) from a per-process copy."""
+    if not version.is_frozen:
+        prefetch_related_objects([version], "texts")  # once per request, not per call
+        return list(version.texts.all())
+    key = (version.pk, version.frozen_at)
+    if key not in _frozen_texts:
+        if len(_frozen_texts) >= 64:
+            _frozen_texts.pop(next(iter(_frozen_texts)))
+        _frozen_texts[key] = list(version.texts.all())
+    return _frozen_texts[key]
+
+
+_frozen_texts: dict[tuple, list[NoticeText]] = {}
+
+
 def text_for_locale(version: NoticeVersion, locale: str) -> NoticeText:
     """The member's locale, else its language, else the version's default, else any."""
-    texts = {text.locale: text for text in version.texts.all()}
+    texts = {text.locale: text for text in version_texts(version)}
     if not texts:
         raise ValueError(f"{version} has no text in any locale")
     language = locale.split("-")[0]

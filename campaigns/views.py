@@ -18,8 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from django_ratelimit.core import is_ratelimited
 
-from accounts.models import Member, Purpose, Source
-from accounts.selectors import member_effective_states
+from accounts.models import Member, Source
+from accounts.selectors import member_effective_states, purpose_by_slug
 from campaigns.models import Delivery
 from campaigns.services import responses
 from campaigns.tokens import BadToken, notice_token
@@ -115,7 +115,7 @@ def _notice_post(request: HttpRequest, token: str, delivery: Delivery) -> HttpRe
     if action == "acknowledge":
         responses.notice_acknowledge(delivery=delivery, ip=ip, user_agent=user_agent)
     elif action in responses.PREFERENCE_ACTIONS:
-        purpose = Purpose.objects.filter(slug=request.POST.get("purpose", "")).first()
+        purpose = purpose_by_slug(request.POST.get("purpose", ""))
         if purpose is None:
             return _bad_link(request)
         responses.preference_choose(
@@ -175,7 +175,7 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
 
 def _preferences_post(request: HttpRequest, token: str, member: Member) -> HttpResponse:
     action = request.POST.get("action", "")
-    purpose = Purpose.objects.filter(slug=request.POST.get("purpose", "")).first()
+    purpose = purpose_by_slug(request.POST.get("purpose", ""))
     if action not in responses.PREFERENCE_ACTIONS or purpose is None:
         return _bad_link(request)
     ip, user_agent = _client(request)

@@ -57,3 +57,17 @@ def _isolated_settings(settings, tmp_path):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.LEDGER_HMAC_KEY = "test-ledger-key"
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ["test:webhook-secret"]}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_copies():
+    """Per-process copies of purposes and frozen texts: each test's database differs
+    (rolled back between tests, which no save signal reports)."""
+    from accounts import selectors
+    from campaigns import rendering
+
+    selectors._purposes_copy_drop()
+    rendering._frozen_texts.clear()
+    yield
+    selectors._purposes_copy_drop()
+    rendering._frozen_texts.clear()

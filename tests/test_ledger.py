@@ -187,13 +187,14 @@ def test_withdrawing_without_an_objection_records_nothing(purpose):
     assert ConsentEvent.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # the real transaction, not a test's savepoint
 def test_a_failed_preference_write_leaves_no_event(purpose, monkeypatch):
     member = MemberFactory(country="US")
 
     def broken(*args, **kwargs):
         raise DatabaseError("disk full")
 
-    monkeypatch.setattr(Preference.objects, "update_or_create", broken)
+    monkeypatch.setattr(Preference.objects, "bulk_create", broken)
     with pytest.raises(DatabaseError):
         consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
     assert ConsentEvent.objects.count() == 0

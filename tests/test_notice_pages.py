@@ -248,3 +248,55 @@ def test_platform_can_mint_preference_links(delivery, capsys):
     assert tokens.member_from_token(url.rstrip("/").rsplit("/", 1)[1]) == delivery.member_id
     with pytest.raises(CommandError, match="unknown external id"):
         call_command("preference_links", "nobody")
+
+
+def test_a_notice_page_view_takes_a_fixed_few_queries(browser, delivery, django_assert_num_queries):
+    """Delivery (with member, campaign, version), the "viewed" mark, the acknowledgement
+    and the member's preferences; purposes, policies and a frozen version's texts come
+    from per-process copies after the first view."""
+    Delivery.objects.filter(pk=delivery.pk).update(viewed_at=None)
+    delivery.campaign.notice_version.__class__.objects.filter(
+        pk=delivery.campaign.notice_version_id
+    ).update(frozen_at=timezone.now())
+    browser.get(notice_url(delivery))  # fills the copies
+    Delivery.objects.filter(pk=delivery.pk).update(viewed_at=None)
+    with django_assert_num_queries(4):
+        assert browser.get(notice_url(delivery)).status_code == 200
+    with django_assert_num_queries(3):  # viewed already: no write
+        assert browser.get(notice_url(delivery)).status_code == 200
+
+
+def test_a_policy_change_shows_on_the_page_at_once(browser, delivery, purpose):
+    from accounts.models import PolicyMode
+    from accounts.services.policies import policy_set_mode
+
+    page = browser.get(notice_url(delivery) + "?lang=en").content.decode()
+    assert "You have not objected." in page
+    policy = purpose.policies.get(jurisdiction="US")
+    policy_set_mode(policy=policy, mode=PolicyMode.EXCLUDED, by=None, note="test")
+    page = browser.get(notice_url(delivery) + "?lang=en").content.decode()
+    assert "Where you live, we do not use data for this at all" in page
+
+
+def test_the_purposes_copy_is_refreshed_after_its_time(delivery, purpose, monkeypatch):
+    """Another process's change (no signal here) shows within PURPOSES_COPY_SECONDS."""
+    from accounts import selectors
+    from accounts.models import JurisdictionPolicy, PolicyMode
+
+    member = delivery.member
+    (before,) = [
+        s for s in selectors.member_effective_states(member=member) if s.purpose == purpose
+    ]
+    JurisdictionPolicy.objects.filter(purpose=purpose, jurisdiction="US").update(
+        mode=PolicyMode.EXCLUDED
+    )  # a queryset update sends no signal: as if another process had made it
+    (cached,) = [
+        s for s in selectors.member_effective_states(member=member) if s.purpose == purpose
+    ]
+    assert cached.policy_mode == before.policy_mode
+    now = selectors.time.monotonic()
+    monkeypatch.setattr(
+        selectors.time, "monotonic", lambda: now + selectors.PURPOSES_COPY_SECONDS + 1
+    )
+    (fresh,) = [s for s in selectors.member_effective_states(member=member) if s.purpose == purpose]
+    assert fresh.policy_mode == PolicyMode.EXCLUDED

@@ -66,7 +66,9 @@ def consent_record(
         raise ValueError(
             f"{action} {'needs' if action in PREFERENCE_EFFECT else 'takes no'} purpose"
         )
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction: nobody catches an error from here to
+    # carry on, and the two round trips would be spent while the ledger lock is held.
+    with transaction.atomic(savepoint=False):
         # Locking the member serialises concurrent clicks by the same person.
         member = Member.objects.select_for_update().get(pk=member.pk)
         stands, standing = _already_stands(member, action, purpose, notice_version_id, delivery_id)
@@ -128,14 +130,21 @@ def _append(**fields: Any) -> ConsentEvent:
 
 def _apply(member: Member, action: Action, purpose: Purpose | None, event: ConsentEvent) -> None:
     if action in PREFERENCE_EFFECT:
-        Preference.objects.update_or_create(
-            member=member,
-            purpose=purpose,
-            defaults={
-                "choice": PREFERENCE_EFFECT[action],
-                "chosen_at": event.created_at,
-                "last_event": event,
-            },
+        # One INSERT ... ON CONFLICT DO UPDATE: this runs while the ledger lock is held,
+        # so every round trip here is one that no other choice can make meanwhile.
+        Preference.objects.bulk_create(
+            [
+                Preference(
+                    member=member,
+                    purpose=purpose,
+                    choice=PREFERENCE_EFFECT[action],
+                    chosen_at=event.created_at,
+                    last_event=event,
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=["member", "purpose"],
+            update_fields=["choice", "chosen_at", "last_event"],
         )
     elif action == Action.UNSUBSCRIBE and member.email_status == EmailStatus.OK:
         Member.objects.filter(pk=member.pk).update(

@@ -19,7 +19,7 @@ from accounts.selectors import EffectiveState, member_effective_states
 from accounts.services.consent import Recorded, consent_record
 from campaigns import tokens
 from campaigns.models import Delivery, NoticeText, NoticeVersion, ObjectionReceipt
-from campaigns.rendering import markdown_to_html, text_for_locale
+from campaigns.rendering import markdown_to_html, text_for_locale, version_texts
 
 # Actions a member can take for a purpose on the page, by the form's value.
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
@@ -29,8 +29,11 @@ def delivery_for_token(token: str) -> Delivery:
     """The delivery a notice link stands for; BadToken for a bad or unknown one alike."""
     delivery_id = tokens.delivery_from_notice_token(token)
     try:
-        return Delivery.objects.select_related("member", "campaign__notice_version").get(
-            pk=delivery_id
+        return (
+            Delivery.objects.select_related("member", "campaign__notice_version")
+            # Not the campaign's audience evidence: a page never shows it.
+            .defer("campaign__audience_snapshot")
+            .get(pk=delivery_id)
         )
     except Delivery.DoesNotExist:
         raise tokens.BadToken("unknown delivery") from None
@@ -80,7 +83,7 @@ def notice_view(*, delivery: Delivery, locale: str | None = None) -> NoticeView:
         version=version,
         text=text,
         body_html=markdown_to_html(text.body_markdown),
-        locales=[t.locale for t in version.texts.all()],
+        locales=[t.locale for t in version_texts(version)],
         states=member_effective_states(member=delivery.member),
         acknowledged=acknowledged,
     )
@@ -88,6 +91,8 @@ def notice_view(*, delivery: Delivery, locale: str | None = None) -> NoticeView:
 
 def delivery_viewed(*, delivery: Delivery) -> bool:
     """Note the first view of the notice page (evidence, not a consent event)."""
+    if delivery.viewed_at is not None:
+        return False  # the usual case for a page opened again: no write
     return bool(
         Delivery.objects.filter(pk=delivery.pk, viewed_at=None).update(viewed_at=timezone.now())
     )

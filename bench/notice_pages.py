@@ -1,0 +1,1055 @@
+"""Benchmark: the hosted notice page (GET) and a one-tap objection (POST) under load.
+
+gunicorn (2 sync workers) serves the app's own WSGI application (config.wsgi, system
+checks included) on 127.0.0.1:PORT, as ``notice_pages:wsgi_app()``, which adds two
+URLs through the same middleware:
+
+- ``/bench/floor/<member_id>/``, the floor: a minimal Django page on the same
+  1M-row table. GET fetches one member by primary key and renders a tiny template
+  (with a form and ``{% csrf_token %}``, so it sets the CSRF cookie as the notice
+  page does); POST (CSRF-checked, like the notice page's forms) fetches the member,
+  INSERTs one row into a small table of this script's own (``bench_floor_post``,
+  autocommit) and answers a 302 redirect. No rate limit, no ledger, no Celery.
+- ``/bench/noop/`` (GET, 204): wrk's filler requests at the end of a run (see LUA).
+
+The database is this script's own (``renotify_bench_pages``), dropped at the end
+unless ``--keep``; a kept database of the right size is reused by the next run
+(``--fresh`` re-seeds it). Seeding is set-based SQL (INSERT ... SELECT over
+generate_series, ``campaign_setup.members_seed``): ``--members`` members, the
+realistic notice (``campaign_setup.notice_version_create``: en/de/fr and two more
+languages) in a "completed" campaign, and one Delivery per member, status "sent",
+sent three days ago (so no response is flagged as too fast), with an ESP message id.
+
+Production-like server environment: DEBUG off, throwaway secrets for the system
+checks (SECRET_KEY, LEDGER_HMAC_KEY, ANYMAIL_WEBHOOK_SECRET, from
+``harness.django_env``), ALLOWED_HOSTS=127.0.0.1, and REDIS_URL on a Redis database
+of this script's own (db 12, flushed at the start, every round and the end), so the
+cache (django-ratelimit's counters) and the Celery broker are Redis. Rate limiting
+stays on (two counters per POST, per link and per address) with its limits raised
+through RENOTIFY_RATE_PER_IP / RENOTIFY_RATE_PER_TOKEN, so that the one-address load
+generator is not throttled. An objection queues its receipt email task on commit:
+that publish to Redis stays in the path; no Celery worker runs, the messages just
+queue in the private Redis database (counted, then flushed). Over plain http:
+the settings never redirect to HTTPS (SECURE_SSL_REDIRECT is not set); HSTS is only
+a header; the CSRF and session cookies are flagged Secure (SECURE_COOKIES=0 would
+drop the flag for a browser over http, but the load generators send the cookie
+themselves, so the production value is kept). Over http Django's CSRF check makes no
+Referer check; each POST carries ``Origin: http://127.0.0.1:PORT``, which
+Django 5.2 accepts as the request's own origin, as a browser would send it.
+
+Tokens: the notice links' tokens (``campaigns.tokens.notice_token``) are minted in
+this process with Django set up on the bench database and the same fixed SECRET_KEY
+as the server. One CSRF pair (cookie secret, masked form token) is minted with
+``django.middleware.csrf.get_token`` and sent with every POST. GETs carry no cookie
+(a first visit from the email: the response sets one).
+
+What is sent:
+
+- GET ``/n/<token>/``: URLs rotate over up to 100,000 deliveries spread over the
+  table (seeded sample). ``viewed_at`` is cleared before each run, so every GET of
+  a run is the first view of its delivery (the click from the email, with its
+  "viewed" UPDATE) until a run needs more URLs than the pool holds. The floor GETs
+  the members of the same deliveries.
+- POST ``/n/<token>/`` with ``action=object&purpose=ai-training`` (the page's
+  objection form, ``templates/notices/_purpose.html``), each for a different
+  delivery and member, so every POST is a ledger write (ConsentEvent, Preference,
+  receipt task). Expected: 302 to ``?done=object...`` (``views._after``); anything
+  else is an error. The ledger (and Preference, receipts) and the floor's table are
+  emptied at the start of each round (TRUNCATE with the append-only trigger skipped:
+  ``session_replication_role = replica``), so a round's objections are all new.
+
+Each round (floor and page alternate which goes first), for GET then POST:
+
+1. saturation, closed loop: wrk (``--threads``, ``--connections``), ``--seconds``
+   long; a thread stops sending real requests when told to and sends fillers until
+   its last real response is in. req/s = good responses / wall time from the
+   threads' start (their keys read) to the last real response (nothing is cut
+   off, so the counts are exact).
+2. latency, open loop, in this process (asyncio, a new connection per request as
+   gunicorn's sync worker closes it): a fixed arrival rate (400 GET/s, 200 POST/s)
+   for ``--seconds``, latency measured from each request's scheduled send time, so
+   a slow response cannot hide the queue behind it (plain wrk would).
+
+After every page POST run the ledger rows added must equal the 302s received, and
+the receipt tasks queued in Redis must equal the rows; after every floor POST run
+its table's rows must equal its 302s. Errors (unexpected status, socket errors,
+requests without a response) are counted per run. Medians of the rounds are
+printed, with the page as a fraction of the floor, and PASS/MISS per target;
+figures are never asserted (as the other benchmarks).
+
+Usage: .venv/bin/python bench/notice_pages.py [--members N] [--rounds R] [--seconds S]
+           [--connections C] [--threads T] [--get-rate 400] [--post-rate 200]
+           [--keep] [--fresh]
+
+Needs wrk (``apt-get install wrk``). A round takes about 8 x ``--seconds`` plus resets
+(VACUUM, CHECKPOINT), longer when the page cannot keep up with a fixed rate (an
+open-loop run lasts until its backlog is served); seeding 1M members takes about a
+minute or two, once (keep the database with ``--keep`` to skip it next time).
+
+The machine's 2 cores are shared by gunicorn, PostgreSQL, Redis and the load
+generator (wrk, or this process in the open-loop runs): that is the set-up the
+targets were written for. Run it when nothing else is running.
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import harness
+import webhooks  # its open-loop Latency and percentile, wrk output parsing, process_stop
+
+DATABASE = "renotify_bench_pages"
+PORT = 8767
+REDIS_URL = "redis://127.0.0.1:6379/12"
+WORKERS = 2
+NOOP_PATH = "/bench/noop/"
+FLOOR_PATH = "/bench/floor/"
+FLOOR_TABLE = "bench_floor_post"
+SEED_TABLE = "bench_notice_pages"  # how the database was seeded, for reuse
+PURPOSE = "ai-training"
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+CELERY_QUEUE = "celery"  # the default queue's Redis list
+RATE_PER_IP = "100000000/m"  # raised: all the load comes from one address
+RATE_PER_TOKEN = "1000/m"
+GET_POOL = 100_000  # notice links the GETs rotate over
+POST_CAP = 3_000  # POST links minted per second of a saturating run: above any rate seen
+SAMPLE_SEED = 2026
+
+GET_RATE = 400  # requests/s of the open-loop runs
+POST_RATE = 200
+TARGET_GET_RPS = 800
+TARGET_GET_P99_MS = 25.0
+TARGET_POST_RPS = 300
+TARGET_POST_P99_MS = 50.0
+TARGET_FLOOR_SHARE = 0.5  # "the real page should keep at least half of that"
+
+FLOOR_TEMPLATE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Member</title></head>'
+    "<body><h1>{{ member.external_id }}</h1><p>{{ member.locale }} {{ member.country }}</p>"
+    '<form method="post">{% csrf_token %}'
+    '<button type="submit" name="action" value="object">Object</button></form></body></html>'
+)
+
+
+# --- The server side: the app plus the floor and a no-op (gunicorn 'notice_pages:wsgi_app()')
+
+
+def wsgi_app():
+    """The app's WSGI application (config.wsgi, system checks included), with the floor
+    page and a no-op view appended to its URLs, behind the same middleware."""
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.db import connection
+    from django.http import HttpResponse, HttpResponseRedirect
+    from django.shortcuts import get_object_or_404
+    from django.template import engines
+    from django.urls import path
+
+    from config.wsgi import application  # sets Django up: config.urls needs the models
+
+    Member = apps.get_model("accounts", "Member")
+    page = engines["django"].from_string(FLOOR_TEMPLATE)
+
+    def noop(request):
+        return HttpResponse(status=204)
+
+    def floor(request, member_id: int):
+        member = get_object_or_404(Member, pk=member_id)
+        if request.method == "POST":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {FLOOR_TABLE} (member_id, action) VALUES (%s, %s)",
+                    [member.pk, request.POST.get("action", "")[:32]],
+                )
+            return HttpResponseRedirect(f"{FLOOR_PATH}{member.pk}/?done=object")
+        return HttpResponse(page.render({"member": member}, request))
+
+    # The URL resolver is built on the first request, after this.
+    import_module("config.urls").urlpatterns.extend(
+        [
+            path(NOOP_PATH.lstrip("/"), noop),
+            path(f"{FLOOR_PATH.lstrip('/')}<int:member_id>/", floor),
+        ]
+    )
+    return application
+
+
+# --- Endpoints --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # "floor GET", "page POST", ...
+    method: str
+    prefix: str  # URL = prefix + key + "/"
+    keys: str  # which key file: "get_tokens", "get_members", "post_tokens", ...
+    expect: int
+    location: str | None  # required in the Location header, for redirects
+
+    @property
+    def is_page(self) -> bool:
+        return self.name.startswith("page")
+
+
+ENDPOINTS = {
+    "floor GET": Endpoint("floor GET", "GET", FLOOR_PATH, "get_members", 200, None),
+    "page GET": Endpoint("page GET", "GET", "/n/", "get_tokens", 200, None),
+    "floor POST": Endpoint("floor POST", "POST", FLOOR_PATH, "post_members", 302, "done=object"),
+    "page POST": Endpoint("page POST", "POST", "/n/", "post_tokens", 302, "done=object"),
+}
+
+
+@dataclass
+class Load:
+    """What the load generators send: keys per endpoint, and the POSTs' CSRF pair."""
+
+    keys: dict[str, list[str]]  # key file name -> URL keys (tokens or member ids)
+    csrf_cookie: str
+    csrf_token: str
+    workdir: Path
+
+    def body(self) -> str:
+        return f"csrfmiddlewaretoken={self.csrf_token}&action=object&purpose={PURPOSE}"
+
+    def headers(self, endpoint: Endpoint) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, "Accept": "text/html"}
+        if endpoint.method == "POST":
+            headers.update(
+                {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Cookie": f"csrftoken={self.csrf_cookie}",
+                    "Origin": f"http://127.0.0.1:{PORT}",
+                }
+            )
+        return headers
+
+    def key_file(self, name: str, part: slice = slice(None)) -> Path:
+        path = self.workdir / f"{name}-{part.start or 0}-{part.stop or 'end'}.txt"
+        if not path.exists():
+            path.write_text("\n".join(self.keys[name][part]) + "\n")
+        return path
+
+
+# --- Saturation: wrk, closed loop --------------------------------------------------------------
+
+LUA = r"""
+local FILE, T, STOP, MARK = [==[%(file)s]==], %(threads)d, [==[%(stop)s]==], [==[%(mark)s]==]
+local METHOD, PREFIX, BODY = "%(method)s", "%(prefix)s", %(body)s
+local EXPECT, LOCATION = %(expect)d, %(location)s
+local HEADERS = %(headers)s
+
+threads = {}
+local counter = 1
+function setup(thread)
+  thread:set("tid", counter - 1)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+
+-- Globals, so that done() can read them from each thread (thread:get).
+sent, received, good, bad, repeats = 0, 0, 0, 0, 0
+local keys, n, i = {}, 0, 0
+local verifying, stopping, finished = false, false, false
+local filler
+
+local function finish()
+  finished = true
+  local f = io.open(MARK .. "/done-" .. tid, "w")
+  f:write(received .. "\n")
+  f:close()
+end
+
+local function check_finished()
+  if stopping and not finished and received == sent then finish() end
+end
+
+function init(args)
+  local k = 0
+  for line in io.lines(FILE) do
+    if line ~= "" then
+      if k %% T == tid then n = n + 1; keys[n] = line end
+      k = k + 1
+    end
+  end
+  verifying = tid == 0  -- wrk calls thread 0's request() once to check it: not sent
+  filler = wrk.format("GET", "%(noop)s", {["User-Agent"] = "filler"}, nil)
+  local f = io.open(MARK .. "/init-" .. tid, "w")  -- the script loaded and ran
+  f:close()
+end
+
+function request()
+  if verifying then
+    verifying = false
+    return filler
+  end
+  if not stopping then
+    local f = io.open(STOP, "r")  -- one open() per request: microseconds
+    if f then f:close(); stopping = true end
+  end
+  if stopping then
+    check_finished()
+    return filler
+  end
+  i = i + 1
+  if i > n then i = 1 end
+  if sent >= n then repeats = repeats + 1 end  -- a key used again: not a first view/POST
+  sent = sent + 1
+  return wrk.format(METHOD, PREFIX .. keys[i] .. "/", HEADERS, BODY)
+end
+
+function response(status, headers, body)
+  if status == 204 then  -- a filler
+    check_finished()
+    return
+  end
+  received = received + 1
+  local ok = status == EXPECT
+  if ok and LOCATION then ok = string.find(headers["Location"] or "", LOCATION, 1, true) ~= nil end
+  if ok then good = good + 1 else bad = bad + 1 end
+  check_finished()
+end
+
+function done(summary, latency, requests)
+  local s, r, g, b, rep = 0, 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    s = s + t:get("sent"); r = r + t:get("received"); g = g + t:get("good")
+    b = b + t:get("bad"); rep = rep + t:get("repeats")
+  end
+  io.write(string.format("BENCH sent=%%d received=%%d good=%%d bad=%%d repeats=%%d\n",
+    s, r, g, b, rep))
+end
+"""
+
+
+def _lua_string(value: str | None) -> str:
+    return "nil" if value is None else f"[==[{value}]==]"
+
+
+def _lua_table(values: dict[str, str]) -> str:
+    pairs = (f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in values.items())
+    return "{" + ", ".join(pairs) + "}"
+
+
+@dataclass
+class Saturation:
+    seconds: float  # wrk's start to the last real response
+    sent: int
+    received: int
+    good: int
+    bad: int
+    repeats: int  # requests that reused a key (pool exhausted)
+    socket_errors: int
+    wrk_p50_ms: float  # closed loop, fillers included (a handful)
+    wrk_p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return harness.rate(self.good, self.seconds)
+
+    @property
+    def errors(self) -> int:
+        return self.bad + self.socket_errors + (self.sent - self.received)
+
+
+def wrk_run(
+    endpoint: Endpoint, load: Load, keys: Path, seconds: float, threads: int, connections: int
+) -> Saturation:
+    mark = Path(tempfile.mkdtemp(prefix="wrk-", dir=load.workdir))
+    stop = mark / "stop"
+    script = mark / "load.lua"
+    script.write_text(
+        LUA
+        % {
+            "file": keys,
+            "threads": threads,
+            "stop": stop,
+            "mark": mark,
+            "method": endpoint.method,
+            "prefix": endpoint.prefix,
+            "body": _lua_string(load.body() if endpoint.method == "POST" else None),
+            "expect": endpoint.expect,
+            "location": _lua_string(endpoint.location),
+            "headers": _lua_table(load.headers(endpoint)),
+            "noop": NOOP_PATH,
+        }
+    )
+    command = [
+        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds) + 300}s",
+        "--timeout", "30s", "--latency", "-s", str(script), f"http://127.0.0.1:{PORT}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # The clock starts once every thread has read its keys (init), just before it connects.
+        if not _files_wait(mark, "init-*", threads, proc, deadline=time.perf_counter() + 30):
+            raise SystemExit(f"wrk's script did not start: {script}")
+        started = time.perf_counter()
+        time.sleep(seconds)
+        stop.touch()
+        finished = _files_wait(mark, "done-*", threads, proc, deadline=time.perf_counter() + 60)
+        elapsed = time.perf_counter() - started
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=60)[0]
+    counts = re.search(
+        r"BENCH sent=(\d+) received=(\d+) good=(\d+) bad=(\d+) repeats=(\d+)", output
+    )
+    if counts is None:
+        raise SystemExit(f"wrk gave no counts:\n{output}")
+    if not finished:
+        harness.progress(f"warning: some {endpoint.name} requests got no response")
+    sent, received, good, bad, repeats = (int(v) for v in counts.groups())
+    errors = sum(int(v) for v in re.findall(r"\d+", webhooks._wrk_errors(output)))
+    shutil.rmtree(mark, ignore_errors=True)
+    return Saturation(
+        elapsed, sent, received, good, bad, repeats, errors, *webhooks._wrk_latency(output)
+    )
+
+
+def _files_wait(mark: Path, pattern: str, threads: int, proc, *, deadline: float) -> bool:
+    """Until every wrk thread has written its marker: "init-*" once its script ran,
+    "done-*" once it had its last real response (the time is taken then)."""
+    while time.perf_counter() < deadline and proc.poll() is None:
+        if len(list(mark.glob(pattern))) == threads:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+# --- Latency: a fixed arrival rate, open loop (this process) ----------------------------------
+
+
+def raw_requests(endpoint: Endpoint, load: Load, keys: list[str]) -> list[bytes]:
+    headers = {"Host": f"127.0.0.1:{PORT}", **load.headers(endpoint), "Connection": "close"}
+    body = load.body().encode() if endpoint.method == "POST" else b""
+    if body:
+        headers["Content-Length"] = str(len(body))
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return [
+        f"{endpoint.method} {endpoint.prefix}{key}/ HTTP/1.1\r\n{head}\r\n".encode() + body
+        for key in keys
+    ]
+
+
+def response_check(endpoint: Endpoint) -> Callable[[bytes], bool]:
+    expect = str(endpoint.expect).encode()
+    location = endpoint.location.encode() if endpoint.location else None
+
+    def check(response: bytes) -> bool:
+        head = response.split(b"\r\n\r\n", 1)[0]
+        status = head.split(b" ", 2)[1:2]
+        if status != [expect]:
+            return False
+        if location is None:
+            return True
+        return any(
+            line.lower().startswith(b"location:") and location in line
+            for line in head.split(b"\r\n")
+        )
+
+    return check
+
+
+async def _one(request: bytes, scheduled: float, results: list, limit, check) -> None:
+    loop = asyncio.get_running_loop()
+    async with limit:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
+            writer.write(request)
+            response = await reader.read()  # gunicorn's sync worker closes: read to EOF
+            writer.close()
+            ok = check(response)
+        except OSError:
+            ok = False
+    results.append((loop.time() - scheduled, ok))
+
+
+async def _fixed_rate(requests: list[bytes], rate: float, check) -> tuple[list, float]:
+    """As webhooks.fixed_rate_run, with this endpoint's response check."""
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(512)  # a bound, far above what the server holds
+    results: list = []
+    tasks = []
+    start = loop.time() + 0.1
+    for i, request in enumerate(requests):
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(_one(request, scheduled, results, limit, check)))
+    await asyncio.gather(*tasks)
+    return results, loop.time() - start
+
+
+def fixed_rate_run(endpoint: Endpoint, requests: list[bytes], rate: float) -> webhooks.Latency:
+    results, seconds = asyncio.run(_fixed_rate(requests, rate, response_check(endpoint)))
+    latencies = sorted(s * 1000 for s, _ in results)
+    return webhooks.Latency(
+        rate=rate,
+        sent=len(results),
+        achieved_rate=len(results) / seconds,
+        p50_ms=webhooks._percentile(latencies, 50),
+        p99_ms=webhooks._percentile(latencies, 99),
+        max_ms=latencies[-1],
+        errors=sum(1 for _, ok in results if not ok),
+    )
+
+
+# --- Database ----------------------------------------------------------------------------------
+
+DELIVERIES_SQL = """
+INSERT INTO campaigns_delivery (campaign_id, member_id, wave, status, created_at, attempts,
+    locale, sent_at, esp_message_id, error, soft_bounces)
+SELECT %(campaign)s, id, 0, 'sent', now() - interval '3 days', 1, locale,
+    now() - interval '3 days' + id * interval '1 millisecond',
+    'bench-' || id || '@renotify.test', '', 0
+FROM accounts_member ORDER BY id
+"""
+
+
+def database_exists(url: str) -> bool:
+    with harness.connect(harness.with_database(url, "postgres"), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [harness.database_name(url)]
+        ).fetchone()
+    return row is not None
+
+
+def database_reusable(url: str, members: int) -> bool:
+    """A database a previous ``--keep`` run seeded with the same number of members."""
+    if not database_exists(url):
+        return False
+    with harness.connect(url) as conn:
+        if conn.execute("SELECT to_regclass(%s)", [SEED_TABLE]).fetchone()[0] is None:
+            return False
+        row = conn.execute(f"SELECT members FROM {SEED_TABLE}").fetchone()
+        if row is None or row[0] != members:
+            return False
+        deliveries = harness.count_rows(conn, "campaigns_delivery")
+    return deliveries == members
+
+
+def migrate(url: str) -> None:
+    done = subprocess.run(
+        [harness.PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=harness.ROOT,
+        env=harness.django_env(url),
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"migrate failed for {harness.database_name(url)}")
+
+
+def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[str, float]]:
+    """Seed (or reuse) the database and set Django up in this process on it.
+    Returns (reused, seconds per seeding step)."""
+    import campaign_setup
+
+    timings: dict[str, float] = {}
+    reused = not fresh and database_reusable(url, members)
+    if reused:
+        harness.progress(f"reusing {DATABASE} ({members:,} members): migrate only")
+        migrate(url)
+    else:
+        harness.progress(f"seeding {DATABASE}: {members:,} members and deliveries")
+        started = time.perf_counter()
+        campaign_setup.database_prepare(url)
+        timings["create_migrate_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        with harness.connect(url) as conn:
+            campaign_setup.members_seed(conn, reachable=members)
+        timings["members_s"] = time.perf_counter() - started
+    campaign_setup.django_start(url, RENOTIFY_VAR_DIR=str(harness.OUT_DIR / "notice_pages_var"))
+    _versions_freeze()
+    if reused:
+        return True, timings
+    campaign = campaign_setup.campaign_create(state="completed", throttle_per_minute=6000)
+    started = time.perf_counter()
+    with harness.connect(url) as conn:
+        conn.execute(DELIVERIES_SQL, {"campaign": campaign.pk})
+        conn.execute(
+            f"CREATE TABLE {FLOOR_TABLE} (id bigserial PRIMARY KEY, member_id bigint NOT NULL,"
+            " action varchar(32) NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(
+            f"CREATE TABLE {SEED_TABLE} (members bigint NOT NULL, seeded_at timestamptz NOT NULL)"
+        )
+        conn.execute(f"INSERT INTO {SEED_TABLE} VALUES (%s, now())", [members])
+        conn.commit()
+        harness.vacuum_analyze(conn, "campaigns_delivery")
+    timings["deliveries_s"] = time.perf_counter() - started
+    return False, timings
+
+
+def _versions_freeze() -> None:
+    """A version is frozen once its campaign starts sending (campaigns.services.lifecycle);
+    the bench writes its campaign straight into "completed", so freeze it here too."""
+    from django.utils import timezone
+
+    from campaigns.models import NoticeVersion
+
+    NoticeVersion.objects.filter(frozen_at=None).update(frozen_at=timezone.now())
+
+
+def database_drop(url: str) -> None:
+    from psycopg import sql
+
+    with harness.connect(harness.with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(harness.database_name(url))
+            )
+        )
+
+
+def state_reset(url: str) -> None:
+    """An empty ledger (and Preference, receipts), an empty floor table, no delivery
+    viewed: settled and checkpointed. The append-only trigger refuses TRUNCATE; it is
+    skipped for this one session (replica role), as harness.members_reset does."""
+    with harness.connect(url) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "TRUNCATE accounts_consentevent, accounts_preference, campaigns_objectionreceipt,"
+            f" {FLOOR_TABLE} RESTART IDENTITY CASCADE"
+        )
+        conn.execute("SET session_replication_role = DEFAULT")
+        conn.commit()
+    views_reset(url)
+    with harness.connect(url) as conn:
+        for table in ("campaigns_delivery", "accounts_member", "accounts_consentevent"):
+            harness.vacuum_analyze(conn, table)
+        harness.checkpoint(conn)
+
+
+def views_reset(url: str) -> int:
+    """Clear ``viewed_at``: the next GETs are first views. Returns the rows cleared (the
+    distinct deliveries the GETs since the last reset viewed)."""
+    with harness.connect(url) as conn:
+        cleared = conn.execute(
+            "UPDATE campaigns_delivery SET viewed_at = NULL WHERE viewed_at IS NOT NULL"
+        ).rowcount
+        conn.commit()
+    return cleared
+
+
+def rows_written(url: str, endpoint: Endpoint) -> int:
+    table = "accounts_consentevent" if endpoint.is_page else FLOOR_TABLE
+    with harness.connect(url) as conn:
+        return harness.count_rows(conn, table)
+
+
+def delivery_pools(url: str, members: int, *, get_size: int, post_size: int):
+    """(get, post) pools of (delivery id, member id), a seeded sample spread over the
+    table; the two are disjoint when there are members enough."""
+    rng = random.Random(SAMPLE_SEED)
+    offsets = rng.sample(range(members), min(members, get_size + post_size))
+    with harness.connect(url) as conn:
+        (lo,) = conn.execute("SELECT min(id) FROM campaigns_delivery").fetchone()
+        ids = [lo + o for o in offsets]
+        member_of = dict(
+            conn.execute(
+                "SELECT id, member_id FROM campaigns_delivery WHERE id = ANY(%s)", [ids]
+            ).fetchall()
+        )
+    if len(member_of) != len(ids):
+        raise SystemExit("delivery ids are not contiguous: re-seed with --fresh")
+    pairs = [(d, member_of[d]) for d in ids]
+    return pairs[: min(get_size, len(pairs))], pairs[-post_size:]
+
+
+def load_prepare(url: str, args, workdir: Path) -> tuple[Load, int]:
+    """Mint the links' tokens and a CSRF pair (Django is set up in this process).
+    Returns the load and the number of POST links reserved for each saturating run."""
+    from django.http import HttpRequest
+    from django.middleware.csrf import get_token
+
+    from campaigns.tokens import notice_token
+
+    post_sat = int(args.seconds * POST_CAP)
+    post_fixed = int(args.seconds * args.post_rate) + 1
+    if post_sat + post_fixed > args.members:
+        raise SystemExit(
+            f"{post_sat + post_fixed:,} distinct POST links needed, {args.members:,} members"
+        )
+    get_pool, post_pool = delivery_pools(
+        url, args.members, get_size=GET_POOL, post_size=post_sat + post_fixed
+    )
+    started = time.perf_counter()
+    keys = {
+        "get_tokens": [notice_token(d) for d, _ in get_pool],
+        "get_members": [str(m) for _, m in get_pool],
+        "post_tokens": [notice_token(d) for d, _ in post_pool],
+        "post_members": [str(m) for _, m in post_pool],
+    }
+    request = HttpRequest()
+    form_token = get_token(request)
+    harness.progress(
+        f"minted {len(get_pool) + len(post_pool):,} tokens in"
+        f" {time.perf_counter() - started:.1f} s ({len(get_pool):,} GET links,"
+        f" {len(post_pool):,} POST links)"
+    )
+    return Load(keys, request.META["CSRF_COOKIE"], form_token, workdir), post_sat
+
+
+# --- Processes (every one stopped by its pid) and Redis ---------------------------------------
+
+
+def server_env(url: str) -> dict[str, str]:
+    import campaign_setup
+
+    return campaign_setup.django_env(
+        url,
+        ALLOWED_HOSTS="127.0.0.1",
+        SITE_URL=f"http://127.0.0.1:{PORT}",
+        REDIS_URL=REDIS_URL,
+        RENOTIFY_RATE_PER_IP=RATE_PER_IP,
+        RENOTIFY_RATE_PER_TOKEN=RATE_PER_TOKEN,
+        RENOTIFY_VAR_DIR=str(harness.OUT_DIR / "notice_pages_var"),
+        PYTHONPATH=str(Path(__file__).resolve().parent),
+    )
+
+
+def gunicorn_start(env, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            str(Path(harness.PYTHON).parent / "gunicorn"),
+            "notice_pages:wsgi_app()",
+            "--workers",
+            str(WORKERS),
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--log-level",
+            "warning",
+            "--timeout",
+            "120",
+        ],
+        cwd=harness.ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited during start-up: see {log}")
+        if _get_status(NOOP_PATH) == 204:
+            return proc
+        time.sleep(0.2)
+    webhooks.process_stop(proc)
+    raise SystemExit("gunicorn did not answer within 60 s")
+
+
+def _get_status(path: str) -> int:
+    import http.client
+
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError:
+        return 0
+
+
+def redis_db():
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL)
+
+
+def tasks_queued() -> int:
+    return redis_db().llen(CELERY_QUEUE)
+
+
+# --- Rounds ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Written:
+    """Rows a POST run added, against the redirects it received."""
+
+    run: str
+    redirects: int
+    rows: int
+    tasks: int | None  # receipt tasks queued (page POSTs only)
+
+    @property
+    def ok(self) -> bool:
+        return self.rows == self.redirects and self.tasks in (None, self.rows)
+
+
+@dataclass
+class Round:
+    saturation: dict[str, Saturation] = field(default_factory=dict)
+    latency: dict[str, webhooks.Latency] = field(default_factory=dict)
+    written: list[Written] = field(default_factory=list)
+    first_views: dict[str, int] = field(default_factory=dict)  # page GET run -> deliveries
+
+    def share(self, method: str) -> float:
+        page = self.saturation[f"page {method}"].rate
+        return page / self.saturation[f"floor {method}"].rate
+
+    def errors(self) -> int:
+        return sum(s.errors for s in self.saturation.values()) + sum(
+            lat.errors for lat in self.latency.values()
+        )
+
+
+def one_run(kind: str, endpoint: Endpoint, rnd: Round, url: str, run: Callable, *args):
+    """``run(endpoint, *args)`` with the database checks around it: a POST run's rows
+    written (and receipt tasks queued), a page GET run's first views."""
+    before = rows_written(url, endpoint) if endpoint.method == "POST" else 0
+    tasks_before = tasks_queued() if endpoint.is_page else 0
+    result = run(endpoint, *args)
+    good = result.good if kind == "saturation" else result.sent - result.errors
+    if endpoint.method == "POST":
+        tasks = tasks_queued() - tasks_before if endpoint.is_page else None
+        rnd.written.append(
+            Written(f"{endpoint.name} {kind}", good, rows_written(url, endpoint) - before, tasks)
+        )
+    elif endpoint.is_page:
+        rnd.first_views[kind] = views_reset(url)
+    return result
+
+
+def round_run(number: int, args, *, url: str, load: Load, post_sat: int) -> Round:
+    rnd = Round()
+    state_reset(url)
+    redis_db().flushdb()
+    order = ("floor", "page") if number % 2 == 0 else ("page", "floor")
+    wrk_opts = (args.seconds, args.threads, args.connections)
+    for method, rate in (("GET", args.get_rate), ("POST", args.post_rate)):
+        for who in order:
+            ep = ENDPOINTS[f"{who} {method}"]
+            part = slice(0, post_sat) if method == "POST" else slice(None)
+            keys = load.key_file(ep.keys, part)
+            sat = one_run("saturation", ep, rnd, url, wrk_run, load, keys, *wrk_opts)
+            rnd.saturation[ep.name] = sat
+            harness.progress(
+                f"  {ep.name}: {sat.rate:,.0f} req/s saturating ({sat.good:,} good,"
+                f" {sat.errors} errors, {sat.repeats:,} reused links)"
+            )
+        count = int(rate * args.seconds)
+        for who in order:
+            ep = ENDPOINTS[f"{who} {method}"]
+            pool = load.keys[ep.keys]
+            keys = pool[post_sat : post_sat + count] if method == "POST" else pool[:count]
+            requests = raw_requests(ep, load, keys)
+            lat = one_run("latency", ep, rnd, url, fixed_rate_run, requests, rate)
+            rnd.latency[ep.name] = lat
+            harness.progress(
+                f"  {ep.name} at {rate} req/s: p50/p99 {lat.p50_ms:.1f}/{lat.p99_ms:.1f} ms,"
+                f" achieved {lat.achieved_rate:,.0f}/s, {lat.errors} errors"
+            )
+    for w in rnd.written:
+        if not w.ok:
+            harness.progress(
+                f"  warning: {w.run}: {w.rows} rows, {w.redirects} redirects, {w.tasks} tasks"
+            )
+    return rnd
+
+
+def warm_up(load: Load, args, post_sat: int) -> None:
+    """Two seconds of each endpoint: both workers import, compile and connect first."""
+    for ep in ENDPOINTS.values():
+        part = slice(0, post_sat) if ep.method == "POST" else slice(None)
+        keys = load.key_file(ep.keys, part)
+        sat = wrk_run(ep, load, keys, 2, args.threads, args.connections)
+        harness.progress(f"warm-up {ep.name}: {sat.rate:,.0f} req/s, {sat.errors} errors")
+        if sat.good == 0:
+            raise SystemExit(f"{ep.name}: no good response in the warm-up")
+
+
+# --- Report ------------------------------------------------------------------------------------
+
+
+def report(rounds: list[Round], args) -> dict:
+    from harness import fmt_rate, median, table, verdict
+
+    def sat(name: str) -> float:
+        return median([r.saturation[name].rate for r in rounds])
+
+    def lat(name: str, attr: str) -> float:
+        return median([getattr(r.latency[name], attr) for r in rounds])
+
+    def errors(name: str) -> int:
+        return sum(r.saturation[name].errors + r.latency[name].errors for r in rounds)
+
+    def ms(name: str) -> str:
+        return f"{lat(name, 'p50_ms'):.1f} / {lat(name, 'p99_ms'):.1f} ms"
+
+    share = {m: median([r.share(m) for r in rounds]) for m in ("GET", "POST")}
+    rows = []
+    for method, rate in (("GET", args.get_rate), ("POST", args.post_rate)):
+        floor, page = f"floor {method}", f"page {method}"
+        rows += [
+            [
+                f"{method} saturating req/s (wrk -t{args.threads} -c{args.connections})",
+                fmt_rate(sat(floor)),
+                fmt_rate(sat(page)),
+                f"{share[method]:.0%}",
+            ],
+            [f"{method} p50 / p99 at {rate} req/s, open loop", ms(floor), ms(page), ""],
+            [
+                f"  achieved rate, max latency at {rate} req/s",
+                f"{lat(floor, 'achieved_rate'):,.0f}/s, {lat(floor, 'max_ms'):.0f} ms",
+                f"{lat(page, 'achieved_rate'):,.0f}/s, {lat(page, 'max_ms'):.0f} ms",
+                "",
+            ],
+            [f"{method} errors (all runs, all rounds)", str(errors(floor)), str(errors(page)), ""],
+        ]
+    written = [w for r in rounds for w in r.written]
+    page_written = [w for w in written if w.run.startswith("page")]
+    reused = sum(r.saturation[n].repeats for r in rounds for n in ENDPOINTS if "page" in n)
+    first_views = median([r.first_views.get("saturation", 0) for r in rounds])
+    print(table(["figure (medians of rounds)", "floor", "notice page", "page / floor"], rows))
+    print()
+    by_round = {m: " ".join(f"{r.share(m):.2f}" for r in rounds) for m in ("GET", "POST")}
+    print(f"page / floor saturating, by round: GET {by_round['GET']}, POST {by_round['POST']}")
+    print(
+        f"page POSTs: {sum(w.redirects for w in page_written):,} redirects,"
+        f" {sum(w.rows for w in page_written):,} ledger rows added,"
+        f" {sum(w.tasks or 0 for w in page_written):,} receipt tasks queued;"
+        f" page GET saturating runs viewed {first_views:,.0f} deliveries for the first time"
+        f" (median); links reused in page runs: {reused}"
+    )
+    print()
+    total_errors = sum(r.errors() for r in rounds)
+    targets = {
+        "page GET saturating req/s": (sat("page GET"), TARGET_GET_RPS, ">="),
+        f"page GET p99 ms at {args.get_rate} req/s": (
+            lat("page GET", "p99_ms"),
+            TARGET_GET_P99_MS,
+            "<",
+        ),
+        "page POST saturating req/s": (sat("page POST"), TARGET_POST_RPS, ">="),
+        f"page POST p99 ms at {args.post_rate} req/s": (
+            lat("page POST", "p99_ms"),
+            TARGET_POST_P99_MS,
+            "<",
+        ),
+        "page GET / floor GET (saturating)": (share["GET"], TARGET_FLOOR_SHARE, ">="),
+        "page POST / floor POST (saturating)": (share["POST"], TARGET_FLOOR_SHARE, ">="),
+        "errors, every run": (total_errors, 0, "=="),
+        "POST runs where rows written != redirects": (
+            sum(1 for w in written if not w.ok),
+            0,
+            "==",
+        ),
+    }
+    print(
+        table(
+            ["target", "measured", "target", "result"],
+            [
+                [name, _fmt(v), f"{op} {_fmt(g)}", verdict(_meets(v, g, op))]
+                for name, (v, g, op) in targets.items()
+            ],
+        )
+    )
+    return {
+        "members": args.members,
+        "rounds": [
+            {
+                "saturation": {k: {**asdict(v), "rate": v.rate} for k, v in r.saturation.items()},
+                "latency": {k: asdict(v) for k, v in r.latency.items()},
+                "written": [asdict(w) for w in r.written],
+                "first_views": r.first_views,
+            }
+            for r in rounds
+        ],
+        "targets": {
+            name: {"measured": v, "target": f"{op} {_fmt(g)}", "pass": _meets(v, g, op)}
+            for name, (v, g, op) in targets.items()
+        },
+    }
+
+
+def _meets(value: float, goal: float, op: str) -> bool:
+    return {">=": value >= goal, "<": value < goal, "==": value == goal}[op]
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.2f}" if value < 10 else harness.fmt_rate(value)
+
+
+# --- Main --------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of every timed run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--get-rate", type=int, default=GET_RATE, help="open-loop GETs/s")
+    parser.add_argument("--post-rate", type=int, default=POST_RATE, help="open-loop POSTs/s")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the database for the next run to reuse"
+    )
+    parser.add_argument("--fresh", action="store_true", help="re-seed even a reusable database")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    import campaign_setup
+
+    harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
+    url = campaign_setup.database_url(DATABASE)
+    # SIGTERM unwinds like Ctrl-C, so that the finally blocks stop what was started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    workdir = Path(tempfile.mkdtemp(prefix="notice-pages-"))
+    log = harness.OUT_DIR / "notice_pages-gunicorn.log"
+    redis_db().flushdb()
+    try:
+        reused, timings = database_setup(url, args.members, fresh=args.fresh)
+        if timings:
+            harness.progress(
+                "seeded in "
+                + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in timings.items())
+            )
+        load, post_sat = load_prepare(url, args, workdir)
+        from django.db import connections
+
+        connections.close_all()  # this process's own: the server has its own
+        rounds: list[Round] = []
+        server = gunicorn_start(server_env(url), log)
+        try:
+            warm_up(load, args, post_sat)
+            for number in range(args.rounds):
+                harness.progress(f"round {number + 1}/{args.rounds}")
+                rounds.append(round_run(number, args, url=url, load=load, post_sat=post_sat))
+        finally:
+            webhooks.process_stop(server)
+    finally:
+        redis_db().flushdb()
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep:
+            database_drop(url)
+    print(
+        f"\nnotice pages: {args.members:,} members and deliveries"
+        f" ({'reused' if reused else 'seeded'}), gunicorn {WORKERS} sync workers,"
+        f" wrk -t{args.threads} -c{args.connections}, {args.seconds:g} s runs,"
+        f" {args.rounds} round(s), {os.cpu_count()} CPUs\n"
+    )
+    results = report(rounds, args)
+    results["seeding"] = timings
+    path = harness.save_results("notice_pages", results)
+    print(f"\n(figures saved to {path.relative_to(harness.ROOT)}; server log {log.name})")
+
+
+if __name__ == "__main__":
+    main()
