@@ -23,7 +23,6 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 from django.views.decorators.csrf import csrf_exempt
 
-from campaigns.models import DeliveryEvent
 from campaigns.services.tracking import event_row, events_store, unparsed_store
 
 logger = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def _buffer():
 def tracking_event_received(sender, event, esp_name, **kwargs) -> None:
     """Anymail's signal, once per event: buffer it (or store it, outside a webhook)."""
     row = event_row(event, esp_name)
-    buffer: list[DeliveryEvent] | None = getattr(_local, "events", None)
+    buffer: list[dict] | None = getattr(_local, "events", None)
     if buffer is None:
         events_store([row])
     else:

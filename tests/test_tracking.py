@@ -277,3 +277,13 @@ def test_a_processor_working_from_stale_state_never_undoes_newer_progress(sent):
     assert d.delivered_at == SENT_AT  # the earlier of the two
     assert (d.opened_at, d.clicked_at) == (clicked_at, clicked_at)  # kept
     assert d.soft_bounces == 1
+
+
+def test_an_event_holding_nul_characters_is_stored_without_them(sent):
+    """PostgreSQL text cannot hold NUL; an ESP's odd payload must still be kept."""
+    d = Delivery.objects.filter(campaign=sent).first()
+    receive(event(d, "bounced", description="bad\x00box", raw={"Type": "Hard\x00Bounce"}))
+    stored = DeliveryEvent.objects.get()
+    assert stored.description in {"badbox", "bad\x00box"}  # SQLite keeps it as sent
+    assert stored.raw["Type"] in {"HardBounce", "Hard\x00Bounce"}
+    assert state(d) == DeliveryStatus.BOUNCED

@@ -13,7 +13,6 @@ import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -162,32 +161,90 @@ def _delivery_id(metadata: Any) -> int | None:
     return value if value > 0 else None
 
 
-def event_row(event: Any, esp: str) -> DeliveryEvent:
-    """An unsaved DeliveryEvent for an anymail tracking event (no query)."""
-    return DeliveryEvent(
-        esp=esp[:32],
-        event_key=event_key(event, esp),
-        event_id=(event.event_id or "")[:255],
-        event_type=(event.event_type or "unknown")[:20],
-        timestamp=event.timestamp,
-        recipient=(event.recipient or "")[:254],
-        message_id=(event.message_id or "")[:255],
-        metadata_delivery_id=_delivery_id(event.metadata),
-        reject_reason=(event.reject_reason or "")[:32],
-        description=event.description or "",
-        mta_response=event.mta_response or "",
-        user_agent=(event.user_agent or "")[:500],
-        click_url=event.click_url or "",
-        raw=_jsonable(event.esp_event),
-    )
+def event_row(event: Any, esp: str) -> dict[str, Any]:
+    """The DeliveryEvent columns (``EVENT_COLUMNS``) for an anymail tracking event (no query)."""
+    return {
+        "esp": esp[:32],
+        "event_key": event_key(event, esp),
+        "event_id": (event.event_id or "")[:255],
+        "event_type": (event.event_type or "unknown")[:20],
+        "timestamp": event.timestamp,
+        "recipient": (event.recipient or "")[:254],
+        "message_id": (event.message_id or "")[:255],
+        "metadata_delivery_id": _delivery_id(event.metadata),
+        "reject_reason": (event.reject_reason or "")[:32],
+        "description": event.description or "",
+        "mta_response": event.mta_response or "",
+        "user_agent": (event.user_agent or "")[:500],
+        "click_url": event.click_url or "",
+        "raw": _jsonable(event.esp_event),
+    }
 
 
-def events_store(rows: Iterable[DeliveryEvent]) -> int:
-    """Store events once: one INSERT for the whole batch, duplicates ignored."""
-    rows = list(rows)
-    if rows:
-        DeliveryEvent.objects.bulk_create(rows, ignore_conflicts=True)
+# Each stored column with its PostgreSQL type, for jsonb_to_recordset.
+EVENT_COLUMNS = {
+    "esp": "text",
+    "event_key": "text",
+    "event_id": "text",
+    "event_type": "text",
+    "timestamp": "timestamptz",
+    "recipient": "text",
+    "message_id": "text",
+    "metadata_delivery_id": "bigint",
+    "reject_reason": "text",
+    "description": "text",
+    "mta_response": "text",
+    "user_agent": "text",
+    "click_url": "text",
+    "raw": "jsonb",
+}
+
+
+def events_store(rows: list[dict[str, Any]]) -> int:
+    """Store events once: one statement for the whole batch, duplicates ignored."""
+    if not rows:
+        return 0
+    if connection.vendor != "postgresql":
+        DeliveryEvent.objects.bulk_create(
+            [DeliveryEvent(**row) for row in rows], ignore_conflicts=True
+        )
+        return len(rows)
+    # The batch travels as one JSON document, unpacked by the server: encoding it is one
+    # C-speed json.dumps, where binding 14 parameters per event (bulk_create) costs more
+    # than everything else the webhook does. One statement in autocommit: no BEGIN and
+    # COMMIT round trips while the ESP waits.
+    document = json.dumps(rows, default=_json_default)
+    if "\\u0000" in document:  # PostgreSQL text and jsonb cannot hold NUL: drop it
+        document = json.dumps(_without_nul(rows), default=_json_default)
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(name) for name in EVENT_COLUMNS)
+    record = ", ".join(f"{quote(name)} {kind}" for name, kind in EVENT_COLUMNS.items())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {DeliveryEvent._meta.db_table}"
+            f" ({names}, received_at, is_orphan, is_machine)"
+            f" SELECT {names}, now(), false, false"
+            f" FROM jsonb_to_recordset(%s::jsonb) AS event ({record})"
+            " ON CONFLICT (esp, event_key) DO NOTHING",
+            [document],
+        )
     return len(rows)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def unparsed_store(*, esp: str, body: bytes, problem: str) -> None:
