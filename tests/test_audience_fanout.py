@@ -126,3 +126,28 @@ def test_fan_out_queries_do_not_grow_with_the_audience(
     c = campaign(jurisdictions=["EU"])
     with django_assert_max_num_queries(6):  # preview, snapshot, bounds, one slice (+ savepoints)
         assert campaign_fan_out(campaign=c) == 40
+
+
+def test_a_slice_refused_by_a_concurrent_fan_out_is_tried_again(monkeypatch):
+    """Two fan-outs of one wave at once: the unique constraint refuses the slower one's
+    rows; the slice is tried again and adds only what the other did not."""
+    from django.db import IntegrityError
+
+    from campaigns.services import fanout
+
+    for _ in range(3):
+        MemberFactory(country="GB")
+    c = campaign()
+    real = fanout._insert_new
+    calls = []
+
+    def refused_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise IntegrityError("duplicate key value violates unique constraint")
+        return real(*args)
+
+    monkeypatch.setattr(fanout, "_insert_new", refused_once)
+    assert fanout.campaign_fan_out(campaign=c) == 3
+    assert len(calls) == 2
+    assert Delivery.objects.filter(campaign=c).count() == 3
