@@ -40,9 +40,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Benchmarks (PostgreSQL): print figures, never part of `make test`.
+## Benchmarks (PostgreSQL + Redis, wrk): print figures, never part of `make test`.
+## All of them (about two hours), or one: `make bench BENCH=webhooks`.
 bench: install
-	$(BIN)/python bench/run.py
+	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+	@test -x /usr/bin/time || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y time; }
+	$(BIN)/python bench/run.py $(if $(BENCH),--only $(BENCH))
 
 ## Maintainers: refresh the de/fr translations after changing UI or email strings.
 messages: install
