@@ -41,18 +41,18 @@ def deliveries_insert(*, campaign: Campaign, wave: int, members: QuerySet[Member
             .order_by()
             .values(audience_member_id=F("pk"))
         )
-        added += _insert_slice(campaign.pk, wave, members_slice)
+        added += _insert_slice(campaign.pk, wave, members_slice, (start, start + step))
     return added
 
 
-def _insert_slice(campaign_id: int, wave: int, members: QuerySet) -> int:
+def _insert_slice(campaign_id: int, wave: int, members: QuerySet, id_range: tuple[int, int]) -> int:
     """One slice in one transaction; a concurrent fan-out of the same wave that got
     there first makes the unique constraint refuse ours: then again, without theirs."""
     attempt = 1
     while True:
         try:
             with transaction.atomic():
-                return _insert_new(campaign_id, wave, members)
+                return _insert_new(campaign_id, wave, members, id_range)
         except IntegrityError:
             if attempt >= SLICE_ATTEMPTS:
                 raise
@@ -62,13 +62,15 @@ def _insert_slice(campaign_id: int, wave: int, members: QuerySet) -> int:
 SLICE_ATTEMPTS = 3
 
 
-def _insert_new(campaign_id: int, wave: int, members: QuerySet) -> int:
+def _insert_new(campaign_id: int, wave: int, members: QuerySet, id_range: tuple[int, int]) -> int:
     select_sql, params = members.query.sql_with_params()
     table = Delivery._meta.db_table
     with connection.cursor() as cursor:
         # NOT EXISTS rather than ON CONFLICT DO NOTHING: the same result (rows already
         # there are left alone), and a third faster on a large first fan-out, where
-        # ON CONFLICT checks the unique index once more for every row it inserts.
+        # ON CONFLICT checks the unique index once more for every row it inserts. The
+        # member-id range keeps the anti-join to this slice's rows: without it, every
+        # slice would read all the rows the slices before it inserted.
         cursor.execute(
             f"INSERT INTO {table} (campaign_id, member_id, wave, status, created_at, attempts,"
             " locale, esp_message_id, error)"
@@ -76,6 +78,7 @@ def _insert_new(campaign_id: int, wave: int, members: QuerySet) -> int:
             f" FROM ({select_sql}) audience"
             f" WHERE NOT EXISTS (SELECT 1 FROM {table} existing"
             " WHERE existing.campaign_id = %s AND existing.wave = %s"
+            " AND existing.member_id > %s AND existing.member_id <= %s"
             " AND existing.member_id = audience.audience_member_id)",
             [
                 campaign_id,
@@ -85,6 +88,7 @@ def _insert_new(campaign_id: int, wave: int, members: QuerySet) -> int:
                 *params,
                 campaign_id,
                 wave,
+                *id_range,
             ],
         )
         return cursor.rowcount
