@@ -300,3 +300,26 @@ def test_the_purposes_copy_is_refreshed_after_its_time(delivery, purpose, monkey
     )
     (fresh,) = [s for s in selectors.member_effective_states(member=member) if s.purpose == purpose]
     assert fresh.policy_mode == PolicyMode.EXCLUDED
+
+
+def test_the_page_reads_the_delivery_as_the_orm_would(delivery):
+    """The hand-written page query gives the same values, aware datetimes included, and
+    the columns it does not read still load on access."""
+    from campaigns.services.responses import notice_delivery
+
+    Delivery.objects.filter(pk=delivery.pk).update(viewed_at=timezone.now())
+    orm = Delivery.objects.select_related("member", "campaign__notice_version").get(pk=delivery.pk)
+    page = notice_delivery(delivery_id=delivery.pk)
+    for name in ("pk", "campaign_id", "member_id", "locale", "sent_at", "viewed_at"):
+        assert getattr(page, name) == getattr(orm, name), name
+    assert page.sent_at.tzinfo is not None
+    assert page.member.created_at == orm.member.created_at
+    assert page.member.jurisdiction == orm.member.jurisdiction == "US"
+    assert page.campaign.notice_version == orm.campaign.notice_version
+    assert page.campaign.notice_version.objection_deadline == (
+        orm.campaign.notice_version.objection_deadline
+    )
+    assert page.acknowledged is False
+    assert page.member.email == "sam@example.com"  # deferred: loaded on access
+    assert page.status == orm.status
+    assert notice_delivery(delivery_id=delivery.pk + 1000) is None

@@ -121,7 +121,13 @@ def _append(**fields: Any) -> ConsentEvent:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_ID])
     # On SQLite the IMMEDIATE transaction already holds the database's write lock.
-    head = ConsentEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    # Plain SQL for the head: every statement from here to commit holds up every other
+    # choice being recorded, and the ORM's query building costs more than the query.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT seq, hash FROM {ConsentEvent._meta.db_table} ORDER BY seq DESC LIMIT 1"
+        )
+        head = cursor.fetchone()
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, ledger.GENESIS_HASH)
     fields.update(seq=seq, prev_hash=prev_hash, created_at=timezone.now())
     fields["hash"] = ledger.event_hash(fields, prev_hash=prev_hash)
