@@ -6,8 +6,10 @@ Benchmark scripts import this module as a sibling (``python bench/<name>.py`` pu
 stays small and independent of the app.
 """
 
+import http.client
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -223,3 +225,64 @@ def save_results(name: str, results: dict) -> Path:
 def progress(message: str) -> None:
     """Progress goes to stderr so that stdout holds only the figures."""
     print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+# --- Processes the benchmarks start (each stopped by its pid) ----------------------------
+
+
+def gunicorn_start(
+    app: str, *, port: int, workers: int, env: dict[str, str], ready_path: str, log=None
+) -> subprocess.Popen:
+    """gunicorn serving ``app`` (module:callable) on 127.0.0.1:``port`` in its own process
+    group, once GET ``ready_path`` answers 204; output to ``log`` (a Path) if given."""
+    output = {"stdout": log.open("w"), "stderr": subprocess.STDOUT} if log else {}
+    proc = subprocess.Popen(
+        [
+            str(Path(PYTHON).parent / "gunicorn"),
+            app,
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--timeout",
+            "120",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        **output,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited during start-up{f': see {log}' if log else ''}")
+        if http_status(port, ready_path) == 204:
+            return proc
+        time.sleep(0.2)
+    process_stop(proc)
+    raise SystemExit("gunicorn did not answer within 60 s")
+
+
+def http_status(port: int, path: str) -> int:
+    """The status of GET ``path`` on 127.0.0.1:``port``; 0 if nothing answers."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError:
+        return 0
+
+
+def process_stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process we started; its own process group (start_new_session)
+    is killed only if it has not gone within 20 s."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -107,7 +107,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import harness
-import webhooks  # its open-loop Latency and percentile, wrk output parsing, process_stop
+import webhooks  # its open-loop Latency and percentile, wrk output parsing
 
 DATABASE = "renotify_bench_pages"
 PORT = 8767
@@ -721,45 +721,14 @@ def server_env(url: str) -> dict[str, str]:
 
 
 def gunicorn_start(env, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            str(Path(harness.PYTHON).parent / "gunicorn"),
-            "notice_pages:wsgi_app()",
-            "--workers",
-            str(WORKERS),
-            "--bind",
-            f"127.0.0.1:{PORT}",
-            "--log-level",
-            "warning",
-            "--timeout",
-            "120",
-        ],
-        cwd=harness.ROOT,
+    return harness.gunicorn_start(
+        "notice_pages:wsgi_app()",
+        port=PORT,
+        workers=WORKERS,
         env=env,
-        start_new_session=True,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
+        ready_path=NOOP_PATH,
+        log=log,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"gunicorn exited during start-up: see {log}")
-        if _get_status(NOOP_PATH) == 204:
-            return proc
-        time.sleep(0.2)
-    webhooks.process_stop(proc)
-    raise SystemExit("gunicorn did not answer within 60 s")
-
-
-def _get_status(path: str) -> int:
-    import http.client
-
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-        conn.request("GET", path)
-        return conn.getresponse().status
-    except OSError:
-        return 0
 
 
 def redis_db():
@@ -1033,7 +1002,7 @@ def main() -> None:
                 harness.progress(f"round {number + 1}/{args.rounds}")
                 rounds.append(round_run(number, args, url=url, load=load, post_sat=post_sat))
         finally:
-            webhooks.process_stop(server)
+            harness.process_stop(server)
     finally:
         redis_db().flushdb()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -490,43 +490,9 @@ def server_env(url: str) -> dict[str, str]:
 def gunicorn_start(env) -> subprocess.Popen:
     import harness
 
-    proc = subprocess.Popen(
-        [
-            str(Path(harness.PYTHON).parent / "gunicorn"),
-            "webhooks:wsgi_app()",
-            "--workers",
-            str(WORKERS),
-            "--bind",
-            f"127.0.0.1:{PORT}",
-            "--log-level",
-            "warning",
-            "--timeout",
-            "120",
-        ],
-        cwd=harness.ROOT,
-        env=env,
-        start_new_session=True,
+    return harness.gunicorn_start(
+        "webhooks:wsgi_app()", port=PORT, workers=WORKERS, env=env, ready_path=NOOP_PATH
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("gunicorn exited during start-up")
-        if _get_status(NOOP_PATH) == 204:
-            return proc
-        time.sleep(0.2)
-    process_stop(proc)
-    raise SystemExit("gunicorn did not answer within 60 s")
-
-
-def _get_status(path: str) -> int:
-    import http.client
-
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
-        conn.request("GET", path)
-        return conn.getresponse().status
-    except OSError:
-        return 0
 
 
 def worker_start(env, log: Path) -> subprocess.Popen:
@@ -568,16 +534,9 @@ def worker_start(env, log: Path) -> subprocess.Popen:
 
 
 def process_stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process we started; its own process group (start_new_session)
-    is killed only if it has not gone within 20 s."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    import harness
+
+    harness.process_stop(proc)
 
 
 # --- Database ---------------------------------------------------------------------------------
