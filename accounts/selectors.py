@@ -75,6 +75,12 @@ def policies_in_force(*, purpose: Purpose) -> dict[str, PolicyInForce]:
 def member_effective_state(*, member: Member, purpose: Purpose) -> EffectiveState:
     policy = policies_in_force(purpose=purpose)[member.jurisdiction]
     pref = Preference.objects.filter(member=member, purpose=purpose).first()
+    return _effective_state(member, purpose, policy, pref)
+
+
+def _effective_state(
+    member: Member, purpose: Purpose, policy: PolicyInForce, pref: Preference | None
+) -> EffectiveState:
     choice = Choice(pref.choice) if pref and pref.choice else None
     state, reason = STATE_TABLE[(policy.mode, choice)]
     since = pref.chosen_at if reason in CHOICE_REASONS else max(member.created_at, policy.since)
@@ -85,15 +91,10 @@ def member_effective_states(*, member: Member) -> list[EffectiveState]:
     """Every purpose's state for ``member``: one query for the member's preferences, the
     purposes and their policies from ``purposes_in_force`` (a per-process copy)."""
     prefs = {p.purpose_id: p for p in Preference.objects.filter(member=member)}
-    states = []
-    for purpose, policies in purposes_in_force():
-        policy = policies[member.jurisdiction]
-        pref = prefs.get(purpose.pk)
-        choice = Choice(pref.choice) if pref and pref.choice else None
-        state, reason = STATE_TABLE[(policy.mode, choice)]
-        since = pref.chosen_at if reason in CHOICE_REASONS else max(member.created_at, policy.since)
-        states.append(EffectiveState(purpose, state, reason, since, policy.mode, choice))
-    return states
+    return [
+        _effective_state(member, purpose, policies[member.jurisdiction], prefs.get(purpose.pk))
+        for purpose, policies in purposes_in_force()
+    ]
 
 
 # Purposes and policies change a few times a year and are read on every page a member
