@@ -10,9 +10,12 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
+from django.utils.html import escape
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -94,13 +97,73 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     view = responses.notice_view(delivery=delivery, locale=request.GET.get("lang"))
     context = {
         "view": view,
-        "token": token,
         "done": _done(request),
         "language": language,
         "action_url": _form_url(request, "notice_page", token),
     }
     with translation.override(language):
-        return render(request, "notices/notice.html", context)
+        return HttpResponse(_notice_html(request, context))
+
+
+# A notice page differs between members only in its link and CSRF token once the notice
+# version (frozen), language, acknowledgement and each purpose's state are the same, so
+# the page is rendered once per such combination with markers in their place, as the
+# emails are (rendering it took as long as everything else in a view together).
+ACTION_URL_MARK = "renotify-action-url-8c1f"
+CSRF_TOKEN_MARK = "renotifycsrftoken8c1f"
+SKELETONS_KEPT = 512
+_skeletons: dict[tuple, str] = {}
+
+
+def _notice_html(request: HttpRequest, context: dict) -> str:
+    view = context["view"]
+    if context["done"] or not view.version.is_frozen:  # after a POST, or a draft's preview
+        return render_to_string("notices/notice.html", context, request)
+    key = _skeleton_key(view, context["language"])
+    skeleton = _skeletons.get(key)
+    if skeleton is None:
+        skeleton = render_to_string(
+            "notices/notice.html",
+            {
+                **context,
+                "action_url": ACTION_URL_MARK,
+                "csrf_token": CSRF_TOKEN_MARK,
+                "LANGUAGE_CODE": context["language"],
+            },
+        )
+        if len(_skeletons) >= SKELETONS_KEPT:
+            _skeletons.pop(next(iter(_skeletons)))
+        _skeletons[key] = skeleton
+    return skeleton.replace(CSRF_TOKEN_MARK, get_token(request)).replace(
+        ACTION_URL_MARK, escape(context["action_url"])
+    )
+
+
+def _skeleton_key(view: responses.NoticeView, language: str) -> tuple:
+    """Everything the page shows that is not the member's link or CSRF token."""
+    version, text = view.version, view.text
+    return (
+        version.pk,
+        version.frozen_at,
+        text.pk,
+        text.sha256,
+        tuple(view.locales),
+        language,
+        view.acknowledged,
+        view.deadline_passed,
+        tuple(
+            (
+                s.purpose.pk,
+                s.purpose.slug,
+                s.purpose.name,
+                s.purpose.description,
+                s.state,
+                s.reason,
+                s.explicit_choice,
+            )
+            for s in view.states
+        ),
+    )
 
 
 def _form_url(request: HttpRequest, name: str, token: str) -> str:

@@ -61,13 +61,16 @@ def _isolated_settings(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _fresh_process_copies():
-    """Per-process copies of purposes and frozen texts: each test's database differs
+    """Per-process copies of purposes, frozen texts and notice page skeletons: each
+    test's database differs
     (rolled back between tests, which no save signal reports)."""
     from accounts import selectors
-    from campaigns import rendering
+    from campaigns import rendering, views
 
     selectors._purposes_copy_drop()
     rendering._frozen_texts.clear()
+    views._skeletons.clear()
     yield
     selectors._purposes_copy_drop()
     rendering._frozen_texts.clear()
+    views._skeletons.clear()

@@ -323,3 +323,69 @@ def test_the_page_reads_the_delivery_as_the_orm_would(delivery):
     assert page.member.email == "sam@example.com"  # deferred: loaded on access
     assert page.status == orm.status
     assert notice_delivery(delivery_id=delivery.pk + 1000) is None
+
+
+def _frozen(delivery):
+    from campaigns.models import NoticeVersion
+
+    NoticeVersion.objects.filter(pk=delivery.campaign.notice_version_id).update(
+        frozen_at=timezone.now()
+    )
+
+
+def _form_token(html: str) -> str:
+    import re
+
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)[1]
+
+
+def test_a_page_from_the_kept_skeleton_is_the_page_rendered_afresh(browser, delivery):
+    """Same bytes as rendering the template for this request, but for the CSRF token
+    (masked differently on every render), and forms post to this member's own link."""
+    import re
+
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    from campaigns import views
+    from campaigns.services import responses
+
+    _frozen(delivery)
+    other = MemberFactory(country="US", locale="de")
+    Delivery.objects.create(campaign=delivery.campaign, member=other, locale="de")
+    second = Delivery.objects.get(member=other)
+    browser.get(notice_url(second))  # keeps the skeleton for German, not acknowledged
+    assert len(views._skeletons) == 1
+    response = browser.get(notice_url(delivery))
+    assert len(views._skeletons) == 1  # the same skeleton served this member
+    html = response.content.decode()
+    assert notice_url(delivery) in html and notice_url(second) not in html
+    request = response.wsgi_request
+    fresh_delivery = responses.delivery_for_token(tokens.notice_token(delivery.pk))
+    context = {
+        "view": responses.notice_view(delivery=fresh_delivery),
+        "done": None,
+        "language": "de",
+        "action_url": notice_url(delivery),
+    }
+    with translation.override("de"):
+        fresh = render_to_string("notices/notice.html", context, request)
+    mask = re.compile(r'(name="csrfmiddlewaretoken" value=")[^"]+"')
+    assert mask.sub(r'\1"', html) == mask.sub(r'\1"', fresh)
+    # The token in the kept page's forms is a valid one for this browser.
+    posted = browser.post(
+        notice_url(delivery), {"csrfmiddlewaretoken": _form_token(html), "action": "acknowledge"}
+    )
+    assert posted.status_code == 302
+
+
+def test_a_kept_page_follows_the_member_state(browser, delivery):
+    _frozen(delivery)
+    page = browser.get(notice_url(delivery) + "?lang=en").content.decode()
+    assert "Object: do not use my data for this" in page and "Allow again" not in page
+    browser.post(
+        notice_url(delivery) + "?lang=en",
+        {"csrfmiddlewaretoken": _form_token(page), "action": "object", "purpose": "ai-training"},
+    )
+    page = browser.get(notice_url(delivery) + "?lang=en").content.decode()
+    assert "Allow again" in page and "You objected." in page
