@@ -17,7 +17,6 @@ only orchestrate child processes import it without configuring Django.
 """
 
 import os
-import subprocess
 import sys
 from datetime import date, timedelta
 
@@ -45,13 +44,7 @@ def database_prepare(url: str) -> None:
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    done = subprocess.run(
-        [harness.PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=harness.ROOT,
-        env=harness.django_env(url),
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"migrate failed for {name}")
+    harness.database_migrate(url)
 
 
 def _locale_pool_sql() -> str:

@@ -286,3 +286,14 @@ def process_stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def database_migrate(url: str) -> None:
+    """``manage.py migrate`` on the database at ``url``."""
+    done = subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=django_env(url),
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"migrate failed for {database_name(url)}")

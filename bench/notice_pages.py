@@ -92,7 +92,6 @@ targets were written for. Run it when nothing else is running.
 """
 
 import argparse
-import asyncio
 import os
 import random
 import re
@@ -462,49 +461,8 @@ def response_check(endpoint: Endpoint) -> Callable[[bytes], bool]:
     return check
 
 
-async def _one(request: bytes, scheduled: float, results: list, limit, check) -> None:
-    loop = asyncio.get_running_loop()
-    async with limit:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
-            writer.write(request)
-            response = await reader.read()  # gunicorn's sync worker closes: read to EOF
-            writer.close()
-            ok = check(response)
-        except OSError:
-            ok = False
-    results.append((loop.time() - scheduled, ok))
-
-
-async def _fixed_rate(requests: list[bytes], rate: float, check) -> tuple[list, float]:
-    """As webhooks.fixed_rate_run, with this endpoint's response check."""
-    loop = asyncio.get_running_loop()
-    limit = asyncio.Semaphore(512)  # a bound, far above what the server holds
-    results: list = []
-    tasks = []
-    start = loop.time() + 0.1
-    for i, request in enumerate(requests):
-        scheduled = start + i / rate
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one(request, scheduled, results, limit, check)))
-    await asyncio.gather(*tasks)
-    return results, loop.time() - start
-
-
 def fixed_rate_run(endpoint: Endpoint, requests: list[bytes], rate: float) -> webhooks.Latency:
-    results, seconds = asyncio.run(_fixed_rate(requests, rate, response_check(endpoint)))
-    latencies = sorted(s * 1000 for s, _ in results)
-    return webhooks.Latency(
-        rate=rate,
-        sent=len(results),
-        achieved_rate=len(results) / seconds,
-        p50_ms=webhooks._percentile(latencies, 50),
-        p99_ms=webhooks._percentile(latencies, 99),
-        max_ms=latencies[-1],
-        errors=sum(1 for _, ok in results if not ok),
-    )
+    return webhooks.fixed_rate_run(requests, rate, port=PORT, check=response_check(endpoint))
 
 
 # --- Database ----------------------------------------------------------------------------------
@@ -541,16 +499,6 @@ def database_reusable(url: str, members: int) -> bool:
     return deliveries == members
 
 
-def migrate(url: str) -> None:
-    done = subprocess.run(
-        [harness.PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=harness.ROOT,
-        env=harness.django_env(url),
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"migrate failed for {harness.database_name(url)}")
-
-
 def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[str, float]]:
     """Seed (or reuse) the database and set Django up in this process on it.
     Returns (reused, seconds per seeding step)."""
@@ -560,7 +508,7 @@ def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[s
     reused = not fresh and database_reusable(url, members)
     if reused:
         harness.progress(f"reusing {DATABASE} ({members:,} members): migrate only")
-        migrate(url)
+        harness.database_migrate(url)
     else:
         harness.progress(f"seeding {DATABASE}: {members:,} members and deliveries")
         started = time.perf_counter()

@@ -41,16 +41,6 @@ def database_recreate(url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def database_migrate(url: str) -> None:
-    done = subprocess.run(
-        [harness.PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=harness.ROOT,
-        env=harness.django_env(url),
-    )
-    if done.returncode != 0:
-        raise SystemExit("migrate failed")
-
-
 def benchmark_run(name: str, url: str, rows: int | None, repeat: int | None) -> int:
     command = [harness.PYTHON, f"bench/{name}.py"]
     if name in STANDALONE:
@@ -96,7 +86,7 @@ def main() -> None:
     if any(name in SHARED_DATABASE for name in names):
         print(f"bench database: {harness.database_name(url)} (recreated and migrated)")
         database_recreate(url)
-        database_migrate(url)
+        harness.database_migrate(url)
     for name in names:  # stale figures must not reach the summary if a script fails
         (harness.OUT_DIR / f"{name}.json").unlink(missing_ok=True)
     failed = [name for name in names if benchmark_run(name, url, args.rows, args.repeat) != 0]

@@ -396,22 +396,25 @@ class Latency:
     errors: int
 
 
-async def _one(request: bytes, scheduled: float, results: list, limit: asyncio.Semaphore):
+def answered_200(response: bytes) -> bool:
+    return response.split(b" ", 2)[1:2] == [b"200"]
+
+
+async def _one(request: bytes, scheduled: float, results: list, limit, port: int, check):
     loop = asyncio.get_running_loop()
     async with limit:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request)
-            status_line = await reader.readline()
-            await reader.read()  # gunicorn's sync worker closes: read to EOF
+            response = await reader.read()  # gunicorn's sync worker closes: read to EOF
             writer.close()
-            ok = status_line.split(b" ")[1] == b"200"
-        except (OSError, IndexError):
+            ok = check(response)
+        except OSError:
             ok = False
     results.append((loop.time() - scheduled, ok))
 
 
-async def _fixed_rate(requests: list[bytes], rate: float) -> tuple[list, float]:
+async def _fixed_rate(requests: list[bytes], rate: float, port: int, check) -> tuple[list, float]:
     loop = asyncio.get_running_loop()
     limit = asyncio.Semaphore(512)  # a bound, far above what the server holds
     results: list = []
@@ -422,13 +425,17 @@ async def _fixed_rate(requests: list[bytes], rate: float) -> tuple[list, float]:
         delay = scheduled - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one(request, scheduled, results, limit)))
+        tasks.append(asyncio.create_task(_one(request, scheduled, results, limit, port, check)))
     await asyncio.gather(*tasks)
     return results, loop.time() - start
 
 
-def fixed_rate_run(requests: list[bytes], rate: float) -> Latency:
-    results, seconds = asyncio.run(_fixed_rate(requests, rate))
+def fixed_rate_run(
+    requests: list[bytes], rate: float, *, port: int = PORT, check=answered_200
+) -> Latency:
+    """Open loop: ``requests`` sent at ``rate`` per second to 127.0.0.1:``port``, each on a
+    new connection; latency from each request's scheduled time; ``check`` judges a reply."""
+    results, seconds = asyncio.run(_fixed_rate(requests, rate, port, check))
     latencies = sorted(ms * 1000 for ms, _ in results)
     return Latency(
         rate=rate,
