@@ -87,10 +87,15 @@ def _effective_state(
     return EffectiveState(purpose, state, reason, since, policy.mode, choice)
 
 
-def member_effective_states(*, member: Member) -> list[EffectiveState]:
-    """Every purpose's state for ``member``: one query for the member's preferences, the
-    purposes and their policies from ``purposes_in_force`` (a per-process copy)."""
-    prefs = {p.purpose_id: p for p in Preference.objects.filter(member=member)}
+def member_effective_states(
+    *, member: Member, preferences: dict[int, Preference] | None = None
+) -> list[EffectiveState]:
+    """Every purpose's state for ``member``: one query for the member's preferences (none
+    when the caller read them: ``preferences`` by purpose id), the purposes and their
+    policies from ``purposes_in_force`` (a per-process copy)."""
+    prefs = preferences
+    if prefs is None:
+        prefs = {p.purpose_id: p for p in Preference.objects.filter(member=member)}
     return [
         _effective_state(member, purpose, policies[member.jurisdiction], prefs.get(purpose.pk))
         for purpose, policies in purposes_in_force()

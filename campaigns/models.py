@@ -403,13 +403,34 @@ class DeliveryEvent(models.Model):
         return f"{self.esp} {self.event_type} {self.event_id or self.event_key[:12]}"
 
 
+class ReceiptStatus(models.TextChoices):
+    OWED = "owed", "Owed"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"  # refused for good, or gave up after the last attempt
+
+
 class ObjectionReceipt(models.Model):
-    """The confirmation email for one objection: one row per ledger event, so a double
-    click or a retried task never sends two."""
+    """The confirmation email for one objection, and the outbox it is sent from: the row
+    is written in the objection's own transaction (so no receipt is lost to a broker that
+    is down at commit), one per ledger event (so a double click never sends two)."""
 
     consent_event_id = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=8, choices=ReceiptStatus, default=ReceiptStatus.OWED)
+    # When a sender may (next) take it: now, after a claim's lease, or after a backoff.
+    due_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=200, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["due_at"],
+                name="receipt_owed_idx",
+                condition=models.Q(status="owed"),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"receipt for event {self.consent_event_id}"

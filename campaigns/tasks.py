@@ -11,9 +11,9 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignState
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.lifecycle import campaign_start
+from campaigns.services.receipts import receipts_send
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.reminders import reminders_create
-from campaigns.services.responses import objection_receipt_send
 from campaigns.services.sending import campaign_breaker_check, campaign_send_chunk
 from campaigns.services.tracking import events_process
 
@@ -102,11 +102,9 @@ def delivery_events_process() -> dict:
     return {"events": report.events, "orphans": report.orphans}
 
 
-@shared_task(
-    autoretry_for=(smtplib.SMTPException, ConnectionError),
-    retry_backoff=30,
-    retry_backoff_max=1800,
-    max_retries=8,
-)
-def objection_receipt_send_task(consent_event_id: int) -> bool:
-    return objection_receipt_send(consent_event_id=consent_event_id)
+@shared_task
+def objection_receipts_send_task() -> dict:
+    """Kicked (at most once a second per web process) after objections, and every 30 s
+    by beat. Receipts hold their own retry state; concurrent runs take disjoint batches."""
+    report = receipts_send()
+    return {"sent": report.sent, "retried": report.retried, "failed": report.failed}

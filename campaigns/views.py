@@ -84,7 +84,7 @@ def _too_many(request: HttpRequest, language: str) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        delivery = responses.delivery_for_token(token)
+        delivery = responses.delivery_for_token(token, viewed=request.method == "GET")
     except BadToken:
         return _bad_link(request)
     language = _language(request, delivery.locale, delivery.member.locale)
@@ -92,8 +92,6 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
         if _limited(request, token):
             return _too_many(request, language)
         return _notice_post(request, token, delivery)
-    if request.method == "GET":
-        responses.delivery_viewed(delivery=delivery)
     view = responses.notice_view(delivery=delivery, locale=request.GET.get("lang"))
     context = {
         "view": view,

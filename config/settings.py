@@ -113,9 +113,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env("REDIS_URL", default="")
 
 if REDIS_URL:
+    # django-redis, not Django's own RedisCache: that builds a new redis client for every
+    # call and increments in two round trips (django-ratelimit's counters sit on the POST path).
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "renotify",
         }
@@ -167,6 +169,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "process-delivery-events": {
         "task": "campaigns.tasks.delivery_events_process",
+        "schedule": 30.0,
+    },
+    "send-objection-receipts": {
+        "task": "campaigns.tasks.objection_receipts_send_task",
         "schedule": 30.0,
     },
     "create-reminder-waves": {

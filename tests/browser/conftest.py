@@ -123,17 +123,19 @@ def open_tab(chromium):
 @pytest.fixture
 def site(live_server, settings, tmp_path, monkeypatch, _isolated_settings):
     """The live server as the links' host; mail through the real outbox backend; the
-    objection receipt task run in-process on commit, as a worker would."""
+    objection receipt sender run in-process on commit, as a worker would."""
     from campaigns import tasks
-    from campaigns.services.responses import objection_receipt_send
+    from campaigns.services import receipts
 
     settings.SITE_URL = live_server.url
     settings.EMAIL_BACKEND = "config.mail.OutboxBackend"
     settings.EMAIL_FILE_PATH = str(tmp_path / "outbox")
+    monkeypatch.setattr(receipts, "_last_kick", 0.0)
+    monkeypatch.setattr(receipts, "KICK_SECONDS", 0.0)  # every commit kicks
     monkeypatch.setattr(
-        tasks.objection_receipt_send_task,
-        "delay",
-        lambda event_id: objection_receipt_send(consent_event_id=event_id),
+        tasks.objection_receipts_send_task,
+        "apply_async",
+        lambda countdown=None: receipts.receipts_send(),
     )
     cache.clear()  # the POST rate limits count per link and address in the cache
     return live_server

@@ -1,0 +1,168 @@
+"""Objection receipts: owed in the objection's own transaction, sent by a worker.
+
+An objection adds an ObjectionReceipt row (the outbox) in the transaction that records
+it, so a receipt cannot be lost to a broker that is down at commit. The request then
+only kicks a sender, at most once a second per process (a broker publish per objection
+cost more than the rest of the ledger write), and beat sweeps every 30 s. Senders claim
+owed rows with a lease, so concurrent senders never send one receipt twice.
+"""
+
+import logging
+import smtplib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from accounts.models import ConsentEvent
+from campaigns import tokens
+from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus
+from campaigns.services.sending import RETRY, TRANSPORT_DOWN, backoff_seconds, classify
+
+logger = logging.getLogger(__name__)
+
+KICK_SECONDS = 1.0
+LEASE = timedelta(minutes=5)  # a claimed receipt whose sender died is due again after this
+MAX_ATTEMPTS = 8
+_last_kick = 0.0
+
+
+def receipt_owe(*, consent_event_id: int) -> None:
+    """Owe a receipt for this objection; call inside the transaction that records it."""
+    ObjectionReceipt.objects.create(consent_event_id=consent_event_id)
+    transaction.on_commit(receipts_kick, robust=True)
+
+
+def receipts_kick() -> None:
+    """Ask a worker to send owed receipts, at most once per KICK_SECONDS per process.
+
+    The task runs KICK_SECONDS from now, so every receipt this process commits until the
+    next kick is committed before it runs: nothing waits for the 30 s sweep. A broker
+    that is down is logged (``robust`` on_commit); the sweep sends the receipts later.
+    """
+    global _last_kick
+    now = time.monotonic()
+    if now - _last_kick < KICK_SECONDS:
+        return
+    _last_kick = now
+    from campaigns.tasks import objection_receipts_send_task
+
+    objection_receipts_send_task.apply_async(countdown=KICK_SECONDS)
+
+
+@dataclass
+class ReceiptReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def receipts_send(*, batch_size: int = 100, max_batches: int = 100) -> ReceiptReport:
+    """Send owed receipts that are due, batch by batch; safe to run concurrently."""
+    report = ReceiptReport()
+    for _ in range(max_batches):
+        claimed = _claim(batch_size, now=timezone.now())
+        if claimed:
+            _send_batch(claimed, report)
+        if len(claimed) < batch_size:
+            break
+    return report
+
+
+def _claim(batch_size: int, *, now: datetime) -> list[ObjectionReceipt]:
+    """Take due receipts with a lease; a concurrent sender skips them (SKIP LOCKED)."""
+    with transaction.atomic():
+        due = ObjectionReceipt.objects.filter(status=ReceiptStatus.OWED, due_at__lte=now)
+        if connection.vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True)
+        ids = list(due.order_by("due_at", "id").values_list("pk", flat=True)[:batch_size])
+        ObjectionReceipt.objects.filter(pk__in=ids).update(
+            attempts=F("attempts") + 1, due_at=now + LEASE
+        )
+    return list(ObjectionReceipt.objects.filter(pk__in=ids).order_by("id"))
+
+
+def _send_batch(receipts: list[ObjectionReceipt], report: ReceiptReport) -> None:
+    events = ConsentEvent.objects.select_related("member", "purpose").in_bulk(
+        [r.consent_event_id for r in receipts]
+    )
+    version_ids = {e.notice_version_id for e in events.values() if e.notice_version_id}
+    versions = NoticeVersion.objects.in_bulk(version_ids)
+    with get_connection() as mail:  # one connection for the batch
+        for receipt in receipts:
+            event = events[receipt.consent_event_id]
+            message = receipt_message(event, versions.get(event.notice_version_id))
+            message.connection = mail
+            _send_one(receipt, message, report)
+
+
+def _send_one(receipt: ObjectionReceipt, message: EmailMultiAlternatives, report) -> None:
+    try:
+        message.send()
+    except Exception as exc:  # recorded on the row and logged, never dropped
+        retry = classify(exc) in (RETRY, TRANSPORT_DOWN) and receipt.attempts < MAX_ATTEMPTS
+        _failed(receipt, exc, retry=retry)
+        report.retried += retry
+        report.failed += not retry
+        return
+    ObjectionReceipt.objects.filter(pk=receipt.pk).update(
+        status=ReceiptStatus.SENT, sent_at=timezone.now(), last_error=""
+    )
+    report.sent += 1
+
+
+def _failed(receipt: ObjectionReceipt, exc: Exception, *, retry: bool) -> None:
+    """Try again after a backoff (a refusal to retry: the server said no for good, or it
+    may have taken the message, or attempts ran out); either way the error stays on the row."""
+    ObjectionReceipt.objects.filter(pk=receipt.pk).update(
+        status=ReceiptStatus.OWED if retry else ReceiptStatus.FAILED,
+        due_at=timezone.now() + timedelta(seconds=backoff_seconds(receipt.attempts)),
+        last_error=_error_summary(exc),
+    )
+    log = logger.warning if retry else logger.error
+    log("receipt %s attempt %s: %s", receipt.pk, receipt.attempts, type(exc).__name__)
+
+
+def _error_summary(exc: Exception) -> str:
+    """The error's kind and the server's codes: never its text, which may hold the address."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+    else:
+        codes = [getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None)]
+    return " ".join([type(exc).__name__, *(str(c) for c in codes if c)])[:200]
+
+
+def receipt_message(event: ConsentEvent, version: NoticeVersion | None) -> EmailMultiAlternatives:
+    locale = event.member.locale.split("-")[0]
+    if locale not in dict(settings.LANGUAGES):
+        locale = settings.LANGUAGE_CODE
+    context = {
+        "reference": event.seq,
+        "purpose": event.purpose,
+        "objected_at": event.created_at,
+        "version": version,
+        "preferences_url": tokens.preferences_url(event.member_id),
+        "effective_from": effective_from(version, event.created_at),
+    }
+    with translation.override(locale):
+        subject = render_to_string("emails/objection-receipt-subject.txt", context).strip()
+        text = render_to_string("emails/objection-receipt-body.txt", context)
+        html = render_to_string("emails/objection-receipt-body.html", context)
+    message = EmailMultiAlternatives(subject=subject, body=text, to=[event.member.email])
+    message.attach_alternative(html, "text/html")
+    message.metadata = {"consent_event": str(event.seq)}
+    message.tags = ["objection-receipt"]
+    return message
+
+
+def effective_from(version: NoticeVersion | None, objected_at: datetime):
+    """Before the deadline, the objection holds before the data use starts; after it, from now."""
+    if version and objected_at.date() <= version.objection_deadline:
+        return version.effective_date
+    return objected_at.date()

@@ -1,0 +1,176 @@
+"""Objection receipts: owed in the objection's transaction, sent once, retried with backoff."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from accounts.models import Action, ConsentEvent
+from campaigns import tasks
+from campaigns.models import CampaignState, Delivery, DeliveryStatus, ObjectionReceipt
+from campaigns.services import receipts
+from campaigns.services.fanout import campaign_fan_out
+from tests.factories import MemberFactory, campaign
+from tests.mail_backends import FlakyBackend
+
+pytestmark = pytest.mark.django_db
+FLAKY = "tests.mail_backends.FlakyBackend"
+
+
+@pytest.fixture
+def kicks(monkeypatch):
+    """The sender tasks the requests ask for (countdowns), none run."""
+    asked: list[float | None] = []
+    monkeypatch.setattr(receipts, "_last_kick", 0.0)
+    monkeypatch.setattr(
+        tasks.objection_receipts_send_task,
+        "apply_async",
+        lambda countdown=None: asked.append(countdown),
+    )
+    return asked
+
+
+@pytest.fixture
+def flaky(settings):
+    settings.EMAIL_BACKEND = FLAKY
+    FlakyBackend.reset()
+    yield FlakyBackend
+    FlakyBackend.reset()
+
+
+@pytest.fixture
+def delivery(purpose):
+    """Ines, in the US, was sent the notice in English a day ago."""
+    MemberFactory(country="US", locale="en", email="ines@example.com")
+    c = campaign(state=CampaignState.SENDING)
+    campaign_fan_out(campaign=c)
+    d = Delivery.objects.get()
+    Delivery.objects.filter(pk=d.pk).update(
+        status=DeliveryStatus.SENT, locale="en", sent_at=timezone.now() - timedelta(days=1)
+    )
+    return d
+
+
+def object_(delivery, django_capture_on_commit_callbacks):
+    from campaigns.tokens import notice_token
+
+    client = Client(enforce_csrf_checks=True)
+    url = f"/n/{notice_token(delivery.pk)}/"
+    csrf = client.get(url).cookies["csrftoken"].value
+    with django_capture_on_commit_callbacks(execute=True):
+        return client.post(
+            url, {"csrfmiddlewaretoken": csrf, "action": "object", "purpose": "ai-training"}
+        )
+
+
+def test_an_objection_owes_its_receipt_in_its_own_transaction_and_kicks_a_sender(
+    delivery, kicks, django_capture_on_commit_callbacks
+):
+    assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
+    event = ConsentEvent.objects.get(action=Action.OBJECT)
+    receipt = ObjectionReceipt.objects.get()
+    assert (receipt.consent_event_id, receipt.status, receipt.attempts) == (event.pk, "owed", 0)
+    assert kicks == [receipts.KICK_SECONDS]  # runs once this second's commits are in
+    assert mail.outbox == []  # the request itself sends nothing
+
+    assert receipts.receipts_send().sent == 1
+    [message] = mail.outbox
+    assert message.to == ["ines@example.com"] and str(event.seq) in message.subject
+    assert message.metadata == {"consent_event": str(event.seq)}
+    assert receipts.receipts_send().sent == 0  # a second sweep finds nothing owed
+    receipt.refresh_from_db()
+    assert receipt.status == "sent" and receipt.sent_at is not None and len(mail.outbox) == 1
+
+
+def test_kicks_are_one_per_second_per_process(purpose, kicks, django_capture_on_commit_callbacks):
+    from campaigns.services.responses import preference_choose
+
+    members = MemberFactory.create_batch(3, country="US")
+    with django_capture_on_commit_callbacks(execute=True):
+        for member in members:
+            preference_choose(
+                member=member,
+                purpose=purpose,
+                choice="object",
+                delivery=None,
+                ip=None,
+                user_agent="",
+            )
+    assert ObjectionReceipt.objects.count() == 3 and kicks == [receipts.KICK_SECONDS]
+
+
+def test_a_broker_down_at_commit_loses_no_receipt(
+    delivery, monkeypatch, django_capture_on_commit_callbacks
+):
+    def broker_down(countdown=None):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(receipts, "_last_kick", 0.0)
+    monkeypatch.setattr(tasks.objection_receipts_send_task, "apply_async", broker_down)
+    assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
+    assert ObjectionReceipt.objects.get().status == "owed"
+    tasks.objection_receipts_send_task()  # what beat's sweep runs
+    assert len(mail.outbox) == 1 and ObjectionReceipt.objects.get().status == "sent"
+
+
+def test_a_busy_server_is_retried_with_backoff_then_sent(
+    delivery, kicks, flaky, django_capture_on_commit_callbacks
+):
+    object_(delivery, django_capture_on_commit_callbacks)
+    flaky.busy = {"ines@example.com"}
+    report = receipts.receipts_send()
+    receipt = ObjectionReceipt.objects.get()
+    assert (report.sent, report.retried) == (0, 1)
+    assert (receipt.status, receipt.attempts) == ("owed", 1)
+    assert receipt.last_error == "SMTPRecipientsRefused 451"  # codes, never the address
+    assert receipt.due_at > timezone.now() + timedelta(seconds=25)
+    assert receipts.receipts_send().sent == 0  # not due yet
+
+    flaky.busy = set()
+    with time_machine.travel(receipt.due_at + timedelta(seconds=1)):
+        assert receipts.receipts_send().sent == 1
+    receipt.refresh_from_db()
+    assert (receipt.status, receipt.attempts, receipt.last_error) == ("sent", 2, "")
+    assert len(mail.outbox) == 1
+
+
+def test_a_refused_address_is_not_retried(
+    delivery, kicks, flaky, django_capture_on_commit_callbacks
+):
+    object_(delivery, django_capture_on_commit_callbacks)
+    flaky.rejected = {"ines@example.com"}
+    assert receipts.receipts_send().failed == 1
+    receipt = ObjectionReceipt.objects.get()
+    assert (receipt.status, receipt.last_error) == ("failed", "SMTPRecipientsRefused 550")
+    with time_machine.travel(timezone.now() + timedelta(days=1)):
+        assert receipts.receipts_send().sent == 0
+    assert mail.outbox == []
+
+
+def test_retries_stop_after_the_last_attempt(
+    delivery, kicks, flaky, django_capture_on_commit_callbacks
+):
+    object_(delivery, django_capture_on_commit_callbacks)
+    flaky.busy = {"ines@example.com"}
+    later = timezone.now()
+    for _ in range(receipts.MAX_ATTEMPTS):
+        later += timedelta(hours=1)  # past every backoff
+        with time_machine.travel(later):
+            receipts.receipts_send()
+    receipt = ObjectionReceipt.objects.get()
+    assert (receipt.status, receipt.attempts) == ("failed", receipts.MAX_ATTEMPTS)
+
+
+def test_a_claimed_receipt_is_left_to_its_sender_until_the_lease_ends(
+    delivery, kicks, django_capture_on_commit_callbacks
+):
+    object_(delivery, django_capture_on_commit_callbacks)
+    [claimed] = receipts._claim(10, now=timezone.now())  # a sender that then died
+    assert receipts.receipts_send().sent == 0 and mail.outbox == []
+    with time_machine.travel(timezone.now() + receipts.LEASE + timedelta(seconds=1)):
+        assert receipts.receipts_send().sent == 1
+    assert ObjectionReceipt.objects.get(pk=claimed.pk).attempts == 2
