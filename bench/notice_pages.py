@@ -519,10 +519,11 @@ def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[s
             campaign_setup.members_seed(conn, reachable=members)
         timings["members_s"] = time.perf_counter() - started
     campaign_setup.django_start(url, RENOTIFY_VAR_DIR=str(harness.OUT_DIR / "notice_pages_var"))
-    _versions_freeze()
     if reused:
+        _versions_freeze()
         return True, timings
     campaign = campaign_setup.campaign_create(state="completed", throttle_per_minute=6000)
+    _versions_freeze()  # after the campaign's version exists (a fresh seed made none before)
     started = time.perf_counter()
     with harness.connect(url) as conn:
         conn.execute(DELIVERIES_SQL, {"campaign": campaign.pk})

@@ -188,16 +188,30 @@ def test_withdrawing_without_an_objection_records_nothing(purpose):
 
 
 @pytest.mark.django_db(transaction=True)  # the real transaction, not a test's savepoint
-def test_a_failed_preference_write_leaves_no_event(purpose, monkeypatch):
+def test_a_failed_preference_write_leaves_no_event(purpose):
+    """The database refuses the Preference row (a trigger stands in for a full disk):
+    the event written before it (or in the same statement) is gone with it."""
+    from django.db import connection
+
     member = MemberFactory(country="US")
-
-    def broken(*args, **kwargs):
-        raise DatabaseError("disk full")
-
-    monkeypatch.setattr(Preference.objects, "bulk_create", broken)
-    with pytest.raises(DatabaseError):
+    with connection.cursor() as cursor:  # created inside the test's transaction: rolled back
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER test_disk_full BEFORE INSERT ON accounts_preference"
+                " FOR EACH ROW EXECUTE FUNCTION test_disk_full()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER test_disk_full BEFORE INSERT ON accounts_preference"
+                " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+    with pytest.raises(DatabaseError), transaction.atomic():
         consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
-    assert ConsentEvent.objects.count() == 0
+    assert ConsentEvent.objects.count() == 0 and not Preference.objects.exists()
 
 
 def test_unsubscribe_marks_the_address_and_is_idempotent(purpose):
