@@ -27,8 +27,9 @@ of this script's own (db 12, flushed at the start, every round and the end), so 
 cache (django-ratelimit's counters) and the Celery broker are Redis. Rate limiting
 stays on (two counters per POST, per link and per address) with its limits raised
 through RENOTIFY_RATE_PER_IP / RENOTIFY_RATE_PER_TOKEN, so that the one-address load
-generator is not throttled. An objection queues its receipt email task on commit:
-that publish to Redis stays in the path; no Celery worker runs, the messages just
+generator is not throttled. An objection owes its receipt in its own transaction (an
+ObjectionReceipt row) and kicks the sender task at most once a second per process:
+those publishes to Redis stay in the path; no Celery worker runs, the messages just
 queue in the private Redis database (counted, then flushed). Over plain http:
 the settings never redirect to HTTPS (SECURE_SSL_REDIRECT is not set); HSTS is only
 a header; the CSRF and session cookies are flagged Secure (SECURE_COOKIES=0 would
@@ -71,7 +72,7 @@ Each round (floor and page alternate which goes first), for GET then POST:
    a slow response cannot hide the queue behind it (plain wrk would).
 
 After every page POST run the ledger rows added must equal the 302s received, and
-the receipt tasks queued in Redis must equal the rows; after every floor POST run
+the receipts owed must equal the rows; after every floor POST run
 its table's rows must equal its 302s. Errors (unexpected status, socket errors,
 requests without a response) are counted per run. Medians of the rounds are
 printed, with the page as a fraction of the floor, and PASS/MISS per target;
@@ -690,6 +691,11 @@ def tasks_queued() -> int:
     return redis_db().llen(CELERY_QUEUE)
 
 
+def receipts_owed(url: str) -> int:
+    with harness.connect(url) as conn:
+        return harness.count_rows(conn, "campaigns_objectionreceipt")
+
+
 # --- Rounds ------------------------------------------------------------------------------------
 
 
@@ -700,11 +706,12 @@ class Written:
     run: str
     redirects: int
     rows: int
-    tasks: int | None  # receipt tasks queued (page POSTs only)
+    receipts: int | None  # receipts owed (page POSTs only)
+    kicks: int | None  # receipt sender tasks queued: at most one a second per process
 
     @property
     def ok(self) -> bool:
-        return self.rows == self.redirects and self.tasks in (None, self.rows)
+        return self.rows == self.redirects and self.receipts in (None, self.rows)
 
 
 @dataclass
@@ -727,15 +734,16 @@ class Round:
 def one_run(kind: str, endpoint: Endpoint, rnd: Round, url: str, run: Callable, *args):
     """``run(endpoint, *args)`` with the database checks around it: a POST run's rows
     written (and receipt tasks queued), a page GET run's first views."""
+    page_post = endpoint.is_page and endpoint.method == "POST"
     before = rows_written(url, endpoint) if endpoint.method == "POST" else 0
-    tasks_before = tasks_queued() if endpoint.is_page else 0
+    receipts_before, kicks_before = (receipts_owed(url), tasks_queued()) if page_post else (0, 0)
     result = run(endpoint, *args)
     good = result.good if kind == "saturation" else result.sent - result.errors
     if endpoint.method == "POST":
-        tasks = tasks_queued() - tasks_before if endpoint.is_page else None
-        rnd.written.append(
-            Written(f"{endpoint.name} {kind}", good, rows_written(url, endpoint) - before, tasks)
-        )
+        receipts = receipts_owed(url) - receipts_before if page_post else None
+        kicks = tasks_queued() - kicks_before if page_post else None
+        rows = rows_written(url, endpoint) - before
+        rnd.written.append(Written(f"{endpoint.name} {kind}", good, rows, receipts, kicks))
     elif endpoint.is_page:
         rnd.first_views[kind] = views_reset(url)
     return result
@@ -773,7 +781,8 @@ def round_run(number: int, args, *, url: str, load: Load, post_sat: int) -> Roun
     for w in rnd.written:
         if not w.ok:
             harness.progress(
-                f"  warning: {w.run}: {w.rows} rows, {w.redirects} redirects, {w.tasks} tasks"
+                f"  warning: {w.run}: {w.rows} rows, {w.redirects} redirects,"
+                f" {w.receipts} receipts owed"
             )
     return rnd
 
@@ -838,7 +847,8 @@ def report(rounds: list[Round], args) -> dict:
     print(
         f"page POSTs: {sum(w.redirects for w in page_written):,} redirects,"
         f" {sum(w.rows for w in page_written):,} ledger rows added,"
-        f" {sum(w.tasks or 0 for w in page_written):,} receipt tasks queued;"
+        f" {sum(w.receipts or 0 for w in page_written):,} receipts owed,"
+        f" {sum(w.kicks or 0 for w in page_written):,} sender kicks queued;"
         f" page GET saturating runs viewed {first_views:,.0f} deliveries for the first time"
         f" (median); links reused in page runs: {reused}"
     )

@@ -1,5 +1,6 @@
 """Production (DEBUG off) refuses to start with local-only secrets."""
 
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +73,32 @@ def test_wsgi_entry_point_refuses_to_start_without_secrets(tmp_path):
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "renotify.E001" in result.stderr
+
+
+def database_options(tmp_path, **env_overrides) -> dict:
+    """OPTIONS of the default database as settings build them for these variables."""
+    env = {**os.environ, "RENOTIFY_VAR_DIR": str(tmp_path), "DEBUG": "1", **env_overrides}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, django; from django.conf import settings; django.setup();"
+            " print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))",
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_postgresql_statements_are_prepared_unless_turned_off(tmp_path):
+    url = "postgres://app@db.example:5432/renotify"  # settings only: nothing connects
+    assert database_options(tmp_path, DATABASE_URL=url) == {
+        "server_side_binding": True,
+        "prepare_threshold": 5,
+    }
+    assert database_options(tmp_path, DATABASE_URL=url, DB_PREPARED_STATEMENTS="0") == {}
