@@ -410,9 +410,9 @@ class ReceiptStatus(models.TextChoices):
 
 
 class ObjectionReceipt(models.Model):
-    """The confirmation email for one objection, and the outbox it is sent from: the row
-    is written in the objection's own transaction (so no receipt is lost to a broker that
-    is down at commit), one per ledger event (so a double click never sends two)."""
+    """The confirmation email for one objection made on the notice or preference pages:
+    one per ledger event (so a double click never sends two), with its sending state.
+    Rows are added by the sender from the ledger itself (``ReceiptSweep``)."""
 
     consent_event_id = models.BigIntegerField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -434,3 +434,17 @@ class ObjectionReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"receipt for event {self.consent_event_id}"
+
+
+class ReceiptSweep(models.Model):
+    """How far the receipt sender has read the consent ledger (a single row).
+
+    The ledger is the receipts' outbox: every objection made on the pages is an event
+    there, committed in ``seq`` order (one writer at a time holds the chain until its
+    commit), so reading on from the last ``seq`` read never misses one."""
+
+    last_seq = models.BigIntegerField(default=0)
+    swept_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"receipts owed up to ledger #{self.last_seq}"

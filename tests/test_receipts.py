@@ -1,4 +1,4 @@
-"""Objection receipts: owed in the objection's transaction, sent once, retried with backoff."""
+"""Objection receipts: read from the ledger, sent once, retried with backoff."""
 
 from datetime import timedelta
 
@@ -67,17 +67,17 @@ def object_(delivery, django_capture_on_commit_callbacks):
         )
 
 
-def test_an_objection_owes_its_receipt_in_its_own_transaction_and_kicks_a_sender(
+def test_an_objection_kicks_a_sender_which_owes_and_sends_its_receipt_once(
     delivery, kicks, django_capture_on_commit_callbacks
 ):
     assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
     event = ConsentEvent.objects.get(action=Action.OBJECT)
-    receipt = ObjectionReceipt.objects.get()
-    assert (receipt.consent_event_id, receipt.status, receipt.attempts) == (event.pk, "owed", 0)
     assert kicks == [receipts.KICK_SECONDS]  # runs once this second's commits are in
-    assert mail.outbox == []  # the request itself sends nothing
+    assert mail.outbox == [] and not ObjectionReceipt.objects.exists()  # the request sends nothing
 
     assert receipts.receipts_send().sent == 1
+    receipt = ObjectionReceipt.objects.get()
+    assert (receipt.consent_event_id, receipt.attempts) == (event.pk, 1)
     [message] = mail.outbox
     assert message.to == ["ines@example.com"] and str(event.seq) in message.subject
     assert message.metadata == {"consent_event": str(event.seq)}
@@ -100,7 +100,8 @@ def test_kicks_are_one_per_second_per_process(purpose, kicks, django_capture_on_
                 ip=None,
                 user_agent="",
             )
-    assert ObjectionReceipt.objects.count() == 3 and kicks == [receipts.KICK_SECONDS]
+    assert kicks == [receipts.KICK_SECONDS]
+    assert receipts.receipts_collect() == 3 and ObjectionReceipt.objects.count() == 3
 
 
 def test_a_broker_down_at_commit_loses_no_receipt(
@@ -112,7 +113,7 @@ def test_a_broker_down_at_commit_loses_no_receipt(
     monkeypatch.setattr(receipts, "_last_kick", 0.0)
     monkeypatch.setattr(tasks.objection_receipts_send_task, "apply_async", broker_down)
     assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
-    assert ObjectionReceipt.objects.get().status == "owed"
+    assert ConsentEvent.objects.filter(action=Action.OBJECT).exists()  # the debt is kept
     tasks.objection_receipts_send_task()  # what beat's sweep runs
     assert len(mail.outbox) == 1 and ObjectionReceipt.objects.get().status == "sent"
 
@@ -169,8 +170,35 @@ def test_a_claimed_receipt_is_left_to_its_sender_until_the_lease_ends(
     delivery, kicks, django_capture_on_commit_callbacks
 ):
     object_(delivery, django_capture_on_commit_callbacks)
+    receipts.receipts_collect()
     [claimed] = receipts._claim(10, now=timezone.now())  # a sender that then died
     assert receipts.receipts_send().sent == 0 and mail.outbox == []
     with time_machine.travel(timezone.now() + receipts.LEASE + timedelta(seconds=1)):
         assert receipts.receipts_send().sent == 1
     assert ObjectionReceipt.objects.get(pk=claimed.pk).attempts == 2
+
+
+def test_the_sweep_reads_on_from_where_it_stopped_and_owes_only_page_objections(
+    purpose, kicks, django_capture_on_commit_callbacks
+):
+    from accounts.models import Source
+    from accounts.services.consent import consent_record
+    from campaigns.models import ReceiptSweep
+    from campaigns.services.responses import preference_choose
+
+    def page_objection(member):
+        preference_choose(
+            member=member, purpose=purpose, choice="object", delivery=None, ip=None, user_agent=""
+        )
+
+    ada, bob, cy = MemberFactory.create_batch(3, country="US")
+    page_objection(ada)
+    consent_record(member=bob, action=Action.OBJECT, source=Source.API, purpose=purpose)
+    consent_record(member=cy, action=Action.UNSUBSCRIBE, source=Source.ONE_CLICK)
+    assert receipts.receipts_collect(batch_size=2) == 1  # two batches; API and unsubscribe owe none
+    assert ReceiptSweep.objects.get().last_seq == ConsentEvent.objects.order_by("-seq")[0].seq
+    page_objection(cy)
+    assert receipts.receipts_collect() == 1 and receipts.receipts_collect() == 0
+    owed = ObjectionReceipt.objects.values_list("consent_event_id", flat=True)
+    objections = ConsentEvent.objects.filter(action=Action.OBJECT, source=Source.PREFERENCE_PAGE)
+    assert sorted(owed) == sorted(objections.values_list("pk", flat=True))

@@ -1,10 +1,12 @@
-"""Objection receipts: owed in the objection's own transaction, sent by a worker.
+"""Objection receipts: the ledger is their outbox; a worker sends them.
 
-An objection adds an ObjectionReceipt row (the outbox) in the transaction that records
-it, so a receipt cannot be lost to a broker that is down at commit. The request then
-only kicks a sender, at most once a second per process (a broker publish per objection
-cost more than the rest of the ledger write), and beat sweeps every 30 s. Senders claim
-owed rows with a lease, so concurrent senders never send one receipt twice.
+Every objection made on the notice or preference pages is a ledger event, committed
+with the choice itself, so a receipt cannot be lost to a broker that is down at commit.
+The request only kicks a sender, at most once a second per process (a broker publish
+per objection cost more than the rest of the ledger write), and beat sweeps every 30 s.
+A sender first reads the ledger on from where the last one stopped (``ReceiptSweep``),
+adding an owed ObjectionReceipt per new objection, then claims owed receipts with a
+lease, so concurrent senders never send one receipt twice.
 """
 
 import logging
@@ -20,9 +22,9 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
-from accounts.models import ConsentEvent
+from accounts.models import Action, ConsentEvent, Source
 from campaigns import tokens
-from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus
+from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
 from campaigns.services.sending import RETRY, TRANSPORT_DOWN, backoff_seconds, classify
 
 logger = logging.getLogger(__name__)
@@ -33,9 +35,14 @@ MAX_ATTEMPTS = 8
 _last_kick = 0.0
 
 
-def receipt_owe(*, consent_event_id: int) -> None:
-    """Owe a receipt for this objection; call inside the transaction that records it."""
-    ObjectionReceipt.objects.create(consent_event_id=consent_event_id)
+# The objections that get a receipt: those members make on the pages.
+RECEIPT_ACTION, RECEIPT_SOURCE = Action.OBJECT, Source.PREFERENCE_PAGE
+SWEEP_BATCH = 5000
+
+
+def receipt_expect() -> None:
+    """An objection that needs a receipt is being recorded: once the transaction
+    commits, have a sender pick it up from the ledger."""
     transaction.on_commit(receipts_kick, robust=True)
 
 
@@ -63,8 +70,36 @@ class ReceiptReport:
     failed: int = 0
 
 
+def receipts_collect(*, batch_size: int = SWEEP_BATCH) -> int:
+    """Owe a receipt for every page objection added to the ledger since the last sweep.
+    Returns the number owed; concurrent sweeps wait for each other (row lock)."""
+    owed = 0
+    while True:
+        with transaction.atomic():
+            sweep, _ = ReceiptSweep.objects.select_for_update().get_or_create(pk=1)
+            events = list(
+                ConsentEvent.objects.filter(seq__gt=sweep.last_seq)
+                .order_by("seq")
+                .values_list("seq", "pk", "action", "source")[:batch_size]
+            )
+            receipts = [
+                ObjectionReceipt(consent_event_id=pk)
+                for _seq, pk, action, source in events
+                if (action, source) == (RECEIPT_ACTION, RECEIPT_SOURCE)
+            ]
+            ObjectionReceipt.objects.bulk_create(receipts, ignore_conflicts=True)
+            if events:
+                sweep.last_seq, sweep.swept_at = events[-1][0], timezone.now()
+                sweep.save(update_fields=["last_seq", "swept_at"])
+        owed += len(receipts)
+        if len(events) < batch_size:
+            return owed
+
+
 def receipts_send(*, batch_size: int = 100, max_batches: int = 100) -> ReceiptReport:
-    """Send owed receipts that are due, batch by batch; safe to run concurrently."""
+    """Owe receipts for new objections, then send the owed ones that are due, batch by
+    batch; safe to run concurrently."""
+    receipts_collect()
     report = ReceiptReport()
     for _ in range(max_batches):
         claimed = _claim(batch_size, now=timezone.now())

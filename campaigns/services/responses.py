@@ -20,7 +20,7 @@ from accounts.services.consent import Recorded, consent_record
 from campaigns import tokens
 from campaigns.models import Campaign, Delivery, NoticeText, NoticeVersion
 from campaigns.rendering import markdown_to_html, text_for_locale, version_texts
-from campaigns.services.receipts import receipt_owe
+from campaigns.services import receipts
 
 # Actions a member can take for a purpose on the page, by the form's value.
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
@@ -242,8 +242,8 @@ def preference_choose(
             comment=comment.strip()[:2000],
             metadata=_timing(delivery),
         )
-        if recorded.created and recorded.event.action == Action.OBJECT:
-            receipt_owe(consent_event_id=recorded.event.pk)
+        if recorded.created and recorded.event.action == receipts.RECEIPT_ACTION:
+            receipts.receipt_expect()  # the event itself is the receipt's outbox entry
     return recorded
 
 
