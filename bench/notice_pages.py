@@ -27,10 +27,11 @@ of this script's own (db 12, flushed at the start, every round and the end), so 
 cache (django-ratelimit's counters) and the Celery broker are Redis. Rate limiting
 stays on (two counters per POST, per link and per address) with its limits raised
 through RENOTIFY_RATE_PER_IP / RENOTIFY_RATE_PER_TOKEN, so that the one-address load
-generator is not throttled. An objection owes its receipt in its own transaction (an
-ObjectionReceipt row) and kicks the sender task at most once a second per process:
-those publishes to Redis stay in the path; no Celery worker runs, the messages just
-queue in the private Redis database (counted, then flushed). Over plain http:
+generator is not throttled. An objection kicks the receipt sender task at most once a
+second per process: those publishes to Redis stay in the path; no Celery worker runs,
+the messages just queue in the private Redis database (counted, then flushed). After
+each POST run this process reads the ledger as the sender would
+(``receipts_collect``): every objection must owe one receipt. Over plain http:
 the settings never redirect to HTTPS (SECURE_SSL_REDIRECT is not set); HSTS is only
 a header; the CSRF and session cookies are flagged Secure (SECURE_COOKIES=0 would
 drop the flag for a browser over http, but the load generators send the cookie
@@ -72,7 +73,7 @@ Each round (floor and page alternate which goes first), for GET then POST:
    a slow response cannot hide the queue behind it (plain wrk would).
 
 After every page POST run the ledger rows added must equal the 302s received, and
-the receipts owed must equal the rows; after every floor POST run
+the receipts owed (read from the ledger) must equal the rows; after every floor POST run
 its table's rows must equal its 302s. Errors (unexpected status, socket errors,
 requests without a response) are counted per run. Medians of the rounds are
 printed, with the page as a fraction of the floor, and PASS/MISS per target;
@@ -571,6 +572,7 @@ def state_reset(url: str) -> None:
         conn.execute("SET session_replication_role = replica")
         conn.execute(
             "TRUNCATE accounts_consentevent, accounts_preference, campaigns_objectionreceipt,"
+            " campaigns_receiptsweep,"
             f" {FLOOR_TABLE} RESTART IDENTITY CASCADE"
         )
         conn.execute("SET session_replication_role = DEFAULT")
@@ -692,6 +694,11 @@ def tasks_queued() -> int:
 
 
 def receipts_owed(url: str) -> int:
+    """The receipts the sender owes once it has read the ledger (it runs no worker: the
+    sweep runs here, in this process, after each POST run)."""
+    from campaigns.services.receipts import receipts_collect
+
+    receipts_collect()
     with harness.connect(url) as conn:
         return harness.count_rows(conn, "campaigns_objectionreceipt")
 
