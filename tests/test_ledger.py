@@ -1,5 +1,6 @@
 """The consent ledger is append-only and its hash chain catches tampering."""
 
+from contextlib import contextmanager
 from itertools import pairwise
 
 import pytest
@@ -191,11 +192,19 @@ def test_withdrawing_without_an_objection_records_nothing(purpose):
 def test_a_failed_preference_write_leaves_no_event(purpose):
     """The database refuses the Preference row (a trigger stands in for a full disk):
     the event written before it (or in the same statement) is gone with it."""
-    from django.db import connection
-
     member = MemberFactory(country="US")
-    with connection.cursor() as cursor:  # created inside the test's transaction: rolled back
-        if connection.vendor == "postgresql":
+    with disk_full_on_preference_insert(), pytest.raises(DatabaseError):
+        consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
+    assert ConsentEvent.objects.count() == 0 and not Preference.objects.exists()
+
+
+@contextmanager
+def disk_full_on_preference_insert():
+    """A trigger that refuses every Preference INSERT, dropped again afterwards (this is
+    a transactional test: nothing is rolled back for it)."""
+    postgresql = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        if postgresql:
             cursor.execute(
                 "CREATE FUNCTION test_disk_full() RETURNS trigger LANGUAGE plpgsql AS"
                 " $$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
@@ -209,9 +218,15 @@ def test_a_failed_preference_write_leaves_no_event(purpose):
                 "CREATE TRIGGER test_disk_full BEFORE INSERT ON accounts_preference"
                 " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
             )
-    with pytest.raises(DatabaseError), transaction.atomic():
-        consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
-    assert ConsentEvent.objects.count() == 0 and not Preference.objects.exists()
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER test_disk_full" + (" ON accounts_preference" if postgresql else "")
+            )
+            if postgresql:
+                cursor.execute("DROP FUNCTION test_disk_full()")
 
 
 def test_unsubscribe_marks_the_address_and_is_idempotent(purpose):

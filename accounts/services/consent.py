@@ -69,21 +69,24 @@ def consent_record(
     # No savepoint inside a caller's transaction: nobody catches an error from here to
     # carry on, and the two round trips would be spent while the ledger lock is held.
     with transaction.atomic(savepoint=False):
-        # Locking the member serialises concurrent clicks by the same person.
-        email_status = _member_lock(member.pk)
         if action in PREFERENCE_EFFECT:
-            # Read after the member lock, so a concurrent click's choice is seen.
-            pref = _preference_read_and_ledger_lock(member.pk, purpose.pk)
+            # The member's row, then the chain; then (a statement that starts after both
+            # are held, so it sees every choice committed before) the preference and head.
+            email_status = _member_lock(member.pk, with_ledger=True)
+            pref, head = _preference_and_head(member.pk, purpose.pk)
             if _preference_stands(action, pref):
                 return Recorded(pref.last_event if pref else None, created=False)
         else:
+            email_status = _member_lock(member.pk)
             stands, standing = _already_stands(
                 member, email_status, action, notice_version_id, delivery_id
             )
             if stands:
                 return Recorded(standing, created=False)
             _ledger_lock()
+            head = _head()
         event = _event_new(
+            head,
             member_id=member.pk,
             purpose_id=purpose.pk if purpose else None,
             action=action.value,
@@ -103,16 +106,33 @@ def consent_record(
     return Recorded(event, created=True)
 
 
-# Plain SQL from the member lock to the commit: each statement here holds up every other
-# choice being recorded (the ledger is one chain), and on the machines measured the
-# ORM's query building cost more than running the queries.
-def _member_lock(member_id: int) -> str:
-    """Lock the member's row until commit; its email status as it now stands."""
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+# Plain SQL from the member lock to the commit: each statement from the ledger lock on
+# holds up every other choice being recorded (the ledger is one chain), and on the
+# machines measured the ORM's query building cost more than running the queries.
+#
+# Lock order, everywhere: the member's row first, then the ledger. (A writer holding the
+# ledger and waiting for a member row that another holds while it waits for the ledger
+# would deadlock.) The materialised WITH makes PostgreSQL take the row lock before it
+# computes the select list that takes the ledger lock.
+_MEMBER_LOCK_SQL = "SELECT email_status FROM {member} WHERE id = %s{for_update}"
+_MEMBER_AND_LEDGER_LOCK_SQL = """
+WITH locked AS MATERIALIZED (SELECT email_status FROM {member} WHERE id = %s FOR UPDATE)
+SELECT email_status, pg_advisory_xact_lock(%s) FROM locked
+"""
+
+
+def _member_lock(member_id: int, *, with_ledger: bool = False) -> str:
+    """Lock the member's row until commit (and the ledger, if asked); its email status
+    as it now stands. On SQLite the IMMEDIATE transaction already holds the write lock."""
+    table = Member._meta.db_table
+    if connection.vendor != "postgresql":
+        sql, params = _MEMBER_LOCK_SQL.format(member=table, for_update=""), [member_id]
+    elif with_ledger:
+        sql, params = _MEMBER_AND_LEDGER_LOCK_SQL.format(member=table), [member_id, LEDGER_LOCK_ID]
+    else:
+        sql, params = _MEMBER_LOCK_SQL.format(member=table, for_update=" FOR UPDATE"), [member_id]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT email_status FROM {Member._meta.db_table} WHERE id = %s{lock}", [member_id]
-        )
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         raise Member.DoesNotExist(f"no member {member_id}")
@@ -120,32 +140,43 @@ def _member_lock(member_id: int) -> str:
 
 
 def _ledger_lock() -> None:
-    """Held until commit: the next writer reads the head only after we added ours. (On
-    SQLite the IMMEDIATE transaction already holds the database's write lock.)"""
+    """Held until commit: the next writer reads the head only after we added ours."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_ID])
 
 
-def _preference_read_and_ledger_lock(member_id: int, purpose_id: int) -> Preference | None:
-    """The member's Preference for the purpose, taking the ledger lock in the same round
-    trip on PostgreSQL (after the member lock: the two locks are always taken in that
-    order, so two writers can never wait for each other)."""
-    table = Preference._meta.db_table
-    select = f"SELECT p.id, p.choice, p.last_event_id FROM {table} p"
-    where = "p.member_id = %s AND p.purpose_id = %s"
+_HEAD_SQL = "SELECT seq, hash FROM {event} ORDER BY seq DESC LIMIT 1"
+_PREFERENCE_AND_HEAD_SQL = """
+SELECT p.id, p.choice, p.last_event_id, head.seq, head.hash
+FROM (SELECT 1) one
+LEFT JOIN {preference} p ON p.member_id = %s AND p.purpose_id = %s
+LEFT JOIN ({head}) head ON true
+"""
+
+
+def _head() -> tuple[int, str] | None:
+    """The chain's last (seq, hash). Read with the ledger lock held."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"{select} RIGHT JOIN (SELECT pg_advisory_xact_lock(%s)) ledger ON {where}",
-                [LEDGER_LOCK_ID, member_id, purpose_id],
-            )
-        else:
-            cursor.execute(f"{select} WHERE {where}", [member_id, purpose_id])
-        row = cursor.fetchone()
-    if row is None or row[0] is None:
-        return None
-    return Preference.from_db(connection.alias, ("id", "choice", "last_event_id"), row)
+        cursor.execute(_HEAD_SQL.format(event=ConsentEvent._meta.db_table))
+        return cursor.fetchone()
+
+
+def _preference_and_head(member_id: int, purpose_id: int) -> tuple[Preference | None, tuple | None]:
+    """The member's Preference for the purpose and the chain's head, in one round trip.
+    Read with the member and ledger locks held."""
+    sql = _PREFERENCE_AND_HEAD_SQL.format(
+        preference=Preference._meta.db_table,
+        head=_HEAD_SQL.format(event=ConsentEvent._meta.db_table),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [member_id, purpose_id])
+        pref_id, choice, last_event_id, seq, hash_ = cursor.fetchone()
+    head = (seq, hash_) if seq is not None else None
+    if pref_id is None:
+        return None, head
+    names = ("id", "choice", "last_event_id")
+    return Preference.from_db(connection.alias, names, (pref_id, choice, last_event_id)), head
 
 
 def _preference_stands(action: Action, pref: Preference | None) -> bool:
@@ -173,13 +204,8 @@ def _already_stands(
     return acknowledged is not None, acknowledged
 
 
-def _event_new(**fields: Any) -> ConsentEvent:
-    """The next event of the chain, hashed, not yet saved. Call with the ledger lock held."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT seq, hash FROM {ConsentEvent._meta.db_table} ORDER BY seq DESC LIMIT 1"
-        )
-        head = cursor.fetchone()
+def _event_new(head: tuple[int, str] | None, **fields: Any) -> ConsentEvent:
+    """The event after ``head`` in the chain, hashed, not yet saved."""
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, ledger.GENESIS_HASH)
     fields.update(seq=seq, prev_hash=prev_hash, created_at=timezone.now())
     fields["hash"] = ledger.event_hash(fields, prev_hash=prev_hash)

@@ -1,0 +1,80 @@
+"""Concurrent choices on PostgreSQL: one event per choice, one unbroken chain, no deadlock.
+
+Real threads with their own connections, as gunicorn workers would be: the member and
+ledger locks are what keeps a double tap to one event and the chain in order.
+"""
+
+import threading
+
+import pytest
+from django.db import connection, connections
+
+from accounts import ledger
+from accounts.models import Action, ConsentEvent, EmailStatus, Member, Preference, Source
+from accounts.services.consent import consent_record
+from tests.factories import MemberFactory
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="row and advisory locks"),
+]
+
+
+def at_once(*calls):
+    """Run the calls in threads released together; the errors they raised."""
+    start, errors = threading.Barrier(len(calls)), []
+
+    def run(call):
+        try:
+            start.wait()
+            call()
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+def chain_intact() -> bool:
+    events = ConsentEvent.objects.order_by("seq").values(*ledger.HASHED_FIELDS, "prev_hash", "hash")
+    return ledger.chain_verify(events).intact
+
+
+def test_eight_simultaneous_taps_of_one_member_record_one_objection(purpose):
+    member = MemberFactory(country="US")
+
+    def tap():
+        consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
+
+    assert at_once(*[tap] * 8) == []
+    assert ConsentEvent.objects.filter(member=member).count() == 1
+    assert Preference.objects.get(member=member).choice == "out"
+
+
+def test_many_members_and_kinds_of_choice_at_once_keep_one_chain_without_deadlock(purpose):
+    members = MemberFactory.create_batch(6, country="US")
+
+    def choose(member, action):
+        kwargs = (
+            {"purpose": purpose} if action in (Action.OBJECT, Action.WITHDRAW_OBJECTION) else {}
+        )
+        return lambda: consent_record(member=member, action=action, source=Source.API, **kwargs)
+
+    calls = [
+        choose(member, action)
+        for member in members
+        for action in (Action.OBJECT, Action.UNSUBSCRIBE, Action.OBJECT, Action.UNSUBSCRIBE)
+    ]
+    assert at_once(*calls) == []  # a deadlock would be an OperationalError here
+    assert ConsentEvent.objects.count() == 12  # one objection and one unsubscribe each
+    assert chain_intact()
+    assert list(ConsentEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(
+        range(1, 13)
+    )
+    assert set(Member.objects.values_list("email_status", flat=True)) == {EmailStatus.UNSUBSCRIBED}
