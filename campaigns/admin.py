@@ -26,6 +26,7 @@ from campaigns.models import (
     Notice,
     NoticeText,
     NoticeVersion,
+    ObjectionReceipt,
 )
 from campaigns.rendering import compile_message
 from campaigns.selectors import (
@@ -38,6 +39,7 @@ from campaigns.selectors import (
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
 from campaigns.services.notices import notice_send_test, notice_version_copy
+from campaigns.services.receipts import receipts_retry
 from campaigns.services.reconcile import deliveries_give_up, delivery_resend
 from campaigns.tasks import senders_dispatch
 
@@ -601,3 +603,31 @@ class DeliveryEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(ObjectionReceipt)
+class ObjectionReceiptAdmin(admin.ModelAdmin):
+    """The confirmation emails for objections: owed, sent or failed (with the server's
+    codes). Failed ones can be sent again once the cause is fixed."""
+
+    list_display = ["consent_event_id", "status", "attempts", "last_error", "created_at", "sent_at"]
+    list_filter = ["status"]
+    search_fields = ["=consent_event_id"]
+    search_help_text = "Exact ledger event id."
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    actions = ["send_again"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [f.name for f in ObjectionReceipt._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Send again (failed receipts only)")
+    def send_again(self, request: HttpRequest, queryset) -> None:
+        count = receipts_retry(receipts=queryset)
+        self.message_user(request, f"{count} failed receipts queued to be sent again.")

@@ -67,3 +67,18 @@ def campaign(*, version=None, state="draft", **fields):
         state=state,
         **fields,
     )
+
+
+def sent_delivery(*, email: str, locale: str, sent_ago: timezone.timedelta, country="US"):
+    """A member in ``country`` who was sent the notice in ``locale`` ``sent_ago`` ago:
+    their one delivery of a sending campaign, status "sent"."""
+    from campaigns.models import CampaignState, Delivery, DeliveryStatus
+    from campaigns.services.fanout import campaign_fan_out
+
+    MemberFactory(country=country, locale=locale, email=email)
+    campaign_fan_out(campaign=campaign(state=CampaignState.SENDING))
+    delivery = Delivery.objects.get()
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status=DeliveryStatus.SENT, locale=locale, sent_at=timezone.now() - sent_ago
+    )
+    return Delivery.objects.select_related("member").get(pk=delivery.pk)

@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 from accounts.models import Action, ConsentEvent, EmailStatus, Preference, Source
 from campaigns import tokens
-from campaigns.models import CampaignState, Delivery, DeliveryStatus, ObjectionReceipt
-from campaigns.services.fanout import campaign_fan_out
-from tests.factories import MemberFactory, campaign
+from campaigns.models import Delivery, ObjectionReceipt
+from tests.factories import MemberFactory, sent_delivery
 
 pytestmark = pytest.mark.django_db
 
@@ -36,17 +35,7 @@ def _receipts_inline(monkeypatch):
 @pytest.fixture
 def delivery(purpose):
     """Sam, in the US (opt-out: may object), was sent the notice in German an hour ago."""
-    MemberFactory(country="US", locale="de", email="sam@example.com")
-    c = campaign(state=CampaignState.SENDING)
-    campaign_fan_out(campaign=c)
-    d = Delivery.objects.select_related("member").get()
-    Delivery.objects.filter(pk=d.pk).update(
-        status=DeliveryStatus.SENT,
-        locale="de",
-        sent_at=timezone.now() - timezone.timedelta(hours=1),
-    )
-    d.refresh_from_db()
-    return d
+    return sent_delivery(email="sam@example.com", locale="de", sent_ago=timezone.timedelta(hours=1))
 
 
 @pytest.fixture

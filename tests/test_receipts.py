@@ -11,10 +11,9 @@ from kombu.exceptions import OperationalError
 
 from accounts.models import Action, ConsentEvent
 from campaigns import tasks
-from campaigns.models import CampaignState, Delivery, DeliveryStatus, ObjectionReceipt
+from campaigns.models import ObjectionReceipt
 from campaigns.services import receipts
-from campaigns.services.fanout import campaign_fan_out
-from tests.factories import MemberFactory, campaign
+from tests.factories import MemberFactory, sent_delivery
 from tests.mail_backends import FlakyBackend
 
 pytestmark = pytest.mark.django_db
@@ -45,14 +44,7 @@ def flaky(settings):
 @pytest.fixture
 def delivery(purpose):
     """Ines, in the US, was sent the notice in English a day ago."""
-    MemberFactory(country="US", locale="en", email="ines@example.com")
-    c = campaign(state=CampaignState.SENDING)
-    campaign_fan_out(campaign=c)
-    d = Delivery.objects.get()
-    Delivery.objects.filter(pk=d.pk).update(
-        status=DeliveryStatus.SENT, locale="en", sent_at=timezone.now() - timedelta(days=1)
-    )
-    return d
+    return sent_delivery(email="ines@example.com", locale="en", sent_ago=timedelta(days=1))
 
 
 def object_(delivery, django_capture_on_commit_callbacks):
@@ -202,3 +194,25 @@ def test_the_sweep_reads_on_from_where_it_stopped_and_owes_only_page_objections(
     owed = ObjectionReceipt.objects.values_list("consent_event_id", flat=True)
     objections = ConsentEvent.objects.filter(action=Action.OBJECT, source=Source.PREFERENCE_PAGE)
     assert sorted(owed) == sorted(objections.values_list("pk", flat=True))
+
+
+def test_staff_see_a_failed_receipt_and_send_it_again(
+    delivery, kicks, flaky, admin_client, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    object_(delivery, django_capture_on_commit_callbacks)
+    flaky.rejected = {"ines@example.com"}
+    receipts.receipts_send()
+    receipt = ObjectionReceipt.objects.get()
+    page = admin_client.get(reverse("admin:campaigns_objectionreceipt_changelist")).content
+    assert b"SMTPRecipientsRefused 550" in page and b"ines@example.com" not in page
+
+    flaky.rejected = set()  # the cause is fixed
+    admin_client.post(
+        reverse("admin:campaigns_objectionreceipt_changelist"),
+        {"action": "send_again", "_selected_action": [receipt.pk]},
+    )
+    receipt.refresh_from_db()
+    assert (receipt.status, receipt.attempts) == ("owed", 0)
+    assert receipts.receipts_send().sent == 1 and len(mail.outbox) == 1

@@ -110,6 +110,17 @@ def receipts_send(*, batch_size: int = 100, max_batches: int = 100) -> ReceiptRe
     return report
 
 
+def receipts_retry(*, receipts) -> int:
+    """Staff: send failed receipts again (e.g. after the mail settings were fixed), with
+    a fresh set of attempts. Returns how many were queued."""
+    count = receipts.filter(status=ReceiptStatus.FAILED).update(
+        status=ReceiptStatus.OWED, due_at=timezone.now(), attempts=0
+    )
+    if count:
+        transaction.on_commit(receipts_kick, robust=True)
+    return count
+
+
 def _claim(batch_size: int, *, now: datetime) -> list[ObjectionReceipt]:
     """Take due receipts with a lease; a concurrent sender skips them (SKIP LOCKED)."""
     with transaction.atomic():
