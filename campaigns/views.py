@@ -84,7 +84,9 @@ def _too_many(request: HttpRequest, language: str) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        delivery = responses.delivery_for_token(token, viewed=request.method == "GET")
+        delivery = responses.delivery_for_token(
+            token, viewed=request.method == "GET", preferences=request.method != "POST"
+        )
     except BadToken:
         return _bad_link(request)
     language = _language(request, delivery.locale, delivery.member.locale)

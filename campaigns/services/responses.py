@@ -26,13 +26,14 @@ from campaigns.services import receipts
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
 
 
-def delivery_for_token(token: str, *, viewed: bool = False) -> Delivery:
+def delivery_for_token(token: str, *, viewed: bool = False, preferences: bool = True) -> Delivery:
     """The delivery a notice link stands for, with its member, campaign and version,
-    ``acknowledged`` (whether the member acknowledged that version) and ``preferences``
-    (the member's, by purpose id); BadToken for a bad or unknown link alike. ``viewed``
-    (a GET) notes the first view of the page: evidence, not a consent event."""
+    ``acknowledged`` (whether the member acknowledged that version) and, if asked,
+    ``preferences`` (the member's, by purpose id: what the page shows); BadToken for a
+    bad or unknown link alike. ``viewed`` (a GET) notes the first view of the page:
+    evidence, not a consent event."""
     delivery_id = tokens.delivery_from_notice_token(token)
-    delivery = notice_delivery(delivery_id=delivery_id, viewed=viewed)
+    delivery = notice_delivery(delivery_id=delivery_id, viewed=viewed, preferences=preferences)
     if delivery is None:
         raise tokens.BadToken("unknown delivery")
     return delivery
@@ -58,7 +59,8 @@ WHERE d.id = %(delivery)s
 """
 # On PostgreSQL the same statement also carries the member's preferences and notes the
 # first view (a data-modifying WITH runs once, whatever the query reads of it): one
-# round trip per page view instead of three. The SELECT sees the row as it was before.
+# round trip per page view instead of three (the SELECT sees the row as it was before);
+# an objection POST, which shows neither, reads only the delivery.
 _PREFERENCES_JSON = """,
        (SELECT json_agg(json_build_array(p.id, p.purpose_id, p.choice, p.chosen_at,
                                          p.last_event_id))
@@ -66,7 +68,7 @@ _PREFERENCES_JSON = """,
 _VIEWED_MARK_SQL = """
 WITH viewed AS (
     UPDATE {delivery} SET viewed_at = %(now)s
-    WHERE id = %(delivery)s AND viewed_at IS NULL AND %(mark)s
+    WHERE id = %(delivery)s AND viewed_at IS NULL
     RETURNING id
 )"""
 _DELIVERY_FIELDS = ("id", "campaign_id", "member_id", "locale", "sent_at", "viewed_at")
@@ -83,7 +85,9 @@ _VERSION_FIELDS = (
 _PREFERENCE_FIELDS = ("id", "purpose_id", "choice", "chosen_at", "last_event_id")
 
 
-def notice_delivery(*, delivery_id: int, viewed: bool = False) -> Delivery | None:
+def notice_delivery(
+    *, delivery_id: int, viewed: bool = False, preferences: bool = True
+) -> Delivery | None:
     one_statement = connection.vendor == "postgresql"
     tables = {
         "event": ConsentEvent._meta.db_table,
@@ -93,13 +97,14 @@ def notice_delivery(*, delivery_id: int, viewed: bool = False) -> Delivery | Non
         "version": NoticeVersion._meta.db_table,
         "preference": Preference._meta.db_table,
     }
+    with_json = one_statement and preferences
     sql = _NOTICE_DELIVERY_SQL.format(
-        **tables, preferences=_PREFERENCES_JSON.format(**tables) if one_statement else ""
+        **tables, preferences=_PREFERENCES_JSON.format(**tables) if with_json else ""
     )
     params = {"acknowledge": Action.ACKNOWLEDGE.value, "delivery": delivery_id}
-    if one_statement:
+    if one_statement and viewed:
         sql = _VIEWED_MARK_SQL.format(**tables) + sql
-        params.update(now=timezone.now(), mark=viewed)
+        params["now"] = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -113,15 +118,13 @@ def notice_delivery(*, delivery_id: int, viewed: bool = False) -> Delivery | Non
     delivery.campaign = _instance(Campaign, ("id", "notice_version_id"), [row[1], version.pk])
     delivery.campaign.notice_version = version
     delivery.acknowledged = bool(row[a])
-    if one_statement:
-        preferences = [
-            _instance(Preference, _PREFERENCE_FIELDS, values) for values in row[a + 1] or ()
-        ]
-    else:
-        preferences = list(Preference.objects.filter(member_id=delivery.member_id))
-        if viewed:
-            _viewed_mark(delivery)
-    delivery.preferences = {p.purpose_id: p for p in preferences}
+    if with_json:
+        rows = [_instance(Preference, _PREFERENCE_FIELDS, values) for values in row[a + 1] or ()]
+    elif preferences:
+        rows = list(Preference.objects.filter(member_id=delivery.member_id))
+    delivery.preferences = {p.purpose_id: p for p in rows} if preferences else None
+    if viewed and not one_statement:
+        _viewed_mark(delivery)
     return delivery
 
 
