@@ -55,10 +55,11 @@ What is sent:
 - POST ``/n/<token>/`` with ``action=object&purpose=ai-training`` (the page's
   objection form, ``templates/notices/_purpose.html``), each for a different
   delivery and member, so every POST is a ledger write (ConsentEvent, Preference,
-  receipt task). Expected: 302 to ``?done=object...`` (``views._after``); anything
-  else is an error. The ledger (and Preference, receipts) and the floor's table are
-  emptied at the start of each round (TRUNCATE with the append-only trigger skipped:
-  ``session_replication_role = replica``), so a round's objections are all new.
+  and a receipt owed through the ledger). Expected: 302 to ``?done=object...``
+  (``views._after``); anything else is an error. The ledger (and Preference,
+  receipts) and the floor's table are emptied at the start of each round (TRUNCATE
+  with the append-only trigger skipped: ``session_replication_role = replica``), so a
+  round's objections are all new.
 
 Each round (floor and page alternate which goes first), for GET then POST:
 
@@ -740,7 +741,7 @@ class Round:
 
 def one_run(kind: str, endpoint: Endpoint, rnd: Round, url: str, run: Callable, *args):
     """``run(endpoint, *args)`` with the database checks around it: a POST run's rows
-    written (and receipt tasks queued), a page GET run's first views."""
+    written (and receipts owed, sender kicks queued), a page GET run's first views."""
     page_post = endpoint.is_page and endpoint.method == "POST"
     before = rows_written(url, endpoint) if endpoint.method == "POST" else 0
     receipts_before, kicks_before = (receipts_owed(url), tasks_queued()) if page_post else (0, 0)
