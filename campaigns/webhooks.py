@@ -10,7 +10,6 @@ a 4xx/5xx forever); failed authentication still gets anymail's 400.
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import wraps
@@ -23,16 +22,16 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
 from django.views.decorators.csrf import csrf_exempt
 
+from campaigns.kicks import PerProcessKick
 from campaigns.services.tracking import event_row, events_store, unparsed_store
 
 logger = logging.getLogger(__name__)
 _local = threading.local()
 UNPARSEABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 
-# Kick the processor at most this often per process: publishing a Celery message
+# Kick the processor at most once a second per process: publishing a Celery message
 # on every request would cost more than storing the event.
-KICK_INTERVAL_SECONDS = 1.0
-_last_kick = 0.0
+_kicks = PerProcessKick(1.0)
 
 
 @contextmanager
@@ -56,11 +55,8 @@ def tracking_event_received(sender, event, esp_name, **kwargs) -> None:
 
 
 def _kick_processor() -> None:
-    global _last_kick
-    now = time.monotonic()
-    if now - _last_kick < KICK_INTERVAL_SECONDS:
+    if not _kicks.due():
         return
-    _last_kick = now
     from campaigns.tasks import delivery_events_process
 
     transaction.on_commit(delivery_events_process.delay)

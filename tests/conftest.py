@@ -74,3 +74,19 @@ def _fresh_process_copies():
     selectors._purposes_copy_drop()
     rendering._frozen_texts.clear()
     views._skeletons.clear()
+
+
+@pytest.fixture
+def receipts_inline(monkeypatch):
+    """Run the receipt sender in-process whenever an objection commits (no throttle),
+    as a worker would."""
+    from campaigns import tasks
+    from campaigns.kicks import PerProcessKick
+    from campaigns.services import receipts
+
+    monkeypatch.setattr(receipts, "_kicks", PerProcessKick(0.0))
+    monkeypatch.setattr(
+        tasks.objection_receipts_send_task,
+        "apply_async",
+        lambda countdown=None: receipts.receipts_send(),
+    )

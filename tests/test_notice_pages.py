@@ -17,19 +17,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _receipts_inline(monkeypatch):
-    """Run the receipt sender in-process when an objection commits, as a worker would."""
-    from campaigns import tasks
-    from campaigns.services import receipts
-
-    monkeypatch.setattr(receipts, "_last_kick", 0.0)
-    monkeypatch.setattr(receipts, "KICK_SECONDS", 0.0)  # every commit kicks
-    monkeypatch.setattr(
-        tasks.objection_receipts_send_task,
-        "apply_async",
-        lambda countdown=None: receipts.receipts_send(),
-    )
-    cache.clear()
+def _receipts_inline(receipts_inline):
+    cache.clear()  # the POST rate limits count per link and address in the cache
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError
 
 from accounts.models import Action, ConsentEvent
 from campaigns import tasks
+from campaigns.kicks import PerProcessKick
 from campaigns.models import ObjectionReceipt
 from campaigns.services import receipts
 from tests.factories import MemberFactory, sent_delivery
@@ -24,7 +25,7 @@ FLAKY = "tests.mail_backends.FlakyBackend"
 def kicks(monkeypatch):
     """The sender tasks the requests ask for (countdowns), none run."""
     asked: list[float | None] = []
-    monkeypatch.setattr(receipts, "_last_kick", 0.0)
+    monkeypatch.setattr(receipts, "_kicks", PerProcessKick(receipts.KICK_SECONDS))
     monkeypatch.setattr(
         tasks.objection_receipts_send_task,
         "apply_async",
@@ -102,7 +103,7 @@ def test_a_broker_down_at_commit_loses_no_receipt(
     def broker_down(countdown=None):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(receipts, "_last_kick", 0.0)
+    monkeypatch.setattr(receipts, "_kicks", PerProcessKick(receipts.KICK_SECONDS))
     monkeypatch.setattr(tasks.objection_receipts_send_task, "apply_async", broker_down)
     assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
     assert ConsentEvent.objects.filter(action=Action.OBJECT).exists()  # the debt is kept

@@ -11,7 +11,6 @@ lease, so concurrent senders never send one receipt twice.
 
 import logging
 import smtplib
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,15 +23,16 @@ from django.utils import timezone, translation
 
 from accounts.models import Action, ConsentEvent, Source
 from campaigns import tokens
+from campaigns.kicks import PerProcessKick
 from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
 from campaigns.services.sending import RETRY, TRANSPORT_DOWN, backoff_seconds, classify
 
 logger = logging.getLogger(__name__)
 
 KICK_SECONDS = 1.0
+_kicks = PerProcessKick(KICK_SECONDS)
 LEASE = timedelta(minutes=5)  # a claimed receipt whose sender died is due again after this
 MAX_ATTEMPTS = 8
-_last_kick = 0.0
 
 
 # The objections that get a receipt: those members make on the pages.
@@ -53,11 +53,8 @@ def receipts_kick() -> None:
     next kick is committed before it runs: nothing waits for the 30 s sweep. A broker
     that is down is logged (``robust`` on_commit); the sweep sends the receipts later.
     """
-    global _last_kick
-    now = time.monotonic()
-    if now - _last_kick < KICK_SECONDS:
+    if not _kicks.due():
         return
-    _last_kick = now
     from campaigns.tasks import objection_receipts_send_task
 
     objection_receipts_send_task.apply_async(countdown=KICK_SECONDS)
@@ -164,8 +161,8 @@ def _send_one(receipt: ObjectionReceipt, message: EmailMultiAlternatives, report
 
 
 def _failed(receipt: ObjectionReceipt, exc: Exception, *, retry: bool) -> None:
-    """Try again after a backoff (a refusal to retry: the server said no for good, or it
-    may have taken the message, or attempts ran out); either way the error stays on the row."""
+    """Owed again after a backoff, or (the server refused for good, may have taken the
+    message, or attempts ran out) failed; either way the error stays on the row."""
     ObjectionReceipt.objects.filter(pk=receipt.pk).update(
         status=ReceiptStatus.OWED if retry else ReceiptStatus.FAILED,
         due_at=timezone.now() + timedelta(seconds=backoff_seconds(receipt.attempts)),

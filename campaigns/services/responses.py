@@ -118,11 +118,14 @@ def notice_delivery(
     delivery.campaign = _instance(Campaign, ("id", "notice_version_id"), [row[1], version.pk])
     delivery.campaign.notice_version = version
     delivery.acknowledged = bool(row[a])
-    if with_json:
-        rows = [_instance(Preference, _PREFERENCE_FIELDS, values) for values in row[a + 1] or ()]
-    elif preferences:
-        rows = list(Preference.objects.filter(member_id=delivery.member_id))
-    delivery.preferences = {p.purpose_id: p for p in rows} if preferences else None
+    delivery.preferences = None
+    if preferences:
+        rows = (
+            [_instance(Preference, _PREFERENCE_FIELDS, values) for values in row[a + 1] or ()]
+            if with_json
+            else Preference.objects.filter(member_id=delivery.member_id)
+        )
+        delivery.preferences = {p.purpose_id: p for p in rows}
     if viewed and not one_statement:
         _viewed_mark(delivery)
     return delivery

@@ -121,22 +121,12 @@ def open_tab(chromium):
 
 
 @pytest.fixture
-def site(live_server, settings, tmp_path, monkeypatch, _isolated_settings):
+def site(live_server, settings, tmp_path, receipts_inline, _isolated_settings):
     """The live server as the links' host; mail through the real outbox backend; the
     objection receipt sender run in-process on commit, as a worker would."""
-    from campaigns import tasks
-    from campaigns.services import receipts
-
     settings.SITE_URL = live_server.url
     settings.EMAIL_BACKEND = "config.mail.OutboxBackend"
     settings.EMAIL_FILE_PATH = str(tmp_path / "outbox")
-    monkeypatch.setattr(receipts, "_last_kick", 0.0)
-    monkeypatch.setattr(receipts, "KICK_SECONDS", 0.0)  # every commit kicks
-    monkeypatch.setattr(
-        tasks.objection_receipts_send_task,
-        "apply_async",
-        lambda countdown=None: receipts.receipts_send(),
-    )
     cache.clear()  # the POST rate limits count per link and address in the cache
     return live_server
 
