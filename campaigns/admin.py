@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from accounts.admin import EstimatedCountPaginator
+from accounts.admin import EstimatedCountPaginator, ReadOnlyAdmin
 from accounts.jurisdictions import Jurisdiction, normalise_country
 from campaigns.models import (
     Campaign,
@@ -606,7 +606,7 @@ class DeliveryEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(ObjectionReceipt)
-class ObjectionReceiptAdmin(admin.ModelAdmin):
+class ObjectionReceiptAdmin(ReadOnlyAdmin):
     """The confirmation emails for objections: owed, sent or failed (with the server's
     codes). Failed ones can be sent again once the cause is fixed."""
 
@@ -617,15 +617,6 @@ class ObjectionReceiptAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     actions = ["send_again"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        return [f.name for f in ObjectionReceipt._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.action(description="Send again (failed receipts only)")
     def send_again(self, request: HttpRequest, queryset) -> None:
