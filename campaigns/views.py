@@ -19,13 +19,13 @@ from django.utils.html import escape
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from django_ratelimit.core import is_ratelimited
 
 from accounts.models import Member, Source
 from accounts.selectors import member_effective_states, purpose_by_slug
 from campaigns.models import Delivery
 from campaigns.services import responses
 from campaigns.tokens import BadToken, notice_token
+from config.ratelimit import Limit, client_network, limits_hit
 
 SUPPORTED = {code for code, _name in settings.LANGUAGES}
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -63,14 +63,14 @@ def _bad_link(request: HttpRequest) -> HttpResponse:
 
 
 def _limited(request: HttpRequest, token: str) -> bool:
-    """POST rate limit per link and per address, on the shared cache."""
-    limits = (
-        ("notice-post-token", lambda group, req: token, settings.RENOTIFY_RATE_PER_TOKEN),
-        ("notice-post-ip", "ip", settings.RENOTIFY_RATE_PER_IP),
-    )
-    return any(
-        is_ratelimited(request, group=group, key=key, rate=rate, method="POST", increment=True)
-        for group, key, rate in limits
+    """POST rate limit per link and per client address (an IPv6 /64), on the shared cache."""
+    return limits_hit(
+        [
+            Limit("notice-post-token", token, settings.RENOTIFY_RATE_PER_TOKEN),
+            Limit(
+                "notice-post-ip", client_network(_client(request)[0]), settings.RENOTIFY_RATE_PER_IP
+            ),
+        ]
     )
 
 

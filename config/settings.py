@@ -123,7 +123,8 @@ REDIS_URL = env("REDIS_URL", default="")
 
 if REDIS_URL:
     # django-redis, not Django's own RedisCache: that builds a new redis client for every
-    # call and increments in two round trips (django-ratelimit's counters sit on the POST path).
+    # call and increments in two round trips. The notice pages' POST rate limits
+    # (config.ratelimit) count on its raw client, every limit in one pipeline.
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",

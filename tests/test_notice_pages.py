@@ -212,6 +212,29 @@ def test_too_many_posts_get_a_friendly_page_and_change_nothing_more(browser, del
     assert ConsentEvent.objects.count() <= 3
 
 
+def test_posts_are_limited_per_client_address_and_one_ipv6_subscriber_is_one_address(
+    browser, delivery, settings
+):
+    settings.RENOTIFY_RATE_PER_IP = "2/m"
+    url = notice_url(delivery)
+    form_token = browser.get(url).cookies["csrftoken"].value
+
+    def post(address: str, action: str) -> int:
+        data = {"csrfmiddlewaretoken": form_token, "action": action, "purpose": "ai-training"}
+        return browser.post(url, data, REMOTE_ADDR=address).status_code
+
+    one_subscriber = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"]
+    actions = ["object", "allow", "object"]
+    statuses = [post(a, act) for a, act in zip(one_subscriber, actions, strict=True)]
+    assert statuses == [302, 302, 429]
+    assert post("2001:db8:9:9::1", "object") == 302  # someone else, same link
+    assert list(ConsentEvent.objects.values_list("action", flat=True).order_by("seq")) == [
+        Action.OBJECT,
+        Action.WITHDRAW_OBJECTION,
+        Action.OBJECT,
+    ]
+
+
 def test_a_post_seconds_after_sending_is_flagged_not_refused(browser, delivery):
     Delivery.objects.filter(pk=delivery.pk).update(sent_at=timezone.now())
     post_form(browser, notice_url(delivery), action="acknowledge")
