@@ -134,15 +134,28 @@ class Choice(models.TextChoices):
 class Preference(models.Model):
     """A member's current explicit choice for a purpose; ``choice`` None means no choice."""
 
-    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="preferences")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="preferences")
+    # Every objection writes a row here while the ledger is held, so the table keeps one
+    # index besides its key: (member, purpose), which serves every read. A member's or a
+    # purpose's own index would only speed up deleting one (rare, and refused while
+    # events point at it); the ledger never deletes the event ``last_event`` names.
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="preferences", db_index=False
+    )
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="preferences", db_index=False
+    )
     # NULL, not "": "no choice" must read the same as "no row" through a LEFT JOIN.
     choice = models.CharField(  # noqa: DJ001
         max_length=3, choices=Choice.choices, null=True, blank=True
     )
     chosen_at = models.DateTimeField(default=timezone.now)
     last_event = models.ForeignKey(
-        "ConsentEvent", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "ConsentEvent",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
 
     class Meta:
@@ -190,7 +203,10 @@ class ConsentEvent(models.Model):
     """
 
     seq = models.BigIntegerField(unique=True, editable=False)
-    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="consent_events")
+    # Indexed by (member, seq) below, which serves lookups by member alone too.
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="consent_events", db_index=False
+    )
     purpose = models.ForeignKey(
         Purpose, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
