@@ -119,6 +119,13 @@ NOOP_PATH = "/bench/noop/"
 FLOOR_PATH = "/bench/floor/"
 FLOOR_TABLE = "bench_floor_post"
 SEED_TABLE = "bench_notice_pages"  # how the database was seeded, for reuse
+HISTORY_TABLE = "bench_ledger_history"  # where the seeded ledger history ends
+# The ledger is never empty in production: before any run, members at these delivery
+# offsets acknowledged the notice (one in ten) or objected (one in fifty, with their
+# Preference), as a chain of real events. The POST links avoid the objectors.
+ACKNOWLEDGED_EVERY, ACKNOWLEDGED_AT = 10, 3
+OBJECTED_EVERY, OBJECTED_AT = 50, 25
+HISTORY_IP = "198.51.100.7"
 PURPOSE = "ai-training"
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 CELERY_QUEUE = "celery"  # the default queue's Redis list
@@ -524,6 +531,8 @@ def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[s
     campaign_setup.django_start(url, RENOTIFY_VAR_DIR=str(harness.OUT_DIR / "notice_pages_var"))
     if reused:
         _versions_freeze()
+        if not _history_seeded(url):
+            timings["history_s"] = ledger_history_seed(url, members)
         return True, timings
     campaign = campaign_setup.campaign_create(state="completed", throttle_per_minute=6000)
     _versions_freeze()  # after the campaign's version exists (a fresh seed made none before)
@@ -541,7 +550,94 @@ def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[s
         conn.commit()
         harness.vacuum_analyze(conn, "campaigns_delivery")
     timings["deliveries_s"] = time.perf_counter() - started
+    timings["history_s"] = ledger_history_seed(url, members)
     return False, timings
+
+
+def _history_seeded(url: str) -> bool:
+    with harness.connect(url) as conn:
+        return conn.execute("SELECT to_regclass(%s)", [HISTORY_TABLE]).fetchone()[0] is not None
+
+
+def ledger_history_seed(url: str, members: int) -> float:
+    """Write the ledger's history (a valid hash chain, as ``consent_record`` would have
+    written it) and the objectors' Preference rows; note where it ends. Returns seconds."""
+    from datetime import UTC, datetime, timedelta
+
+    from accounts import ledger
+    from accounts.models import Action, Purpose, Source
+
+    started = time.perf_counter()
+    purpose_id = Purpose.objects.get(slug=PURPOSE).pk
+    ip_hash = ledger.hash_ip(HISTORY_IP)
+    begin = datetime.now(UTC) - timedelta(days=2)
+    columns = (
+        "seq, member_id, purpose_id, action, source, notice_version_id, delivery_id,"
+        " created_at, ip_hash, user_agent, comment, metadata, prev_hash, hash"
+    )
+    with harness.connect(url) as conn:
+        conn.execute("SET session_replication_role = replica")  # TRUNCATE past the trigger
+        conn.execute(
+            "TRUNCATE accounts_consentevent, accounts_preference, campaigns_objectionreceipt,"
+            " campaigns_receiptsweep RESTART IDENTITY CASCADE"
+        )
+        conn.execute("SET session_replication_role = DEFAULT")
+        (lo,) = conn.execute("SELECT min(id) FROM campaigns_delivery").fetchone()
+        (version_id,) = conn.execute(
+            "SELECT c.notice_version_id FROM campaigns_delivery d"
+            " JOIN campaigns_campaign c ON c.id = d.campaign_id WHERE d.id = %s",
+            [lo],
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT id - %(lo)s, id, member_id FROM campaigns_delivery"
+            " WHERE (id - %(lo)s) %% %(ack)s = %(ack_at)s OR (id - %(lo)s) %% %(obj)s = %(obj_at)s"
+            " ORDER BY id",
+            {
+                "lo": lo,
+                "ack": ACKNOWLEDGED_EVERY,
+                "ack_at": ACKNOWLEDGED_AT,
+                "obj": OBJECTED_EVERY,
+                "obj_at": OBJECTED_AT,
+            },
+        ).fetchall()
+        prev_hash = ledger.GENESIS_HASH
+        with conn.cursor().copy(f"COPY accounts_consentevent ({columns}) FROM STDIN") as copy:
+            for seq, (offset, delivery_id, member_id) in enumerate(rows, start=1):
+                objected = offset % OBJECTED_EVERY == OBJECTED_AT
+                fields = {
+                    "seq": seq,
+                    "member_id": member_id,
+                    "purpose_id": purpose_id if objected else None,
+                    "action": (Action.OBJECT if objected else Action.ACKNOWLEDGE).value,
+                    "source": Source.PREFERENCE_PAGE.value,
+                    "notice_version_id": version_id,
+                    "delivery_id": delivery_id,
+                    "created_at": begin + timedelta(milliseconds=seq),
+                    "ip_hash": ip_hash,
+                    "user_agent": USER_AGENT,
+                    "comment": "",
+                    "metadata": {},
+                }
+                event_hash = ledger.event_hash(fields, prev_hash=prev_hash)
+                # metadata ({}) goes in as JSON text
+                copy.write_row([*list(fields.values())[:-1], "{}", prev_hash, event_hash])
+                prev_hash = event_hash
+        conn.execute(
+            "INSERT INTO accounts_preference (member_id, purpose_id, choice, chosen_at,"
+            " last_event_id) SELECT member_id, purpose_id, 'out', created_at, id"
+            " FROM accounts_consentevent WHERE action = %s ORDER BY seq",
+            [Action.OBJECT.value],
+        )
+        conn.execute(
+            f"CREATE TABLE {HISTORY_TABLE} AS SELECT"
+            " (SELECT coalesce(max(seq), 0) FROM accounts_consentevent) AS last_seq,"
+            " (SELECT coalesce(max(id), 0) FROM accounts_preference) AS last_preference_id"
+        )
+        conn.commit()
+        for table in ("accounts_consentevent", "accounts_preference"):
+            harness.vacuum_analyze(conn, table)
+    harness.progress(f"ledger history: {len(rows):,} events")
+    return time.perf_counter() - started
 
 
 def _versions_freeze() -> None:
@@ -566,21 +662,30 @@ def database_drop(url: str) -> None:
 
 
 def state_reset(url: str) -> None:
-    """An empty ledger (and Preference, receipts), an empty floor table, no delivery
-    viewed: settled and checkpointed. The append-only trigger refuses TRUNCATE; it is
-    skipped for this one session (replica role), as harness.members_reset does."""
+    """The ledger back to its seeded history (and Preference, receipts with it), an
+    empty floor table, no delivery viewed: settled and checkpointed. The append-only
+    trigger refuses DELETE; it is skipped for this one session (replica role), as
+    harness.members_reset does."""
     with harness.connect(url) as conn:
+        last_seq, last_preference = conn.execute(f"SELECT * FROM {HISTORY_TABLE}").fetchone()
         conn.execute("SET session_replication_role = replica")
-        conn.execute(
-            "TRUNCATE accounts_consentevent, accounts_preference, campaigns_objectionreceipt,"
-            " campaigns_receiptsweep,"
-            f" {FLOOR_TABLE} RESTART IDENTITY CASCADE"
-        )
+        conn.execute("DELETE FROM campaigns_objectionreceipt")
+        conn.execute("DELETE FROM accounts_preference WHERE id > %s", [last_preference])
+        conn.execute("DELETE FROM accounts_consentevent WHERE seq > %s", [last_seq])
+        conn.execute("DELETE FROM campaigns_receiptsweep")
+        # the sender has read the history: receipts are owed for the runs' objections only
+        conn.execute("INSERT INTO campaigns_receiptsweep (id, last_seq) VALUES (1, %s)", [last_seq])
+        conn.execute(f"TRUNCATE {FLOOR_TABLE} RESTART IDENTITY")
         conn.execute("SET session_replication_role = DEFAULT")
         conn.commit()
     views_reset(url)
     with harness.connect(url) as conn:
-        for table in ("campaigns_delivery", "accounts_member", "accounts_consentevent"):
+        for table in (
+            "campaigns_delivery",
+            "accounts_member",
+            "accounts_consentevent",
+            "accounts_preference",
+        ):
             harness.vacuum_analyze(conn, table)
         harness.checkpoint(conn)
 
@@ -606,7 +711,9 @@ def delivery_pools(url: str, members: int, *, get_size: int, post_size: int):
     """(get, post) pools of (delivery id, member id), a seeded sample spread over the
     table; the two are disjoint when there are members enough."""
     rng = random.Random(SAMPLE_SEED)
-    offsets = rng.sample(range(members), min(members, get_size + post_size))
+    # Members who objected in the seeded history would record nothing on a POST.
+    population = [o for o in range(members) if o % OBJECTED_EVERY != OBJECTED_AT]
+    offsets = rng.sample(population, min(len(population), get_size + post_size))
     with harness.connect(url) as conn:
         (lo,) = conn.execute("SELECT min(id) FROM campaigns_delivery").fetchone()
         ids = [lo + o for o in offsets]
