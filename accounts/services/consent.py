@@ -70,12 +70,12 @@ def consent_record(
     # carry on, and the two round trips would be spent while the ledger lock is held.
     with transaction.atomic(savepoint=False):
         if action in PREFERENCE_EFFECT:
-            # The member's row, then the chain; then (a statement that starts after both
-            # are held, so it sees every choice committed before) the preference and head.
-            email_status = _member_lock(member.pk, with_ledger=True)
-            pref, head = _preference_and_head(member.pk, purpose.pk)
-            if _preference_stands(action, pref):
+            # The member's row and the chain, with the preference and head as they stand.
+            held = _ledger_hold(member_id=member.pk, purpose_id=purpose.pk)
+            if _preference_stands(action, held.preference):
+                pref = held.preference
                 return Recorded(pref.last_event if pref else None, created=False)
+            email_status, head = held.email_status, held.head
         else:
             email_status = _member_lock(member.pk)
             stands, standing = _already_stands(
@@ -83,8 +83,7 @@ def consent_record(
             )
             if stands:
                 return Recorded(standing, created=False)
-            _ledger_lock()
-            head = _head()
+            head = _ledger_hold(member_id=None, purpose_id=None).head
         event = _event_new(
             head,
             member_id=member.pk,
@@ -112,71 +111,63 @@ def consent_record(
 #
 # Lock order, everywhere: the member's row first, then the ledger. (A writer holding the
 # ledger and waiting for a member row that another holds while it waits for the ledger
-# would deadlock.) The materialised WITH makes PostgreSQL take the row lock before it
-# computes the select list that takes the ledger lock.
+# would deadlock.) On PostgreSQL the function renotify_ledger_hold (migration accounts
+# 0006) takes both and reads the preference and head in one round trip; on SQLite the
+# IMMEDIATE transaction already holds the database's write lock.
 _MEMBER_LOCK_SQL = "SELECT email_status FROM {member} WHERE id = %s{for_update}"
-_MEMBER_AND_LEDGER_LOCK_SQL = """
-WITH locked AS MATERIALIZED (SELECT email_status FROM {member} WHERE id = %s FOR UPDATE)
-SELECT email_status, pg_advisory_xact_lock(%s) FROM locked
+_LEDGER_HOLD_SQL = "SELECT * FROM renotify_ledger_hold(%s, %s, %s)"
+_PREFERENCE_AND_HEAD_SQL = """
+SELECT p.id, p.choice, p.last_event_id, head.seq, head.hash
+FROM (SELECT 1) one
+LEFT JOIN {preference} p ON p.member_id = %s AND p.purpose_id = %s
+LEFT JOIN (SELECT seq, hash FROM {event} ORDER BY seq DESC LIMIT 1) head ON true
 """
 
 
-def _member_lock(member_id: int, *, with_ledger: bool = False) -> str:
-    """Lock the member's row until commit (and the ledger, if asked); its email status
-    as it now stands. On SQLite the IMMEDIATE transaction already holds the write lock."""
-    table = Member._meta.db_table
-    if connection.vendor != "postgresql":
-        sql, params = _MEMBER_LOCK_SQL.format(member=table, for_update=""), [member_id]
-    elif with_ledger:
-        sql, params = _MEMBER_AND_LEDGER_LOCK_SQL.format(member=table), [member_id, LEDGER_LOCK_ID]
-    else:
-        sql, params = _MEMBER_LOCK_SQL.format(member=table, for_update=" FOR UPDATE"), [member_id]
+def _member_lock(member_id: int) -> str:
+    """Lock the member's row until commit; its email status as it now stands."""
+    for_update = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+    sql = _MEMBER_LOCK_SQL.format(member=Member._meta.db_table, for_update=for_update)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [member_id])
         row = cursor.fetchone()
     if row is None:
         raise Member.DoesNotExist(f"no member {member_id}")
     return row[0]
 
 
-def _ledger_lock() -> None:
-    """Held until commit: the next writer reads the head only after we added ours."""
+@dataclass(frozen=True)
+class _Held:
+    """What a ledger write reads once it holds the member (if any) and the ledger."""
+
+    email_status: str | None
+    preference: Preference | None
+    head: tuple[int, str] | None  # the chain's last (seq, hash)
+
+
+def _ledger_hold(*, member_id: int | None, purpose_id: int | None) -> _Held:
+    """Hold the member's row (when given) and the ledger until commit; read the
+    member's email status, their Preference for the purpose and the chain's head."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_ID])
-
-
-_HEAD_SQL = "SELECT seq, hash FROM {event} ORDER BY seq DESC LIMIT 1"
-_PREFERENCE_AND_HEAD_SQL = """
-SELECT p.id, p.choice, p.last_event_id, head.seq, head.hash
-FROM (SELECT 1) one
-LEFT JOIN {preference} p ON p.member_id = %s AND p.purpose_id = %s
-LEFT JOIN ({head}) head ON true
-"""
-
-
-def _head() -> tuple[int, str] | None:
-    """The chain's last (seq, hash). Read with the ledger lock held."""
-    with connection.cursor() as cursor:
-        cursor.execute(_HEAD_SQL.format(event=ConsentEvent._meta.db_table))
-        return cursor.fetchone()
-
-
-def _preference_and_head(member_id: int, purpose_id: int) -> tuple[Preference | None, tuple | None]:
-    """The member's Preference for the purpose and the chain's head, in one round trip.
-    Read with the member and ledger locks held."""
-    sql = _PREFERENCE_AND_HEAD_SQL.format(
-        preference=Preference._meta.db_table,
-        head=_HEAD_SQL.format(event=ConsentEvent._meta.db_table),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [member_id, purpose_id])
-        pref_id, choice, last_event_id, seq, hash_ = cursor.fetchone()
-    head = (seq, hash_) if seq is not None else None
-    if pref_id is None:
-        return None, head
-    names = ("id", "choice", "last_event_id")
-    return Preference.from_db(connection.alias, names, (pref_id, choice, last_event_id)), head
+            cursor.execute(_LEDGER_HOLD_SQL, [member_id, purpose_id, LEDGER_LOCK_ID])
+            row = cursor.fetchone()
+        if row is None:
+            raise Member.DoesNotExist(f"no member {member_id}")
+        email_status, pref_id, choice, last_event_id, seq, hash_ = row
+    else:
+        email_status = _member_lock(member_id) if member_id is not None else None
+        sql = _PREFERENCE_AND_HEAD_SQL.format(
+            preference=Preference._meta.db_table, event=ConsentEvent._meta.db_table
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [member_id, purpose_id])
+            pref_id, choice, last_event_id, seq, hash_ = cursor.fetchone()
+    pref = None
+    if pref_id is not None:
+        names, values = ("id", "choice", "last_event_id"), (pref_id, choice, last_event_id)
+        pref = Preference.from_db(connection.alias, names, values)
+    return _Held(email_status, pref, (seq, hash_) if seq is not None else None)
 
 
 def _preference_stands(action: Action, pref: Preference | None) -> bool:
