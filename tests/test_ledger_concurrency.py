@@ -78,3 +78,78 @@ def test_many_members_and_kinds_of_choice_at_once_keep_one_chain_without_deadloc
         range(1, 13)
     )
     assert set(Member.objects.values_list("email_status", flat=True)) == {EmailStatus.UNSUBSCRIBED}
+
+
+def test_sixteen_members_objecting_at_once_append_sixteen_events_in_one_chain(purpose):
+    members = MemberFactory.create_batch(16, country="US")
+
+    def tap(member):
+        return lambda: consent_record(
+            member=member, action=Action.OBJECT, source=Source.PREFERENCE_PAGE, purpose=purpose
+        )
+
+    assert at_once(*[tap(m) for m in members]) == []
+    assert list(ConsentEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(
+        range(1, 17)
+    )
+    assert chain_intact()
+    assert Preference.objects.filter(choice="out").count() == 16
+
+
+class ChainMovesAfterTheRead:
+    """Another choice is appended between a choice's unlocked read and its write (as a
+    concurrent request would, made deterministic): the write must append nothing and
+    the choice be recorded the held way, after the other one."""
+
+    def __init__(self, monkeypatch, other):
+        from accounts.services import consent
+
+        self.read = consent._preference_and_head
+        self.other, self.moved = other, False
+        monkeypatch.setattr(consent, "_preference_and_head", self)
+
+    def __call__(self, member_id, purpose_id):
+        result = self.read(member_id, purpose_id)
+        if not self.moved:
+            self.moved = True
+            self.other()
+        return result
+
+
+@pytest.fixture
+def someone_else(purpose):
+    member = MemberFactory(country="US")
+    return lambda: consent_record(
+        member=member, action=Action.OBJECT, source=Source.API, purpose=purpose
+    )
+
+
+def test_a_choice_whose_read_went_stale_is_appended_after_the_other(
+    purpose, monkeypatch, someone_else
+):
+    sam = MemberFactory(country="US")
+    ChainMovesAfterTheRead(monkeypatch, someone_else)
+    recorded = consent_record(
+        member=sam, action=Action.OBJECT, source=Source.PREFERENCE_PAGE, purpose=purpose
+    )
+    assert recorded.created and recorded.event.seq == 2
+    events = list(ConsentEvent.objects.order_by("seq").values_list("member", "seq"))
+    assert events[1] == (sam.pk, 2) and len(events) == 2
+    assert chain_intact()
+    assert Preference.objects.get(member=sam).last_event_id == recorded.event.pk
+
+
+def test_a_double_tap_that_lost_the_race_records_nothing_more(purpose, monkeypatch):
+    sam = MemberFactory(country="US")
+
+    def tap():
+        return consent_record(
+            member=sam, action=Action.OBJECT, source=Source.PREFERENCE_PAGE, purpose=purpose
+        )
+
+    ChainMovesAfterTheRead(monkeypatch, tap)  # the first tap lands while the second reads
+    second = tap()
+    assert not second.created
+    assert ConsentEvent.objects.filter(member=sam).count() == 1
+    assert second.event == ConsentEvent.objects.get(member=sam)
+    assert chain_intact()

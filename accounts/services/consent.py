@@ -2,6 +2,22 @@
 
 Every source (preference page, one-click, API, admin, import, ESP) records
 choices through ``consent_record``; nothing else writes ConsentEvent rows.
+
+The ledger is one hash chain: each event names the one before it, so events are
+appended one at a time, in ``seq`` order, each committed before the next is read.
+Two ways of writing keep it so:
+
+- **Held** (every choice on SQLite, acknowledgements and unsubscribes everywhere, and
+  any choice that found the chain moved): in a transaction, lock the member's row and
+  the ledger, read the preference and the chain's head, append, commit.
+- **Unlocked first** (objections and their withdrawal on PostgreSQL, the notice page's
+  one tap): read the preference and head without locks, then append in one
+  autocommitted statement that takes the locks, inserts the next ``seq`` unless one
+  exists (``ON CONFLICT DO NOTHING`` on the unique ``seq``) and writes the Preference.
+  If another choice was appended since the read, nothing is written and the held way
+  runs instead. The read and the write are two round trips, where the held way needs
+  four (BEGIN, locks and reads, append, COMMIT), and the ledger is held only during
+  the one statement.
 """
 
 from dataclasses import dataclass
@@ -66,6 +82,40 @@ def consent_record(
         raise ValueError(
             f"{action} {'needs' if action in PREFERENCE_EFFECT else 'takes no'} purpose"
         )
+    fields = {
+        "member_id": member.pk,
+        "purpose_id": purpose.pk if purpose else None,
+        "action": action.value,
+        "source": source.value,
+        "notice_version_id": notice_version_id,
+        "delivery_id": delivery_id,
+        "ip_hash": ledger.hash_ip(ip),
+        "user_agent": (user_agent or "")[:300],
+        "comment": comment or "",
+        "metadata": metadata or {},
+    }
+    if action in PREFERENCE_EFFECT and connection.vendor == "postgresql":
+        recorded = _preference_record_unlocked(action, fields)
+        if recorded is not None:
+            return recorded
+    return _record_held(member, action, purpose, fields)
+
+
+def _preference_record_unlocked(action: Action, fields: dict[str, Any]) -> Recorded | None:
+    """PostgreSQL: read without locks, append in one statement. None when the chain
+    moved on since the read (or the member is gone): the caller holds it and retries."""
+    pref, head = _preference_and_head(fields["member_id"], fields["purpose_id"])
+    if _preference_stands(action, pref):
+        return Recorded(pref.last_event if pref else None, created=False)
+    event = _event_new(head, **fields)
+    if _insert_with_preference(event, choice=PREFERENCE_EFFECT[action]):
+        return Recorded(event, created=True)
+    return None
+
+
+def _record_held(
+    member: Member, action: Action, purpose: Purpose | None, fields: dict[str, Any]
+) -> Recorded:
     # No savepoint inside a caller's transaction: nobody catches an error from here to
     # carry on, and the two round trips would be spent while the ledger lock is held.
     with transaction.atomic(savepoint=False):
@@ -79,26 +129,19 @@ def consent_record(
         else:
             email_status = _member_lock(member.pk)
             stands, standing = _already_stands(
-                member, email_status, action, notice_version_id, delivery_id
+                member,
+                email_status,
+                action,
+                fields["notice_version_id"],
+                fields["delivery_id"],
             )
             if stands:
                 return Recorded(standing, created=False)
             head = _ledger_hold(member_id=None, purpose_id=None).head
-        event = _event_new(
-            head,
-            member_id=member.pk,
-            purpose_id=purpose.pk if purpose else None,
-            action=action.value,
-            source=source.value,
-            notice_version_id=notice_version_id,
-            delivery_id=delivery_id,
-            ip_hash=ledger.hash_ip(ip),
-            user_agent=(user_agent or "")[:300],
-            comment=comment or "",
-            metadata=metadata or {},
-        )
+        event = _event_new(head, **fields)
         if action in PREFERENCE_EFFECT and connection.vendor == "postgresql":
-            _insert_with_preference(event, choice=PREFERENCE_EFFECT[action])
+            if not _insert_with_preference(event, choice=PREFERENCE_EFFECT[action]):
+                raise RuntimeError(f"ledger event {event.seq} exists though the ledger is held")
         else:
             event.save(force_insert=True)
             _apply(member, email_status, action, purpose, event)
@@ -148,26 +191,40 @@ class _Held:
 def _ledger_hold(*, member_id: int | None, purpose_id: int | None) -> _Held:
     """Hold the member's row (when given) and the ledger until commit; read the
     member's email status, their Preference for the purpose and the chain's head."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_LEDGER_HOLD_SQL, [member_id, purpose_id, LEDGER_LOCK_ID])
-            row = cursor.fetchone()
-        if row is None:
-            raise Member.DoesNotExist(f"no member {member_id}")
-        email_status, pref_id, choice, last_event_id, seq, hash_ = row
-    else:
+    if connection.vendor != "postgresql":
         email_status = _member_lock(member_id) if member_id is not None else None
-        sql = _PREFERENCE_AND_HEAD_SQL.format(
-            preference=Preference._meta.db_table, event=ConsentEvent._meta.db_table
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [member_id, purpose_id])
-            pref_id, choice, last_event_id, seq, hash_ = cursor.fetchone()
-    pref = None
-    if pref_id is not None:
-        names, values = ("id", "choice", "last_event_id"), (pref_id, choice, last_event_id)
-        pref = Preference.from_db(connection.alias, names, values)
-    return _Held(email_status, pref, (seq, hash_) if seq is not None else None)
+        return _Held(email_status, *_preference_and_head(member_id, purpose_id))
+    with connection.cursor() as cursor:
+        cursor.execute(_LEDGER_HOLD_SQL, [member_id, purpose_id, LEDGER_LOCK_ID])
+        row = cursor.fetchone()
+    if row is None:
+        raise Member.DoesNotExist(f"no member {member_id}")
+    email_status, *preference, seq, hash_ = row
+    return _Held(email_status, _preference(*preference), _head(seq, hash_))
+
+
+def _preference_and_head(
+    member_id: int | None, purpose_id: int | None
+) -> tuple[Preference | None, tuple[int, str] | None]:
+    """The member's Preference for the purpose and the chain's head, in one snapshot."""
+    sql = _PREFERENCE_AND_HEAD_SQL.format(
+        preference=Preference._meta.db_table, event=ConsentEvent._meta.db_table
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [member_id, purpose_id])
+        pref_id, choice, last_event_id, seq, hash_ = cursor.fetchone()
+    return _preference(pref_id, choice, last_event_id), _head(seq, hash_)
+
+
+def _preference(pref_id: int | None, choice: str | None, last_event_id: int | None):
+    if pref_id is None:
+        return None
+    names, values = ("id", "choice", "last_event_id"), (pref_id, choice, last_event_id)
+    return Preference.from_db(connection.alias, names, values)
+
+
+def _head(seq: int | None, hash_: str | None) -> tuple[int, str] | None:
+    return (seq, hash_) if seq is not None else None
 
 
 def _preference_stands(action: Action, pref: Preference | None) -> bool:
@@ -203,9 +260,19 @@ def _event_new(head: tuple[int, str] | None, **fields: Any) -> ConsentEvent:
     return ConsentEvent(**fields)
 
 
+# The member's row (KEY SHARE: what the event's foreign key takes anyway), then the
+# ledger, as every writer takes them; then the event, unless its seq exists already
+# (appended since the head was read, or in flight: the insert waits for that one's
+# commit, then does nothing); then the Preference it leaves. Nothing is written when the
+# member is gone or the event was not inserted.
 _EVENT_WITH_PREFERENCE_SQL = """
-WITH event AS (
-    INSERT INTO {event} ({columns}) VALUES ({values}) RETURNING id
+WITH member AS MATERIALIZED (
+    SELECT id FROM {member} WHERE id = %s FOR KEY SHARE
+), ledger AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(%s) FROM member
+), event AS (
+    INSERT INTO {event} ({columns}) SELECT {values} FROM ledger
+    ON CONFLICT DO NOTHING RETURNING id
 )
 INSERT INTO {preference} (member_id, purpose_id, choice, chosen_at, last_event_id)
 SELECT %s, %s, %s, %s, id FROM event
@@ -216,10 +283,12 @@ RETURNING last_event_id
 """
 
 
-def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> None:
-    """PostgreSQL: the event and the Preference it leaves in one statement."""
+def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> bool:
+    """PostgreSQL: the event and the Preference it leaves in one statement; False when
+    the event's seq was taken (the chain moved on since its head was read)."""
     fields = [f for f in ConsentEvent._meta.concrete_fields if not f.primary_key]
     sql = _EVENT_WITH_PREFERENCE_SQL.format(
+        member=Member._meta.db_table,
         event=ConsentEvent._meta.db_table,
         preference=Preference._meta.db_table,
         columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
@@ -227,10 +296,15 @@ def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> No
     )
     values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
     chosen_at = connection.ops.adapt_datetimefield_value(event.created_at)
+    params = [event.member_id, LEDGER_LOCK_ID, *values]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, event.member_id, event.purpose_id, choice, chosen_at])
-        (event.pk,) = cursor.fetchone()
+        cursor.execute(sql, [*params, event.member_id, event.purpose_id, choice, chosen_at])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    event.pk = row[0]
     event._state.adding, event._state.db = False, connection.alias
+    return True
 
 
 def _apply(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -234,22 +234,24 @@ def preference_choose(
     user_agent: str,
     comment: str = "",
 ) -> Recorded:
-    """Object (or allow again) for a purpose: applies to the member, not to one campaign."""
-    with transaction.atomic():
-        recorded = consent_record(
-            member=member,
-            action=PREFERENCE_ACTIONS[choice],
-            source=Source.PREFERENCE_PAGE,
-            purpose=purpose,
-            notice_version_id=delivery.campaign.notice_version_id if delivery else None,
-            delivery_id=delivery.pk if delivery else None,
-            ip=ip,
-            user_agent=user_agent,
-            comment=comment.strip()[:2000],
-            metadata=_timing(delivery),
-        )
-        if recorded.created and recorded.event.action == receipts.RECEIPT_ACTION:
-            receipts.receipt_expect()  # the event itself is the receipt's outbox entry
+    """Object (or allow again) for a purpose: applies to the member, not to one campaign.
+
+    Not wrapped in a transaction: ``consent_record`` commits the choice itself (on
+    PostgreSQL in one statement, without BEGIN and COMMIT round trips)."""
+    recorded = consent_record(
+        member=member,
+        action=PREFERENCE_ACTIONS[choice],
+        source=Source.PREFERENCE_PAGE,
+        purpose=purpose,
+        notice_version_id=delivery.campaign.notice_version_id if delivery else None,
+        delivery_id=delivery.pk if delivery else None,
+        ip=ip,
+        user_agent=user_agent,
+        comment=comment.strip()[:2000],
+        metadata=_timing(delivery),
+    )
+    if recorded.created and recorded.event.action == receipts.RECEIPT_ACTION:
+        receipts.receipt_expect()  # the event itself is the receipt's outbox entry
     return recorded
 
 
