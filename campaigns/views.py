@@ -85,7 +85,7 @@ def _too_many(request: HttpRequest, language: str) -> HttpResponse:
 def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
         delivery = responses.delivery_for_token(
-            token, viewed=request.method == "GET", preferences=request.method != "POST"
+            token, viewed=request.method == "GET", page=request.method != "POST"
         )
     except BadToken:
         return _bad_link(request)

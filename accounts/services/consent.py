@@ -20,6 +20,7 @@ Two ways of writing keep it so:
   the one statement.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,9 +284,9 @@ RETURNING last_event_id
 """
 
 
-def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> bool:
-    """PostgreSQL: the event and the Preference it leaves in one statement; False when
-    the event's seq was taken (the chain moved on since its head was read)."""
+@functools.cache
+def _event_with_preference_sql() -> tuple[str, list]:
+    """The statement, and the event's fields in its column order (built once)."""
     fields = [f for f in ConsentEvent._meta.concrete_fields if not f.primary_key]
     sql = _EVENT_WITH_PREFERENCE_SQL.format(
         member=Member._meta.db_table,
@@ -294,6 +295,13 @@ def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> bo
         columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
         values=", ".join(["%s"] * len(fields)),
     )
+    return sql, fields
+
+
+def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> bool:
+    """PostgreSQL: the event and the Preference it leaves in one statement; False when
+    the event's seq was taken (the chain moved on since its head was read)."""
+    sql, fields = _event_with_preference_sql()
     values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
     chosen_at = connection.ops.adapt_datetimefield_value(event.created_at)
     params = [event.member_id, LEDGER_LOCK_ID, *values]

@@ -26,14 +26,14 @@ from campaigns.services import receipts
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
 
 
-def delivery_for_token(token: str, *, viewed: bool = False, preferences: bool = True) -> Delivery:
-    """The delivery a notice link stands for, with its member, campaign and version,
-    ``acknowledged`` (whether the member acknowledged that version) and, if asked,
-    ``preferences`` (the member's, by purpose id: what the page shows); BadToken for a
-    bad or unknown link alike. ``viewed`` (a GET) notes the first view of the page:
-    evidence, not a consent event."""
+def delivery_for_token(token: str, *, viewed: bool = False, page: bool = True) -> Delivery:
+    """The delivery a notice link stands for, with its member, campaign and version and,
+    for a ``page`` to show, ``acknowledged`` (whether the member acknowledged that
+    version) and ``preferences`` (the member's, by purpose id; both None otherwise);
+    BadToken for a bad or unknown link alike. ``viewed`` (a GET) notes the first view of
+    the page: evidence, not a consent event."""
     delivery_id = tokens.delivery_from_notice_token(token)
-    delivery = notice_delivery(delivery_id=delivery_id, viewed=viewed, preferences=preferences)
+    delivery = notice_delivery(delivery_id=delivery_id, viewed=viewed, page=page)
     if delivery is None:
         raise tokens.BadToken("unknown delivery")
     return delivery
@@ -47,16 +47,19 @@ _NOTICE_DELIVERY_SQL = """
 SELECT d.id, d.campaign_id, d.member_id, d.locale, d.sent_at, d.viewed_at,
        m.id, m.locale, m.jurisdiction, m.email_status, m.created_at,
        v.id, v.notice_id, v.number, v.default_locale, v.effective_date,
-       v.objection_deadline, v.frozen_at,
-       EXISTS (SELECT 1 FROM {event} e WHERE e.member_id = d.member_id
-               AND e.action = %(acknowledge)s AND e.notice_version_id = v.id)
-       {preferences}
+       v.objection_deadline, v.frozen_at{page}
 FROM {delivery} d
 JOIN {member} m ON m.id = d.member_id
 JOIN {campaign} c ON c.id = d.campaign_id
 JOIN {version} v ON v.id = c.notice_version_id
 WHERE d.id = %(delivery)s
 """
+# What the page shows of the member's responses, read for a page only (an objection
+# POST shows none of it): whether they acknowledged this version and, on PostgreSQL in
+# the same statement (elsewhere one more query), their preferences.
+_ACKNOWLEDGED_SQL = """,
+       EXISTS (SELECT 1 FROM {event} e WHERE e.member_id = d.member_id
+               AND e.action = %(acknowledge)s AND e.notice_version_id = v.id)"""
 # On PostgreSQL the same statement also carries the member's preferences and notes the
 # first view (a data-modifying WITH runs once, whatever the query reads of it): one
 # round trip per page view instead of three (the SELECT sees the row as it was before);
@@ -86,7 +89,7 @@ _PREFERENCE_FIELDS = ("id", "purpose_id", "choice", "chosen_at", "last_event_id"
 
 
 def notice_delivery(
-    *, delivery_id: int, viewed: bool = False, preferences: bool = True
+    *, delivery_id: int, viewed: bool = False, page: bool = True
 ) -> Delivery | None:
     one_statement = connection.vendor == "postgresql"
     tables = {
@@ -97,11 +100,12 @@ def notice_delivery(
         "version": NoticeVersion._meta.db_table,
         "preference": Preference._meta.db_table,
     }
-    with_json = one_statement and preferences
-    sql = _NOTICE_DELIVERY_SQL.format(
-        **tables, preferences=_PREFERENCES_JSON.format(**tables) if with_json else ""
-    )
-    params = {"acknowledge": Action.ACKNOWLEDGE.value, "delivery": delivery_id}
+    with_json = one_statement and page
+    shown = (_ACKNOWLEDGED_SQL + (_PREFERENCES_JSON if with_json else "")) if page else ""
+    sql = _NOTICE_DELIVERY_SQL.format(**tables, page=shown.format(**tables))
+    params = {"delivery": delivery_id}
+    if page:
+        params["acknowledge"] = Action.ACKNOWLEDGE.value
     if one_statement and viewed:
         sql = _VIEWED_MARK_SQL.format(**tables) + sql
         params["now"] = timezone.now()
@@ -117,9 +121,9 @@ def notice_delivery(
     version = _instance(NoticeVersion, _VERSION_FIELDS, row[v:a])
     delivery.campaign = _instance(Campaign, ("id", "notice_version_id"), [row[1], version.pk])
     delivery.campaign.notice_version = version
-    delivery.acknowledged = bool(row[a])
+    delivery.acknowledged = bool(row[a]) if page else None
     delivery.preferences = None
-    if preferences:
+    if page:
         rows = (
             [_instance(Preference, _PREFERENCE_FIELDS, values) for values in row[a + 1] or ()]
             if with_json
