@@ -24,8 +24,9 @@ Production-like server environment: DEBUG off, throwaway secrets for the system
 checks (SECRET_KEY, LEDGER_HMAC_KEY, ANYMAIL_WEBHOOK_SECRET, from
 ``harness.django_env``), ALLOWED_HOSTS=127.0.0.1, and REDIS_URL on a Redis database
 of this script's own (db 12, flushed at the start, every round and the end), so the
-cache (django-ratelimit's counters) and the Celery broker are Redis. Rate limiting
-stays on (two counters per POST, per link and per address) with its limits raised
+cache (the POST rate limits' counters, config.ratelimit) and the Celery broker are
+Redis. Rate limiting stays on (two counters per POST, per link and per address, one
+Redis call) with its limits raised
 through RENOTIFY_RATE_PER_IP / RENOTIFY_RATE_PER_TOKEN, so that the one-address load
 generator is not throttled. An objection kicks the receipt sender task at most once a
 second per process: those publishes to Redis stay in the path; no Celery worker runs,
