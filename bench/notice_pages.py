@@ -105,6 +105,7 @@ targets were written for. Run it when nothing else is running.
 """
 
 import argparse
+import json
 import os
 import random
 import re
@@ -542,7 +543,7 @@ def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[s
     if reused:
         _versions_freeze()
         if not _history_seeded(url):
-            timings["history_s"] = ledger_history_seed(url, members)
+            timings["history_s"] = ledger_history_seed(url)
         return True, timings
     campaign = campaign_setup.campaign_create(state="completed", throttle_per_minute=6000)
     _versions_freeze()  # after the campaign's version exists (a fresh seed made none before)
@@ -560,7 +561,7 @@ def database_setup(url: str, members: int, *, fresh: bool) -> tuple[bool, dict[s
         conn.commit()
         harness.vacuum_analyze(conn, "campaigns_delivery")
     timings["deliveries_s"] = time.perf_counter() - started
-    timings["history_s"] = ledger_history_seed(url, members)
+    timings["history_s"] = ledger_history_seed(url)
     return False, timings
 
 
@@ -569,7 +570,7 @@ def _history_seeded(url: str) -> bool:
         return conn.execute("SELECT to_regclass(%s)", [HISTORY_TABLE]).fetchone()[0] is not None
 
 
-def ledger_history_seed(url: str, members: int) -> float:
+def ledger_history_seed(url: str) -> float:
     """Write the ledger's history (a valid hash chain, as ``consent_record`` would have
     written it) and the objectors' Preference rows; note where it ends. Returns seconds."""
     from datetime import UTC, datetime, timedelta
@@ -581,10 +582,7 @@ def ledger_history_seed(url: str, members: int) -> float:
     purpose_id = Purpose.objects.get(slug=PURPOSE).pk
     ip_hash = ledger.hash_ip(HISTORY_IP)
     begin = datetime.now(UTC) - timedelta(days=2)
-    columns = (
-        "seq, member_id, purpose_id, action, source, notice_version_id, delivery_id,"
-        " created_at, ip_hash, user_agent, comment, metadata, prev_hash, hash"
-    )
+    columns = ", ".join([*ledger.HASHED_FIELDS, "prev_hash", "hash"])
     with harness.connect(url) as conn:
         conn.execute("SET session_replication_role = replica")  # TRUNCATE past the trigger
         conn.execute(
@@ -629,8 +627,9 @@ def ledger_history_seed(url: str, members: int) -> float:
                     "metadata": {},
                 }
                 event_hash = ledger.event_hash(fields, prev_hash=prev_hash)
-                # metadata ({}) goes in as JSON text
-                copy.write_row([*list(fields.values())[:-1], "{}", prev_hash, event_hash])
+                values = [fields[name] for name in ledger.HASHED_FIELDS]
+                values[-1] = json.dumps(values[-1])  # metadata goes in as JSON text
+                copy.write_row([*values, prev_hash, event_hash])
                 prev_hash = event_hash
         conn.execute(
             "INSERT INTO accounts_preference (member_id, purpose_id, choice, chosen_at,"
