@@ -71,7 +71,7 @@ def django_env(url: str | None = None) -> dict[str, str]:
         "DATABASE_URL": url or bench_database_url(),
         "DEBUG": "0",
         "SECRET_KEY": "bench-only-secret-key-not-used-anywhere-else-0123456789",
-        "LEDGER_HMAC_KEY": "bench-only-ledger-key",
+        "LEDGER_HMAC_KEY": "bench-only-ledger-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "ANYMAIL_WEBHOOK_SECRET": "bench:bench-only-webhook-secret",
         "PYTHONUNBUFFERED": "1",
     }

@@ -10,7 +10,17 @@ app.autodiscover_tasks()
 
 
 @signals.worker_init.connect
-def _refuse_insecure_worker(**kwargs) -> None:
+@signals.beat_init.connect
+def _refuse_insecure_process(**kwargs) -> None:
+    """Stop a worker or beat before it consumes or schedules anything when a production
+    check fails. Celery logs and swallows exceptions raised by signal receivers (the
+    process would go on, signing links and hashing the ledger with the wrong keys), but
+    not SystemExit, which ends the process with status 1."""
+    from django.core.exceptions import ImproperlyConfigured
+
     from config.checks import refuse_to_start_on_errors
 
-    refuse_to_start_on_errors()
+    try:
+        refuse_to_start_on_errors()
+    except ImproperlyConfigured as error:
+        raise SystemExit(f"renotify: refusing to start: {error}") from error

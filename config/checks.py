@@ -1,55 +1,92 @@
-"""System checks that keep production from starting with local-only secrets.
+"""System checks that keep production from starting with local-only or weak secrets.
 
-Django runs them before `runserver`, `migrate` and `check`; `wsgi.py`, `asgi.py`
-and the Celery worker run them too (``refuse_to_start_on_errors``), so a
-production process with a missing secret stops instead of running insecurely.
+Django runs them before `runserver`, `migrate` and `check`; `wsgi.py`, `asgi.py`,
+Celery workers and beat run them too (``refuse_to_start_on_errors``), so a
+production process with a missing, empty or weak secret stops instead of running
+insecurely.
 """
 
 from django.conf import settings
 from django.core import checks
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 TAG = "renotify"
+# 32 random bytes, as the hint's command makes them (43 URL-safe characters).
+LEDGER_KEY_MIN_LENGTH = 43
+LEDGER_KEY_MIN_UNIQUE_CHARACTERS = 16
+GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe({}))'"
 
 
 @checks.register(TAG)
 def production_secrets(app_configs, **kwargs) -> list[checks.CheckMessage]:
     if settings.DEBUG:
         return []
-    errors = []
-    if not settings.SECRET_KEY_FROM_ENV:
-        errors.append(
-            checks.Error(
-                "SECRET_KEY is not set in the environment.",
-                hint="Production (DEBUG off) needs a real secret: set SECRET_KEY, or DEBUG=1 "
-                "for local use (a key is then generated under var/).",
-                id="renotify.E001",
-            )
+    problems = [
+        _secret_key_problem(settings.SECRET_KEY_FROM_ENV),
+        _ledger_key_problem(settings.LEDGER_HMAC_KEY),
+        _webhook_secret_problem(settings.ANYMAIL.get("WEBHOOK_SECRET")),
+    ]
+    return [problem for problem in problems if problem is not None]
+
+
+def _secret_key_problem(value: str | None) -> checks.Error | None:
+    hint = (
+        "Production (DEBUG off) needs a real secret of at least "
+        f"{SECRET_KEY_MIN_LENGTH} characters; {GENERATE.format(50)} "
+        "(or DEBUG=1 for local use: a key is then generated under var/)."
+    )
+    if value is None:
+        return checks.Error(
+            "SECRET_KEY is not set in the environment.", hint=hint, id="renotify.E001"
         )
-    if not settings.LEDGER_HMAC_KEY:
-        errors.append(
-            checks.Error(
-                "LEDGER_HMAC_KEY is not set in the environment.",
-                hint="The consent ledger's hash chain is keyed by it and must never change "
-                "once events exist; set a long random value and keep it with your secrets.",
-                id="renotify.E002",
-            )
+    if not value:
+        return checks.Error("SECRET_KEY is empty.", hint=hint, id="renotify.E001")
+    if not _strong(value, SECRET_KEY_MIN_LENGTH, SECRET_KEY_MIN_UNIQUE_CHARACTERS) or (
+        value.startswith(SECRET_KEY_INSECURE_PREFIX)
+    ):
+        return checks.Error("SECRET_KEY is too weak.", hint=hint, id="renotify.E001")
+    return None
+
+
+def _ledger_key_problem(value: str) -> checks.Error | None:
+    hint = (
+        "The consent ledger's hash chain is keyed by it and must never change once events "
+        f"exist: at least 32 random bytes; {GENERATE.format(32)}, and keep it with your "
+        "secrets and backups."
+    )
+    if not value:
+        return checks.Error(
+            "LEDGER_HMAC_KEY is not set in the environment.", hint=hint, id="renotify.E002"
         )
-    if not settings.ANYMAIL.get("WEBHOOK_SECRET"):
-        errors.append(
-            checks.Error(
-                "ANYMAIL_WEBHOOK_SECRET is not set in the environment.",
-                hint="ESP tracking webhooks change delivery state and suppress addresses: "
-                "set ANYMAIL_WEBHOOK_SECRET=user:password (comma-separated to rotate) and "
-                "configure the same credentials at the ESP.",
-                id="renotify.E003",
-            )
-        )
-    return errors
+    if not _strong(value, LEDGER_KEY_MIN_LENGTH, LEDGER_KEY_MIN_UNIQUE_CHARACTERS):
+        return checks.Error("LEDGER_HMAC_KEY is too weak.", hint=hint, id="renotify.E002")
+    return None
+
+
+def _webhook_secret_problem(value: list[str] | None) -> checks.Error | None:
+    if value:
+        return None
+    return checks.Error(
+        "ANYMAIL_WEBHOOK_SECRET is not set in the environment.",
+        hint="ESP tracking webhooks change delivery state and suppress addresses: "
+        "set ANYMAIL_WEBHOOK_SECRET=user:password (comma-separated to rotate) and "
+        "configure the same credentials at the ESP.",
+        id="renotify.E003",
+    )
+
+
+def _strong(value: str, min_length: int, min_unique: int) -> bool:
+    return len(value) >= min_length and len(set(value)) >= min_unique
 
 
 def refuse_to_start_on_errors() -> None:
-    """Raise when any Renotify check fails: called by the wsgi/asgi entry points and workers."""
+    """Raise when any Renotify check fails: called by the wsgi/asgi entry points, Celery
+    workers and beat."""
     failed = [m for m in checks.run_checks(tags=[TAG]) if m.is_serious()]
     if failed:
         raise ImproperlyConfigured("; ".join(f"{m.id}: {m.msg} {m.hint}" for m in failed))

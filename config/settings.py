@@ -32,8 +32,10 @@ def _local_secret(name: str) -> str:
     return path.read_text().strip()
 
 
-SECRET_KEY_FROM_ENV = "SECRET_KEY" in os.environ
-SECRET_KEY = env("SECRET_KEY", default=None) or _local_secret("secret_key")
+# The environment's value as given (None when unset), for production's checks
+# (config.checks): an empty or weak key is refused there, not quietly replaced.
+SECRET_KEY_FROM_ENV: str | None = os.environ.get("SECRET_KEY")  # env() reads "" as unset
+SECRET_KEY = SECRET_KEY_FROM_ENV or _local_secret("secret_key")
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 # Key of the consent ledger's HMAC hash chain. It must never change once events

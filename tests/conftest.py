@@ -55,7 +55,7 @@ def purpose(db):
 @pytest.fixture(autouse=True)
 def _isolated_settings(settings, tmp_path):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.LEDGER_HMAC_KEY = "test-ledger-key"
+    settings.LEDGER_HMAC_KEY = "test-ledger-key-0123456789-abcdefghijklmnopqrstuvwxyz"
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ["test:webhook-secret"]}
 
 

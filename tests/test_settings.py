@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,8 @@ def run_check(tmp_path, **env_overrides) -> subprocess.CompletedProcess:
 
 
 PRODUCTION_SECRETS = {
-    "SECRET_KEY": "x" * 60,
-    "LEDGER_HMAC_KEY": "y" * 40,
+    "SECRET_KEY": "Wq3vJm8sXe2LpRk7TyN4bHc9FgZu6DaQ1oVi5MwEr0xtKj2nYs8hPl3fUd7gCz4B",
+    "LEDGER_HMAC_KEY": "pT5xQw2rLm9vZk3jHs7Nc4Ye8BfDu1Ga6XoRi0Kt3Wq",
     "ANYMAIL_WEBHOOK_SECRET": "esp:" + "z" * 30,
 }
 
@@ -102,3 +103,68 @@ def test_postgresql_statements_are_prepared_unless_turned_off(tmp_path):
         "prepare_threshold": 5,
     }
     assert database_options(tmp_path, DATABASE_URL=url, DB_PREPARED_STATEMENTS="0") == {}
+
+
+def production_env(tmp_path, **overrides) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "LEDGER_HMAC_KEY", "ANYMAIL_WEBHOOK_SECRET", "DATABASE_URL"}
+        and k != "REDIS_URL"
+    }
+    env.update(RENOTIFY_VAR_DIR=str(tmp_path), DEBUG="0", **overrides)
+    return env
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker", "--pool=solo", "--without-mingle", "--without-gossip"],
+        ["worker", "--concurrency=2", "--without-mingle", "--without-gossip"],
+        ["beat", "--schedule", "{tmp}/beat-schedule"],
+    ],
+    ids=["worker-solo", "worker-prefork", "beat"],
+)
+def test_celery_refuses_to_start_without_secrets(tmp_path, command):
+    """Celery swallows exceptions raised by signal handlers: a worker that only raised
+    said "ready" and ran tasks with a per-host key. It must exit before consuming."""
+    args = [part.replace("{tmp}", str(tmp_path)) for part in command]
+    log = tmp_path / "celery.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args, "--loglevel=INFO"],
+            cwd=ROOT,
+            env=production_env(tmp_path),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            returncode = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            returncode = None
+    output = log.read_text()
+    assert returncode not in (None, 0), output
+    assert "renotify.E001" in output and "renotify.E002" in output
+    assert "ready." not in output and "Scheduler: Sending" not in output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "check_id", "message"),
+    [
+        ("SECRET_KEY", "", "E001", "SECRET_KEY is empty"),
+        ("SECRET_KEY", "short-key", "E001", "SECRET_KEY is too weak"),
+        ("SECRET_KEY", "ab" * 40, "E001", "SECRET_KEY is too weak"),
+        ("LEDGER_HMAC_KEY", "", "E002", "LEDGER_HMAC_KEY is not set"),
+        ("LEDGER_HMAC_KEY", "k", "E002", "LEDGER_HMAC_KEY is too weak"),
+        ("LEDGER_HMAC_KEY", "a" * 64, "E002", "LEDGER_HMAC_KEY is too weak"),
+    ],
+)
+def test_production_refuses_empty_and_weak_secrets(tmp_path, variable, value, check_id, message):
+    result = run_check(tmp_path, DEBUG="0", **{**PRODUCTION_SECRETS, variable: value})
+    assert result.returncode != 0
+    assert f"renotify.{check_id}" in result.stderr
+    assert message in result.stderr
+    assert "secrets.token_urlsafe" in result.stderr  # the hint says how to make one
