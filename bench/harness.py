@@ -73,6 +73,7 @@ def django_env(url: str | None = None) -> dict[str, str]:
         "SECRET_KEY": "bench-only-secret-key-not-used-anywhere-else-0123456789",
         "LEDGER_HMAC_KEY": "bench-only-ledger-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         "ANYMAIL_WEBHOOK_SECRET": "bench:bench-only-webhook-secret",
+        "RENOTIFY_WEBHOOK_ESPS": "postmark,sendgrid",
         "PYTHONUNBUFFERED": "1",
     }
 

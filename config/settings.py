@@ -301,3 +301,16 @@ RENOTIFY_MACHINE_SECONDS = env.int("RENOTIFY_MACHINE_SECONDS", default=10)
 # Webhook basic-auth credentials, "user:password", comma-separated so that a new
 # secret can be added before the old one is removed (rotation).
 ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])
+
+
+def _anymail_esp(backend: str) -> list[str]:
+    """["postmark"] for "anymail.backends.postmark.EmailBackend"; [] for other backends."""
+    parts = backend.split(".")
+    return [parts[2]] if len(parts) == 4 and parts[:2] == ["anymail", "backends"] else []
+
+
+# ESPs whose tracking webhooks accept events, as anymail's URLs name them (postmark,
+# sendgrid, mailgun, amazon_ses...); the others answer 404 before reading anything.
+RENOTIFY_WEBHOOK_ESPS = env.list(
+    "RENOTIFY_WEBHOOK_ESPS", default=_anymail_esp(globals().get("EMAIL_BACKEND", ""))
+)

@@ -1,7 +1,7 @@
 """Real ESP payloads, posted through the real webhook URLs with basic auth."""
 
 import json
-from base64 import b64encode
+from base64 import b64decode, b64encode
 from datetime import timedelta
 from pathlib import Path
 
@@ -66,6 +66,7 @@ def esp_settings(settings):
         "MAILGUN_WEBHOOK_SIGNING_KEY": "TEST_WEBHOOK_SIGNING_KEY",
         "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": False,
     }
+    settings.RENOTIFY_WEBHOOK_ESPS = list(ESP)
 
 
 @pytest.fixture
@@ -203,3 +204,104 @@ def test_an_event_for_another_systems_mail_is_an_orphan(delivery):
 def test_ses_subscription_confirmation_makes_no_event(delivery):
     assert post("amazon_ses/sns_subscription_confirmation", delivery).status_code == 200
     assert not DeliveryEvent.objects.exists()
+
+
+def basic(auth: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": "Basic " + b64encode(auth.encode()).decode()}
+
+
+@pytest.mark.parametrize("auth", ["test:wrong", None])
+def test_ses_checks_credentials_before_it_reads_the_body(delivery, auth):
+    """anymail's SES view parses the SNS JSON before basic auth: a JSON array with wrong
+    credentials was kept as an "unparseable payload" and answered 200."""
+    junk = json.dumps([{"x": "y" * 1000}] * 10)
+    headers = basic(auth) if auth else {}
+    response = Client().post(
+        "/anymail/amazon_ses/tracking/",
+        data=junk,
+        content_type="text/plain; charset=UTF-8",
+        HTTP_X_AMZ_SNS_MESSAGE_TYPE="Notification",
+        **headers,
+    )
+    assert response.status_code == (400 if auth else 401)
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_ses_asks_for_credentials_as_sns_needs(delivery):
+    response = post("amazon_ses/sns_delivery", delivery, auth=None)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Basic ")
+
+
+@pytest.mark.parametrize("esp", list(DELIVERED_PAYLOAD))
+def test_a_refused_request_logs_one_warning_without_a_traceback(delivery, esp, caplog):
+    caplog.set_level("INFO")
+    response = post(DELIVERED_PAYLOAD[esp], delivery, auth="test:wrong")
+    assert response.status_code == 400
+    assert [r.levelname for r in caplog.records if r.levelno >= 30] == ["WARNING"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_forged_mailgun_signature_logs_one_warning_without_a_traceback(delivery, caplog):
+    data = json.loads(body("mailgun/delivered", delivery))
+    data["signature"]["signature"] = "0" * 64
+    response = Client().post(
+        "/anymail/mailgun/tracking/",
+        data=json.dumps(data),
+        content_type="application/json",
+        **basic(GOOD),
+    )
+    assert response.status_code == 400
+    assert [r.levelname for r in caplog.records if r.levelno >= 30] == ["WARNING"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_only_configured_esps_accept_events(delivery, settings):
+    settings.RENOTIFY_WEBHOOK_ESPS = ["postmark"]
+    assert post("postmark/delivery", delivery).status_code == 200
+    assert post("sendgrid/delivered", delivery).status_code == 404
+    assert post("amazon_ses/sns_delivery", delivery).status_code == 404
+    assert DeliveryEvent.objects.count() == 1
+
+
+def test_webhooks_refuse_everything_while_no_secret_is_set(delivery, settings):
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": []}
+    assert post("postmark/delivery", delivery).status_code == 400
+    assert post("postmark/delivery", delivery, auth=None).status_code == 401
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_our_own_errors_are_500_not_unparseable_payloads(delivery, monkeypatch):
+    """Only anymail's parse failures are the ESP's fault; a bug of ours must be retried."""
+    from campaigns import webhooks
+
+    def broken(event, esp):
+        raise KeyError("a bug in our receiver")
+
+    monkeypatch.setattr(webhooks, "event_row", broken)
+    client = Client(raise_request_exception=False)
+    response = client.post(
+        "/anymail/postmark/tracking/",
+        data=body("postmark/delivery", delivery),
+        content_type="application/json",
+        **basic(GOOD),
+    )
+    assert response.status_code == 500
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_a_body_with_nul_bytes_is_kept_whole(delivery):
+    raw = b'{"RecordType": "Deli\x00very"' + b"\x00" + b"}"
+    response = Client().post(
+        "/anymail/postmark/tracking/", data=raw, content_type="application/json", **basic(GOOD)
+    )
+    assert response.status_code == 200
+    kept = DeliveryEvent.objects.get()
+    assert kept.event_type == "unparsed"
+    assert b64decode(kept.raw["body_base64"]) == raw
+    # the same body again is a duplicate, not a second row or an error
+    again = Client().post(
+        "/anymail/postmark/tracking/", data=raw, content_type="application/json", **basic(GOOD)
+    )
+    assert again.status_code == 200
+    assert DeliveryEvent.objects.count() == 1

@@ -8,6 +8,7 @@ for, so the final state does not depend on the order events arrive in (ESPs
 retry, batch and reorder). Milestones keep the earliest time seen.
 """
 
+import base64
 import hashlib
 import json
 import logging
@@ -250,15 +251,19 @@ def _json_default(value: Any) -> str:
 def unparsed_store(*, esp: str, body: bytes, problem: str) -> None:
     """Keep a payload the webhook could not parse, so nothing an ESP sent is lost."""
     digest = hashlib.sha256(body).hexdigest()
-    text = body.decode("utf-8", errors="replace")
+    # PostgreSQL text and jsonb cannot hold NUL: such a body is kept exactly, as base64.
+    if b"\x00" in body:
+        raw = {"body_base64": base64.b64encode(body[:100_000]).decode()}
+    else:
+        raw = {"body": body.decode("utf-8", errors="replace")[:100_000]}
     DeliveryEvent.objects.bulk_create(
         [
             DeliveryEvent(
                 esp=esp[:32],
                 event_key=f"unparsed:{digest}",
                 event_type="unparsed",
-                description=problem[:2000],
-                raw={"body": text[:100_000]},
+                description=problem.replace("\x00", "\\x00")[:2000],
+                raw=raw,
                 processed_at=timezone.now(),
                 is_orphan=True,
             )
