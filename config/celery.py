@@ -1,11 +1,13 @@
 import os
 
 from celery import Celery, signals
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("renotify")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(getattr(settings, "REDBEAT_SETTINGS", {}))
 app.autodiscover_tasks()
 
 

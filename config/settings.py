@@ -173,6 +173,20 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+if REDIS_URL:
+    # One active beat per deployment: RedBeat keeps the schedule in Redis and holds a
+    # lock there, refreshed every tick. A second beat (a rolling deploy, a mistake)
+    # waits for the lock and takes over only when the first stops refreshing it.
+    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+    _beat_lock_seconds = env.int("RENOTIFY_BEAT_LOCK_SECONDS", default=60)
+    CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, _beat_lock_seconds // 5)
+    # RedBeat reads its settings by their own names: config.celery adds these as they are.
+    REDBEAT_SETTINGS = {
+        "redbeat_redis_url": REDIS_URL,
+        "redbeat_redis_options": {},
+        "redbeat_key_prefix": env("RENOTIFY_BEAT_KEY_PREFIX", default="renotify:beat:"),
+        "redbeat_lock_timeout": _beat_lock_seconds,
+    }
 CELERY_BEAT_SCHEDULE = {
     "start-due-campaigns": {"task": "campaigns.tasks.campaigns_start_due", "schedule": 60.0},
     "reconcile-deliveries": {

@@ -1,0 +1,113 @@
+"""A second beat is harmless: one holds the lock in Redis and schedules; the other waits."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.integration.conftest import ROOT, stop, wait_for, worker_env
+from tests.integration.support import _queue_remove
+
+pytestmark = pytest.mark.integration
+
+# Beat as production runs it, with one fast job on a queue of the test's own, so
+# that every message either beat publishes can be counted.
+BEAT_MAIN = """\
+import sys
+from config.celery import app
+queue, schedule_file = sys.argv[1], sys.argv[2]
+app.conf.task_default_queue = queue
+app.conf.beat_schedule = {
+    "tick": {"task": "campaigns.tasks.delivery_events_process", "schedule": 1.0},
+}
+app.start(["beat", "--loglevel=INFO", "--schedule", schedule_file])
+"""
+INTERVAL = 1.0
+LOCK_SECONDS = 4
+
+
+class Beat:
+    def __init__(self, name: str, *, queue: str, prefix: str, log_dir: Path) -> None:
+        self.log = log_dir / f"beat-{name}.log"
+        env = worker_env(
+            log_dir,
+            RENOTIFY_BEAT_KEY_PREFIX=prefix,
+            RENOTIFY_BEAT_LOCK_SECONDS=str(LOCK_SECONDS),
+        )
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", BEAT_MAIN, queue, str(log_dir / f"schedule-{name}")],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def sent(self) -> int:
+        return self.log.read_text().count("Sending due task tick")
+
+
+@pytest.fixture
+def beats(services, tmp_path):
+    queue = f"renotify-test-beat-{uuid.uuid4().hex[:10]}"
+    prefix = f"renotify-test-beat-{uuid.uuid4().hex[:10]}"
+    started: list[Beat] = []
+
+    def start(name: str) -> Beat:
+        beat = Beat(name, queue=queue, prefix=prefix, log_dir=tmp_path)
+        started.append(beat)
+        return beat
+
+    def published() -> int:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            return client.llen(queue)
+        finally:
+            client.close()
+
+    try:
+        yield start, published
+    finally:
+        for beat in started:
+            stop(beat.process)
+        _queue_remove(queue)
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+def test_two_beats_publish_each_tick_once(beats):
+    start, published = beats
+    first, second = start("first"), start("second")
+    wait_for(lambda: first.sent() + second.sent() >= 3, timeout=60, what="the first ticks")
+    began, at_start = time.monotonic(), published()
+    time.sleep(10)
+    elapsed, ticks = time.monotonic() - began, published() - at_start
+
+    assert min(first.sent(), second.sent()) == 0, "both beats scheduled"
+    assert ticks <= elapsed / INTERVAL + 2, f"{ticks} messages in {elapsed:.1f}s"
+    assert ticks >= elapsed / INTERVAL - 3
+
+
+def test_the_waiting_beat_takes_over_when_the_active_one_dies(beats):
+    start, _ = beats
+    first = start("first")
+    wait_for(lambda: first.sent() >= 2, timeout=60, what="the first beat's ticks")
+    second = start("second")
+    time.sleep(3)
+    assert second.sent() == 0
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait(timeout=10)
+    wait_for(lambda: second.sent() >= 2, timeout=LOCK_SECONDS * 5, what="the take-over")
