@@ -7,8 +7,12 @@ Every assertion runs unchanged on SQLite (Python's csv writer) and on PostgreSQL
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -294,3 +298,29 @@ def test_unknown_purpose_is_refused_and_no_file_is_written(population, tmp_path,
             call_command(*args, stderr=io.StringIO())
         assert str(refused.value) == f"unknown purpose {slug!r} (known: ai-training)"
         assert not path.exists()
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_export_quietly(tmp_path):
+    """``export_suppressions ... | head`` ended with a BrokenPipeError traceback."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}},
+        "DEBUG": "1",
+        "RENOTIFY_VAR_DIR": str(tmp_path),
+    }
+    manage = [sys.executable, "manage.py"]
+    root = Path(__file__).resolve().parent.parent
+    for command in (["migrate", "--noinput", "-v0"], ["seed_demo"]):
+        subprocess.run([*manage, *command], cwd=root, env=env, check=True, capture_output=True)
+    export = subprocess.Popen(
+        [*manage, "export_suppressions", "--purpose", "ai-training"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert export.stdout is not None and export.stderr is not None
+    assert export.stdout.readline().startswith(b"external_id,")
+    export.stdout.close()  # as `head -n 1` does
+    errors = export.stderr.read().decode()
+    assert export.wait(timeout=120) == 141
+    assert errors == ""

@@ -1,3 +1,4 @@
+import os
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
@@ -29,5 +30,16 @@ class Command(BaseCommand):
                 count = suppressions_export(purpose=chosen, out=out, fmt=format)
             self.stderr.write(f"wrote {count} suppressed member(s) to {output}")
         else:
-            suppressions_export(purpose=chosen, out=sys.stdout.buffer, fmt=format)
-            sys.stdout.buffer.flush()
+            try:
+                suppressions_export(purpose=chosen, out=sys.stdout.buffer, fmt=format)
+                sys.stdout.buffer.flush()
+            except BrokenPipeError:
+                _end_quietly_on_closed_pipe()
+
+
+def _end_quietly_on_closed_pipe() -> None:
+    """The reader went away (``| head``): stop as a process killed by SIGPIPE would
+    (status 141), without a traceback, and with nothing left to flush at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + 13)
