@@ -308,6 +308,13 @@ def test_an_unreachable_sink_is_recorded_and_logged_and_the_check_still_counts(
     assert "head sink" in caplog.text
 
 
+def test_plain_http_to_another_host_is_refused(people, settings, caplog):
+    settings.RENOTIFY_LEDGER_HEAD_SINK = "http://heads.example.com/ledger"
+    check = LedgerCheck.objects.get(pk=tasks.ledger_head_verify())
+    assert check.intact
+    assert "use https://" in check.sink_error
+
+
 def test_a_hung_sink_gives_up_after_the_timeout(people, settings):
     with socket.socket() as listener:  # accepts connections, never answers
         listener.bind(("127.0.0.1", 0))

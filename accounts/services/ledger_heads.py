@@ -13,7 +13,8 @@ The sink is ``RENOTIFY_LEDGER_HEAD_SINK``:
 - a file path: one JSON line appended per check (and fsynced);
 - ``syslog:`` (``/dev/log``, else localhost:514), ``syslog:/path/to/socket`` or
   ``syslog:host:port`` (UDP), through Python's SysLogHandler;
-- an ``https://`` URL: the JSON is POSTed, with a short timeout.
+- an ``https://`` URL: the JSON is POSTed, with a short timeout (``http://`` only
+  to this host, e.g. a local relay).
 
 Checks run in workers and commands, never in a member's request. A sink that fails
 does not fail the check: the error is logged and recorded on the check.
@@ -22,6 +23,7 @@ does not fail the check: the error is logged and recorded on the check.
 import json
 import logging
 import os
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -60,7 +62,8 @@ def ledger_head_export(*, seq: int, hash_: str, checked_at: datetime, intact: bo
     kind, write = _writer(sink)
     try:
         write(sink, line)
-    except OSError as error:  # urllib's errors, timeouts and socket errors are OSErrors
+    # urllib's errors, timeouts and socket errors are OSErrors; a malformed sink, ValueError
+    except (OSError, ValueError) as error:
         # The sink's kind only: a URL may carry a token.
         logger.error("ledger head sink (%s) failed at seq %d: %s", kind, seq, error)
         return f"{kind}: {error}"[:300]
@@ -82,7 +85,14 @@ def _file_append(path: str, line: str) -> None:
         os.fsync(sink.fileno())
 
 
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 def _http_post(url: str, line: str) -> None:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https" and parsed.hostname not in LOOPBACK:
+        # The head would travel in the clear, and anyone on the path could answer for the sink.
+        raise ValueError("plain http is only for a sink on this host: use https://")
     request = urllib.request.Request(
         url,
         data=line.encode(),
