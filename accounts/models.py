@@ -282,7 +282,9 @@ class LedgerCheck(AppendOnlyModel):
         indexes = [
             # The frequent head check starts from the furthest verified head.
             models.Index(
-                fields=["-head_seq"], condition=models.Q(intact=True), name="ledgercheck_head_idx"
+                fields=["-head_seq", "-id"],
+                condition=models.Q(intact=True),
+                name="ledgercheck_head_idx",
             )
         ]
 

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from accounts import tasks
+from accounts import ledger, tasks
 from accounts.models import Action, ConsentEvent, LedgerCheck, Member, Source
 from accounts.services.consent import consent_record
 from tests.factories import MemberFactory
@@ -194,6 +194,23 @@ def test_the_head_check_finds_the_verified_head_replaced(people, purpose):
     assert "changed" in check.detail
 
 
+def test_a_head_check_during_the_nightly_walk_is_no_cut_tail(people, purpose, monkeypatch):
+    """The walk reads a snapshot; a head check recorded meanwhile saw later events."""
+    tasks.ledger_head_verify()
+    walk = ledger.chain_verify
+
+    def walk_while_choices_arrive(events, **kwargs):
+        verdict = walk(events, **kwargs)
+        monkeypatch.setattr(ledger, "chain_verify", walk)  # the head check walks plainly
+        more_events(purpose, 2)
+        assert LedgerCheck.objects.get(pk=tasks.ledger_head_verify()).head_seq == 7
+        return verdict
+
+    monkeypatch.setattr(ledger, "chain_verify", walk_while_choices_arrive)
+    check = LedgerCheck.objects.get(pk=tasks.ledger_verify())
+    assert (check.intact, check.head_seq) == (True, 5)
+
+
 def test_the_first_head_check_walks_the_whole_chain(people):
     check = LedgerCheck.objects.get(pk=tasks.ledger_head_verify())
     assert (check.intact, check.events_checked, check.head_seq) == (True, 5, 5)
@@ -247,6 +264,22 @@ def test_against_finds_a_recorded_head_whose_event_changed(people, purpose, sink
     more_events(purpose, 1)  # a new event 5, with another hash
     with pytest.raises(CommandError, match="broken at sequence number 5"):
         call_command("verify_ledger", "--against", str(sink_file))
+
+
+def test_against_reads_heads_from_syslog_lines(people, tmp_path, capsys):
+    head = ConsentEvent.objects.get(seq=5)
+    collected = tmp_path / "syslog"
+    collected.write_text(
+        "Dec  3 03:17:02 web1 CRON[812]: (root) CMD (run-parts /etc/cron.hourly)\n"
+        f'Dec  3 03:17:05 web1 renotify-ledger-head: {{"seq":5,"hash":"{head.hash}",'
+        '"checked_at":"2026-12-03T03:17:05+00:00","intact":true}\n'
+    )
+    call_command("verify_ledger", "--against", str(collected))
+    assert "1 recorded heads agree" in capsys.readouterr().out
+
+    cut_the_tail(4, checks_too=True)
+    with pytest.raises(CommandError, match="broken at sequence number 5"):
+        call_command("verify_ledger", "--against", str(collected))
 
 
 def test_against_a_missing_file_is_an_error(people, tmp_path):

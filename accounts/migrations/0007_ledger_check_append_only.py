@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
             model_name="ledgercheck",
             index=models.Index(
                 condition=models.Q(("intact", True)),
-                fields=["-head_seq"],
+                fields=["-head_seq", "-id"],
                 name="ledgercheck_head_idx",
             ),
         ),

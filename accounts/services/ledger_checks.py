@@ -27,9 +27,11 @@ def ledger_check_run(*, recorded_heads: Sequence[RecordedHead] = ()) -> LedgerCh
     """Walk the whole chain, then compare its head with the furthest verified head and
     with ``recorded_heads`` (read from a sink), so that cutting events off the end of
     the ledger is detected as well."""
+    # Read before the walk: a head check recorded during a long walk has seen events the
+    # walk's snapshot has not, which would look like a cut tail.
+    previous = _furthest_verified()
     verdict = ledger.chain_verify(_events(after_seq=0))
     broken, detail = verdict.first_broken_seq, verdict.problem
-    previous = _furthest_verified()
     if broken is None and previous and not _still_holds(previous, verdict):
         broken = min(previous.head_seq, verdict.head_seq + 1)
         detail = f"event {previous.head_seq}, {_verified_on(previous)}, is gone or changed"

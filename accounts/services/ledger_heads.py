@@ -134,16 +134,17 @@ def _syslog_send(sink: str, line: str) -> None:
 
 
 def ledger_heads_read(lines: Iterable[str]) -> list[RecordedHead]:
-    """The heads in a sink file: its JSON lines, or syslog lines carrying the tag.
+    """The heads in a sink file: its JSON lines, or the lines carrying the tag in a file
+    syslog wrote (other programs' lines there are skipped).
 
-    Raises ValueError naming the first line that is neither.
+    Raises ValueError naming the first head that does not parse.
     """
     heads = []
     for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line:
-            continue
+        line = raw.strip().rstrip("\x00")  # SysLogHandler ends each message with a NUL
         _, tagged, after = line.partition(f"{SYSLOG_TAG}: ")
+        if not tagged and not line.startswith("{"):
+            continue
         try:
             head = json.loads(after if tagged else line)
             heads.append(RecordedHead(int(head["seq"]), str(head["hash"]), head["checked_at"]))
