@@ -5,11 +5,11 @@ it verified to the sink (``ledger_heads``):
 
 - the **full** walk (nightly, and ``verify_ledger``) verifies every event from
   genesis, then that the furthest head ever verified is still there;
-- the **head** check (every few minutes) starts from the furthest verified head:
-  that event must still have the hash recorded for it (the chain then vouches for
-  everything before it), and the events since must chain on from it. Events added
-  after one check and cut before the next are noticed, because the first check
-  recorded them as the head.
+- the **head** check (every few minutes) guards the tail, cheaply: the event at the
+  furthest verified head must still have the hash recorded for it, and the events
+  since must chain on from it. Events added after one check and cut before the next
+  are noticed, because the first check recorded them as the head. It does not read
+  older events again: changes to those are the full walk's to find.
 """
 
 from collections.abc import Iterator, Sequence
@@ -80,8 +80,8 @@ def _events(*, after_seq: int) -> Iterator[dict[str, Any]]:
 
 
 def _furthest_verified() -> LedgerCheck | None:
-    """The intact check with the furthest head: if its event still has the recorded hash,
-    the chain vouches for every event before it."""
+    """The intact check with the furthest head: the furthest point the ledger is known
+    to have reached, which it must never fall short of again."""
     return LedgerCheck.objects.filter(intact=True).order_by("-head_seq", "-pk").first()
 
 
