@@ -218,7 +218,17 @@ class ConsentEventAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerCheck)
 class LedgerCheckAdmin(ReadOnlyAdmin):
-    list_display = ["checked_at", "intact", "events_checked", "first_broken_seq", "detail"]
+    list_display = [
+        "checked_at",
+        "kind",
+        "intact",
+        "events_checked",
+        "head_seq",
+        "first_broken_seq",
+        "detail",
+        "sink_error",
+    ]
+    list_filter = ["kind", "intact"]
 
 
 @admin.register(JurisdictionPolicyChange)

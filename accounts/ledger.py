@@ -76,10 +76,17 @@ class ChainVerdict:
         return self.first_broken_seq is None
 
 
-def chain_verify(events: Iterable[Mapping[str, Any]]) -> ChainVerdict:
-    """Walk events in ``seq`` order (dicts with HASHED_FIELDS, prev_hash, hash)."""
+def chain_verify(
+    events: Iterable[Mapping[str, Any]], *, after_seq: int = 0, after_hash: str = GENESIS_HASH
+) -> ChainVerdict:
+    """Walk events in ``seq`` order (dicts with HASHED_FIELDS, prev_hash, hash).
+
+    From genesis by default; given an event already verified (``after_seq``,
+    ``after_hash``), the walk starts at the event after it: the hashes chain every
+    event up to it, so only what came since needs walking.
+    """
     key = ledger_key()
-    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    expected_seq, prev_hash, checked = after_seq + 1, after_hash, 0
     for event in events:
         problem = ""
         if event["seq"] != expected_seq:

@@ -184,15 +184,37 @@ class Source(models.TextChoices):
     ESP = "esp", "Email provider event"
 
 
+def _refusal(model: type[models.Model], verb: str) -> str:
+    return f"The consent ledger is append-only: {model._meta.verbose_name_plural} cannot be {verb}."
+
+
 class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        raise TypeError("The consent ledger is append-only: events cannot be updated.")
+        raise TypeError(_refusal(self.model, "updated"))
 
     def delete(self):
-        raise TypeError("The consent ledger is append-only: events cannot be deleted.")
+        raise TypeError(_refusal(self.model, "deleted"))
 
 
-class ConsentEvent(models.Model):
+class AppendOnlyModel(models.Model):
+    """Rows are added, never changed or deleted: the model and its querysets refuse, and
+    database triggers (migrations accounts 0002 and 0007) refuse raw SQL too."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise TypeError(_refusal(type(self), "changed"))
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError(_refusal(type(self), "deleted"))
+
+
+class ConsentEvent(AppendOnlyModel):
     """One entry of the append-only, HMAC hash-chained consent ledger.
 
     Written only by ``accounts.services.consent.consent_record``. Database
@@ -222,8 +244,6 @@ class ConsentEvent(models.Model):
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, editable=False)
 
-    objects = AppendOnlyQuerySet.as_manager()
-
     class Meta:
         ordering = ["-seq"]
         indexes = [models.Index(fields=["member", "seq"], name="consent_member_seq_idx")]
@@ -231,30 +251,42 @@ class ConsentEvent(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.action}"
 
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise TypeError("The consent ledger is append-only: events cannot be changed.")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
-        raise TypeError("The consent ledger is append-only: events cannot be deleted.")
+class CheckKind(models.TextChoices):
+    FULL = "full", "Whole chain"
+    HEAD = "head", "Since the last verified head"
 
 
-class LedgerCheck(models.Model):
-    """Result of one verification of the ledger's hash chain (nightly and on demand)."""
+class LedgerCheck(AppendOnlyModel):
+    """Result of one verification of the ledger's hash chain.
+
+    Append-only like the ledger itself: a check that could be deleted would let whoever
+    cuts the ledger's tail erase the record that the tail existed.
+    """
 
     checked_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=8, choices=CheckKind.choices, default=CheckKind.FULL)
     events_checked = models.BigIntegerField()
     intact = models.BooleanField()
     first_broken_seq = models.BigIntegerField(null=True, blank=True)
-    # The chain's last event when checked: a later check that no longer finds it
-    # knows events were cut off the end, which the chain alone cannot show.
+    # The last event this check verified: a later check that no longer finds it knows
+    # events were cut off the end, which the chain alone cannot show.
     head_seq = models.BigIntegerField(default=0)
     head_hash = models.CharField(max_length=64, blank=True)
     detail = models.CharField(max_length=500, blank=True)
+    # Why the head could not be exported (RENOTIFY_LEDGER_HEAD_SINK); empty when it was.
+    sink_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-checked_at"]
+        indexes = [
+            # The frequent head check starts from the furthest verified head.
+            models.Index(
+                fields=["-head_seq", "-id"],
+                condition=models.Q(intact=True),
+                name="ledgercheck_head_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{'intact' if self.intact else 'BROKEN'} at {self.checked_at:%Y-%m-%d %H:%M}"

@@ -4,17 +4,33 @@ import logging
 
 from celery import shared_task
 
-from accounts.services.ledger_checks import ledger_check_run
+from accounts.models import LedgerCheck
+from accounts.services.ledger_checks import ledger_check_run, ledger_head_check_run
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task
 def ledger_verify() -> int:
-    """Nightly (beat) verification of the consent ledger; returns the LedgerCheck id."""
-    check = ledger_check_run()
+    """Nightly (beat) verification of the whole consent ledger; returns the LedgerCheck id."""
+    return _logged(ledger_check_run())
+
+
+@shared_task
+def ledger_head_verify() -> int:
+    """Frequent (beat) check of the events since the last verified head; returns the
+    LedgerCheck id."""
+    return _logged(ledger_head_check_run())
+
+
+def _logged(check: LedgerCheck) -> int:
     if check.intact:
-        logger.info("consent ledger intact: %d events", check.events_checked)
+        logger.info(
+            "consent ledger intact (%s check): %d events, head %d",
+            check.kind,
+            check.events_checked,
+            check.head_seq,
+        )
     else:
         logger.error("consent ledger BROKEN at event %s: %s", check.first_broken_seq, check.detail)
     return check.pk

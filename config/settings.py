@@ -187,6 +187,10 @@ if REDIS_URL:
         "redbeat_key_prefix": env("RENOTIFY_BEAT_KEY_PREFIX", default="renotify:beat:"),
         "redbeat_lock_timeout": _beat_lock_seconds,
     }
+# The consent ledger's head is checked this often (from the last verified head on,
+# cheap); the whole chain is walked nightly.
+
+RENOTIFY_LEDGER_HEAD_CHECK_SECONDS = env.float("RENOTIFY_LEDGER_HEAD_CHECK_SECONDS", default=300.0)
 CELERY_BEAT_SCHEDULE = {
     "start-due-campaigns": {"task": "campaigns.tasks.campaigns_start_due", "schedule": 60.0},
     "reconcile-deliveries": {
@@ -208,6 +212,10 @@ CELERY_BEAT_SCHEDULE = {
     "verify-consent-ledger": {
         "task": "accounts.tasks.ledger_verify",
         "schedule": crontab(hour=3, minute=17),
+    },
+    "verify-consent-ledger-head": {
+        "task": "accounts.tasks.ledger_head_verify",
+        "schedule": RENOTIFY_LEDGER_HEAD_CHECK_SECONDS,
     },
 }
 
@@ -312,6 +320,11 @@ RENOTIFY_MESSAGE_ID_DOMAIN = env(
 )
 # Opens and clicks sooner than this after sending are a link scanner, not a person.
 RENOTIFY_MACHINE_SECONDS = env.int("RENOTIFY_MACHINE_SECONDS", default=10)
+# Where each ledger check also writes the head it verified, out of the database's
+# reach: a file path (JSON lines appended), "syslog:" (or "syslog:/dev/log",
+# "syslog:host:port") or an https:// URL (JSON POSTed). Empty: nowhere.
+RENOTIFY_LEDGER_HEAD_SINK = env("RENOTIFY_LEDGER_HEAD_SINK", default="")
+RENOTIFY_LEDGER_HEAD_SINK_TIMEOUT = env.float("RENOTIFY_LEDGER_HEAD_SINK_TIMEOUT", default=5.0)
 # Webhook basic-auth credentials, "user:password", comma-separated so that a new
 # secret can be added before the old one is removed (rotation).
 ANYMAIL["WEBHOOK_SECRET"] = env.list("ANYMAIL_WEBHOOK_SECRET", default=[])

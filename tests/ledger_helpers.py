@@ -11,10 +11,14 @@ SQLITE_TRIGGERS = {
 }
 
 
+# The append-only tables: the ledger and the record of its checks.
+LEDGER_TABLES = ("accounts_consentevent", "accounts_ledgercheck")
+
+
 @contextmanager
 def ledger_triggers_disabled():
-    """Run the block with the append-only triggers off (same connection), then restore them."""
-    table = "accounts_consentevent"
+    """Run the block with the append-only triggers of both ledger tables off (same
+    connection), then restore them."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET session_replication_role = replica")
@@ -24,8 +28,8 @@ def ledger_triggers_disabled():
                 cursor.execute("SET session_replication_role = DEFAULT")
             return
         cursor.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s",
-            [table],
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN (%s, %s)",
+            LEDGER_TABLES,
         )
         saved = cursor.fetchall()
         for name, _sql in saved:
@@ -37,20 +41,25 @@ def ledger_triggers_disabled():
                 cursor.execute(sql)
 
 
-def _append_only_migration():
-    return importlib.import_module("accounts.migrations.0002_ledger_append_only")
+def _append_only_migrations():
+    """The migrations that create the append-only triggers: the ledger's, the checks'."""
+    names = ("0002_ledger_append_only", "0007_ledger_check_append_only")
+    return [importlib.import_module(f"accounts.migrations.{name}") for name in names]
 
 
 def flush_with_ledger_unlocked(execute_sql_flush):
     """Wrap ``connection.ops.execute_sql_flush`` so that transactional tests can empty the
-    ledger between tests; the append-only triggers are back when the flush commits."""
+    ledger and its checks between tests; the append-only triggers are back when the
+    flush commits."""
 
     def flush(sql_list):
-        migration = _append_only_migration()
         if connection.vendor == "postgresql":
             sql_list = ["SET LOCAL session_replication_role = replica", *sql_list]
         else:
-            sql_list = [*migration.SQLITE_DROP, *sql_list, *migration.SQLITE_CREATE]
+            migrations = _append_only_migrations()
+            drop = [sql for migration in migrations for sql in migration.SQLITE_DROP]
+            create = [sql for migration in migrations for sql in migration.SQLITE_CREATE]
+            sql_list = [*drop, *sql_list, *create]
         return execute_sql_flush(sql_list)
 
     return flush
