@@ -213,8 +213,11 @@ def members_not_reached(*, campaign: Campaign):
     """Rows (external_id, jurisdiction, locale, reason) for everyone the notice did not
     reach: deliveries that ended badly, and audience members left out at fan-out for
     their email status. Two streamed queries; memory does not grow with the audience."""
+    statuses = [*NOT_REACHED_STATUSES]
+    if campaign.state in FINAL_STATES:
+        statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
     delivered_badly = (
-        Delivery.objects.filter(campaign=campaign, wave=0, status__in=NOT_REACHED_STATUSES)
+        Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses)
         .order_by("member_id")
         .values_list("member__external_id", "member__jurisdiction", "member__locale", "status")
     )

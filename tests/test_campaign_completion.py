@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import Member
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
-from campaigns.selectors import campaign_reach
+from campaigns.selectors import campaign_reach, members_not_reached
 from campaigns.services import lifecycle
 from campaigns.services.fanout import campaign_fan_out, deliveries_insert
 from campaigns.services.reconcile import deliveries_reconcile
@@ -148,6 +148,7 @@ def test_reach_never_calls_deliveries_of_a_finished_campaign_in_progress():
     c.refresh_from_db()
     totals = campaign_reach(campaign=c).totals
     assert (totals["in_progress"], totals["not_sent"]) == (0, 2)
+    assert [row[-1] for row in members_not_reached(campaign=c)] == ["pending", "pending"]
 
 
 # --- Concurrently, on PostgreSQL ---------------------------------------------------------
