@@ -31,13 +31,12 @@ GROWS_IN = (CampaignState.SENDING, CampaignState.PAUSED)
 def campaign_fan_out(*, campaign: Campaign, wave: int = 0) -> int:
     """Create wave ``wave`` of ``campaign`` for its reachable audience; return rows added.
 
-    The notice wave (0) is created once: after its last step (``fanned_out_at``) a
-    repeated run adds nothing, so the audience stays the one its snapshot counted."""
+    Only for a sending or paused campaign. A repeated run of the notice wave (0) adds
+    only members it lacks, so it also finishes a fan-out that was cut short; the first
+    complete run records the audience snapshot and ``fanned_out_at``."""
     if wave == 0:
-        state, fanned_out_at = Campaign.objects.values_list("state", "fanned_out_at").get(
-            pk=campaign.pk
-        )
-        if state not in GROWS_IN or fanned_out_at is not None:
+        state = Campaign.objects.values_list("state", flat=True).get(pk=campaign.pk)
+        if state not in GROWS_IN:
             return 0
         # Who is left out and why is part of the evidence: keep it with the campaign.
         preview = audience_preview(campaign=campaign)
