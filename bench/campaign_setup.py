@@ -428,10 +428,13 @@ def campaign_create(*, state: str, throttle_per_minute: int, audience: int | Non
 
     from campaigns.models import Campaign
 
+    version = notice_version_create()
     return Campaign.objects.create(
         name="bench campaign",
-        notice_version=notice_version_create(),
+        notice_version=version,
         state=state,
+        # What an approval records: a start compares the texts with it.
+        approved_text_hashes=version.text_hashes(),
         starts_at=timezone.now() - timedelta(minutes=1),
         throttle_per_minute=throttle_per_minute,
         members_created_before=audience_cutoff(audience) if audience else None,

@@ -23,6 +23,7 @@ from campaigns.models import (
     Delivery,
     DeliveryEvent,
     DeliveryStatus,
+    FrozenVersionError,
     Notice,
     NoticeText,
     NoticeVersion,
@@ -71,7 +72,7 @@ class NoticeTextInline(admin.StackedInline):
     extra = 0
 
     def _editable(self, obj) -> bool:
-        return obj is None or not obj.is_frozen
+        return obj is None or not obj.edit_refusal()
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return self._editable(obj) and super().has_add_permission(request, obj)
@@ -99,16 +100,41 @@ class NoticeVersionAdmin(admin.ModelAdmin):
         "effective_date",
         "objection_deadline",
         "frozen_at",
+        "editable",
         "previews",
     ]
-    readonly_fields = ["frozen_at", "previews"]
+    readonly_fields = ["frozen_at", "editable", "previews"]
     inlines = [NoticeTextInline]
     actions = ["copy_to_new_version"]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        if obj is not None and obj.is_frozen:
-            return [*self.fields]  # sent: evidence, not a draft
+        if obj is not None and obj.edit_refusal():
+            return [*self.fields]  # sent, or approved (or awaiting it): not a draft
         return self.readonly_fields
+
+    @admin.display(description="Can be edited")
+    def editable(self, version: NoticeVersion) -> str:
+        return (version.pk and version.edit_refusal()) or "Yes"
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """A POST to a version that cannot change (a stale tab, or a campaign submitted
+        meanwhile) saves nothing and says why, rather than ignoring the read-only
+        fields and reporting success, or failing with an error page."""
+        if request.method == "POST" and object_id:
+            version = self.get_object(request, object_id)
+            refusal = version.edit_refusal() if version is not None else ""
+            if refusal:
+                return self._refused(request, object_id, refusal)
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except FrozenVersionError as exc:  # raced with a submission; rolled back
+            return self._refused(request, object_id, str(exc))
+
+    def _refused(self, request: HttpRequest, object_id, refusal: str) -> HttpResponse:
+        self.message_user(request, f"Nothing saved: {refusal}", messages.ERROR)
+        return HttpResponseRedirect(
+            reverse("admin:campaigns_noticeversion_change", args=[object_id])
+        )
 
     def save_model(self, request: HttpRequest, obj: NoticeVersion, form, change: bool) -> None:
         obj.last_edited_by = request.user
@@ -339,6 +365,8 @@ class CampaignAdmin(admin.ModelAdmin):
                     "last_edited_at",
                     "approved_by",
                     "approved_at",
+                    "approved_texts",
+                    "fanned_out_at",
                     "progress",
                     "reach",
                 ]
@@ -352,6 +380,8 @@ class CampaignAdmin(admin.ModelAdmin):
         "last_edited_at",
         "approved_by",
         "approved_at",
+        "approved_texts",
+        "fanned_out_at",
         "audience",
         "progress",
         "reach",
@@ -379,6 +409,16 @@ class CampaignAdmin(admin.ModelAdmin):
                 obj._state.adding = False
         except TransitionError as exc:
             self.message_user(request, str(exc), messages.ERROR)
+
+    @admin.display(description="Approved texts (SHA-256)")
+    def approved_texts(self, campaign: Campaign) -> str:
+        hashes = sorted(campaign.approved_text_hashes.items())
+        if not hashes:
+            return "Recorded at approval."
+        return format_html(
+            "<br>".join(["{}: <code>{}</code>"] * len(hashes)),
+            *[part for pair in hashes for part in pair],
+        )
 
     @admin.display(description="Audience now")
     def audience(self, campaign: Campaign) -> str:

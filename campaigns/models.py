@@ -2,9 +2,10 @@
 
 import hashlib
 import json
+from datetime import date
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.models import Choice, Member, Purpose
@@ -12,6 +13,11 @@ from accounts.models import Choice, Member, Purpose
 
 class FrozenVersionError(Exception):
     """A notice version that a campaign has started sending can no longer change."""
+
+
+class HeldVersionError(FrozenVersionError):
+    """A notice version that a campaign was submitted (or approved) on cannot change:
+    what the approver sees is exactly what is sent."""
 
 
 class Notice(models.Model):
@@ -26,7 +32,8 @@ class Notice(models.Model):
 
 
 class NoticeVersion(models.Model):
-    """One wording of a notice; frozen (immutable) once a campaign starts sending it."""
+    """One wording of a notice: held (not editable) while a campaign is submitted or
+    approved on it, and frozen (immutable for good) once a campaign starts sending it."""
 
     notice = models.ForeignKey(Notice, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField(editable=False)
@@ -55,25 +62,58 @@ class NoticeVersion(models.Model):
         return f"{self.notice} v{self.number}"
 
     def save(self, *args, **kwargs) -> None:
-        if self.pk and NoticeVersion.objects.filter(pk=self.pk, frozen_at__isnull=False).exists():
-            raise FrozenVersionError(f"{self} has been sent and can no longer be edited")
-        if not self.number:
-            last = NoticeVersion.objects.filter(notice=self.notice_id).aggregate(
-                models.Max("number")
-            )["number__max"]
-            self.number = (last or 0) + 1
-        super().save(*args, **kwargs)
-        for text in self.texts.all():  # the dates are part of every text's hash
-            NoticeText.objects.filter(pk=text.pk).update(sha256=text.content_sha256())
+        with transaction.atomic():
+            if self.pk:
+                version_refuse_change(self.pk)
+            if not self.number:
+                last = NoticeVersion.objects.filter(notice=self.notice_id).aggregate(
+                    models.Max("number")
+                )["number__max"]
+                self.number = (last or 0) + 1
+            super().save(*args, **kwargs)
+            for text in self.texts.all():  # the dates are part of every text's hash
+                NoticeText.objects.filter(pk=text.pk).update(sha256=text.content_sha256())
 
     def delete(self, *args, **kwargs):
-        if self.is_frozen:
-            raise FrozenVersionError(f"{self} has been sent and can no longer be deleted")
-        return super().delete(*args, **kwargs)
+        with transaction.atomic():
+            version_refuse_change(self.pk)
+            return super().delete(*args, **kwargs)
 
     @property
     def is_frozen(self) -> bool:
         return self.frozen_at is not None
+
+    def edit_refusal(self) -> str:
+        """Why this version's wording cannot change now; empty if it can."""
+        if self.is_frozen:
+            return f"{self} has been sent and can no longer be edited"
+        holder = self.holding_campaign()
+        if holder is None:
+            return ""
+        return (
+            f"{self} cannot be edited: campaign \u201c{holder}\u201d is "
+            f"{holder.get_state_display().lower()} on its wording. Send that campaign back "
+            "to draft, or copy the version to change the wording."
+        )
+
+    def holding_campaign(self) -> "Campaign | None":
+        """The campaign submitted or approved on this wording, if any (see HOLDS_ITS_VERSION)."""
+        return (
+            Campaign.objects.filter(notice_version=self.pk, state__in=HOLDS_ITS_VERSION)
+            .order_by("pk")
+            .first()
+        )
+
+    def text_hashes(self) -> dict[str, str]:
+        """{locale: SHA-256} of the texts as they are now (computed, not the stored copy)."""
+        dates = {
+            "effective_date": self.effective_date,
+            "objection_deadline": self.objection_deadline,
+        }
+        return {
+            text.locale: text_sha256(text, **dates)
+            for text in NoticeText.objects.filter(version=self.pk)
+        }
 
 
 class NoticeText(models.Model):
@@ -99,32 +139,56 @@ class NoticeText(models.Model):
         return f"{self.version} [{self.locale}]"
 
     def save(self, *args, **kwargs) -> None:
-        self._refuse_if_frozen()
-        self.sha256 = self.content_sha256()
-        super().save(*args, **kwargs)
+        with transaction.atomic():
+            version_refuse_change(self.version_id)
+            self.sha256 = self.content_sha256()
+            super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        self._refuse_if_frozen()
-        return super().delete(*args, **kwargs)
+        with transaction.atomic():
+            version_refuse_change(self.version_id)
+            return super().delete(*args, **kwargs)
 
     def content_sha256(self) -> str:
         version = NoticeVersion.objects.get(pk=self.version_id)
-        canonical = json.dumps(
-            {
-                "locale": self.locale,
-                "subject": self.subject,
-                "body_markdown": self.body_markdown,
-                "effective_date": version.effective_date.isoformat(),
-                "objection_deadline": version.objection_deadline.isoformat(),
-            },
-            sort_keys=True,
-            ensure_ascii=False,
+        return text_sha256(
+            self,
+            effective_date=version.effective_date,
+            objection_deadline=version.objection_deadline,
         )
-        return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def _refuse_if_frozen(self) -> None:
-        if NoticeVersion.objects.filter(pk=self.version_id, frozen_at__isnull=False).exists():
-            raise FrozenVersionError(f"{self.version} has been sent and can no longer be edited")
+
+def text_sha256(text: NoticeText, *, effective_date: date, objection_deadline: date) -> str:
+    """SHA-256 of a text's canonical content: what the member reads, and both dates."""
+    canonical = json.dumps(
+        {
+            "locale": text.locale,
+            "subject": text.subject,
+            "body_markdown": text.body_markdown,
+            "effective_date": effective_date.isoformat(),
+            "objection_deadline": objection_deadline.isoformat(),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def version_refuse_change(version_id: int | None) -> None:
+    """Raise unless the version's wording may still change: never sent, and held by no
+    submitted or approved campaign.
+
+    Locks the version's row to the end of the caller's transaction: a submission locks
+    it too, so an edit and a submission of the same version take turns, and the later
+    one sees the earlier one (the edit is refused, or the approver sees the edit)."""
+    version = NoticeVersion.objects.select_for_update().filter(pk=version_id).first()
+    if version is None:
+        return
+    if version.is_frozen:
+        raise FrozenVersionError(version.edit_refusal())
+    refusal = version.edit_refusal()
+    if refusal:
+        raise HeldVersionError(refusal)
 
 
 class CampaignState(models.TextChoices):
@@ -136,6 +200,18 @@ class CampaignState(models.TextChoices):
     PAUSED = "paused", "Paused"
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
+
+
+# A campaign in one of these states was submitted or approved on its version's exact
+# texts: the version cannot change under it (back to draft or cancelled lets it go).
+HOLDS_ITS_VERSION = (
+    CampaignState.AWAITING_APPROVAL,
+    CampaignState.APPROVED,
+    CampaignState.SCHEDULED,
+    CampaignState.SENDING,
+    CampaignState.PAUSED,
+    CampaignState.COMPLETED,
+)
 
 
 class Campaign(models.Model):
@@ -189,6 +265,12 @@ class Campaign(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     approved_at = models.DateTimeField(null=True, blank=True)
+    # {locale: SHA-256} of the version's texts as approved; starting compares them with
+    # the texts then, so what was approved is exactly what is sent.
+    approved_text_hashes = models.JSONField(default=dict, blank=True, editable=False)
+    # Set by the fan-out's last step: until then the campaign cannot complete (its
+    # deliveries are still being created, however few exist so far).
+    fanned_out_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Who was left out at fan-out and why, e.g. {"targeted": 1200, "unreachable":
     # {"bounced": 3}}: the denominator of every report afterwards.
     audience_snapshot = models.JSONField(default=dict, blank=True, editable=False)
@@ -196,6 +278,12 @@ class Campaign(models.Model):
     sent_count = models.PositiveIntegerField(default=0, editable=False)
     hard_bounce_count = models.PositiveIntegerField(default=0, editable=False)
     complaint_count = models.PositiveIntegerField(default=0, editable=False)
+    # The counters when an approver resumed a breaker pause: the breaker then judges
+    # only what was sent after the resume.
+    breaker_base_sent = models.PositiveIntegerField(default=0, editable=False)
+    breaker_base_bounces = models.PositiveIntegerField(default=0, editable=False)
+    breaker_base_complaints = models.PositiveIntegerField(default=0, editable=False)
+    breaker_reset_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Refreshed by every sender chunk; the reconciler restarts senders that went quiet.
     senders_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 

@@ -6,7 +6,15 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from accounts.models import Action, ConsentEvent, EmailStatus, Member
 from accounts.selectors import members_with_effective_state
-from campaigns.models import UNFINISHED_STATUSES, Campaign, Delivery, DeliveryStatus
+from campaigns.models import (
+    UNFINISHED_STATUSES,
+    Campaign,
+    CampaignState,
+    Delivery,
+    DeliveryStatus,
+)
+
+FINAL_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 
 
 def audience_members(*, campaign: Campaign) -> QuerySet[Member]:
@@ -163,6 +171,11 @@ def campaign_reach(*, campaign: Campaign) -> Reach:
     by_jurisdiction: dict[str, dict[str, int]] = {}
     by_locale: dict[str, dict[str, int]] = {}
     for row in rows:
+        if campaign.state in FINAL_STATES:
+            # Nothing sends for a finished campaign: what it left unfinished (a campaign
+            # completed before its fan-out, before that could not happen) was not sent.
+            row["not_sent"] += row["in_progress"]
+            row["in_progress"] = 0
         for name in aggregates:
             totals[name] += row[name]
             for key, bucket in (
@@ -200,8 +213,11 @@ def members_not_reached(*, campaign: Campaign):
     """Rows (external_id, jurisdiction, locale, reason) for everyone the notice did not
     reach: deliveries that ended badly, and audience members left out at fan-out for
     their email status. Two streamed queries; memory does not grow with the audience."""
+    statuses = [*NOT_REACHED_STATUSES]
+    if campaign.state in FINAL_STATES:
+        statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
     delivered_badly = (
-        Delivery.objects.filter(campaign=campaign, wave=0, status__in=NOT_REACHED_STATUSES)
+        Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses)
         .order_by("member_id")
         .values_list("member__external_id", "member__jurisdiction", "member__locale", "status")
     )

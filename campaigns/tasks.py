@@ -34,6 +34,8 @@ def campaigns_start_due() -> list[int]:
     due = Campaign.objects.filter(state=CampaignState.SCHEDULED, starts_at__lte=timezone.now())
     for campaign_id in due.values_list("pk", flat=True):
         campaign = campaign_start(campaign=Campaign.objects.get(pk=campaign_id))
+        if campaign.state != CampaignState.SENDING:
+            continue  # sent back to draft: its texts are not the ones approved
         transaction.on_commit(lambda pk=campaign.pk: campaign_fan_out_task.delay(pk))
         started.append(campaign.pk)
     return started

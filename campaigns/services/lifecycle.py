@@ -4,6 +4,14 @@ draft -> awaiting approval -> approved -> scheduled -> sending <-> paused -> com
 and cancelled from any state before completed. An edit after submission sends
 the campaign back to draft; approval must come from someone other than the
 last editor.
+
+From submission on, the campaign holds its notice version (the model refuses edits);
+approval records the texts' hashes, and a start on any other texts sends the campaign
+back to draft, so what was approved is exactly what is sent. A campaign completes
+only once its fan-out has finished and nothing is left to send, checked under its
+row lock, which every fan-out and reminder slice takes too (``fanout``).
+
+Lock order: the campaign's row, then its notice version's row.
 """
 
 from datetime import datetime
@@ -14,13 +22,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import (
+    UNFINISHED_STATUSES,
     Campaign,
     CampaignState,
     CampaignTransition,
     Delivery,
     DeliveryStatus,
+    NoticeText,
     NoticeVersion,
 )
+from campaigns.services.reminders import reminders_possible
 
 S = CampaignState
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -125,15 +136,29 @@ def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes:
 
 
 def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
-    if not campaign.notice_version.texts.exists():
-        raise TransitionError("the notice version has no text yet")
-    return _transition(campaign, S.AWAITING_APPROVAL, by=by)
+    with transaction.atomic():
+        # An edit of the version's texts holds its row: it commits before we hold the
+        # version, or it sees this submission and is refused.
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        NoticeVersion.objects.select_for_update().filter(pk=locked.notice_version_id).first()
+        if not NoticeText.objects.filter(version=locked.notice_version_id).exists():
+            raise TransitionError("the notice version has no text yet")
+        return _transition(campaign, S.AWAITING_APPROVAL, by=by)
 
 
 def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
     if campaign.last_edited_by_id == by.pk:
         raise TransitionError("approval must come from someone other than the last editor")
-    return _transition(campaign, S.APPROVED, by=by, approved_by=by, approved_at=timezone.now())
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        return _transition(
+            campaign,
+            S.APPROVED,
+            by=by,
+            approved_by=by,
+            approved_at=timezone.now(),
+            approved_text_hashes=locked.notice_version.text_hashes(),
+        )
 
 
 def campaign_reject(*, campaign: Campaign, by: AbstractBaseUser, note: str) -> Campaign:
@@ -152,12 +177,31 @@ def campaign_schedule(
 
 
 def campaign_start(*, campaign: Campaign) -> Campaign:
-    """Scheduled -> sending (beat, when due). Freezes the notice version for good."""
-    campaign = _transition(campaign, S.SENDING, by=None, note="start time reached")
-    NoticeVersion.objects.filter(pk=campaign.notice_version_id, frozen_at=None).update(
-        frozen_at=timezone.now()
-    )
-    return campaign
+    """Scheduled -> sending (beat, when due), freezing the notice version for good, in
+    one transaction; back to draft instead if the version's texts are not the ones
+    approved (a change that went around the model: a raw UPDATE, a restored backup)."""
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.state != S.SCHEDULED:
+            raise TransitionError(f"cannot go from {locked.get_state_display()} to Sending")
+        version = NoticeVersion.objects.select_for_update().get(pk=locked.notice_version_id)
+        changed = _hashes_differ(locked.approved_text_hashes, version.text_hashes())
+        if changed:
+            return _transition(
+                campaign,
+                S.DRAFT,
+                by=None,
+                note="not started: the notice version's texts changed after approval "
+                f"({', '.join(changed)}); needs approval again",
+            )
+        NoticeVersion.objects.filter(pk=version.pk, frozen_at=None).update(frozen_at=timezone.now())
+        return _transition(campaign, S.SENDING, by=None, note="start time reached")
+
+
+def _hashes_differ(approved: dict[str, str], current: dict[str, str]) -> list[str]:
+    """The locales whose text was added, removed or changed since approval."""
+    locales = approved.keys() | current.keys()
+    return sorted(loc for loc in locales if approved.get(loc) != current.get(loc))
 
 
 def campaign_pause(
@@ -167,11 +211,63 @@ def campaign_pause(
 
 
 def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
-    return _transition(campaign, S.SENDING, by=by, note="resumed")
+    """Paused -> sending. Resuming the circuit breaker's pause is a decision about the
+    bounces and complaints so far: from here the breaker counts only what comes after."""
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        baseline: dict[str, Any] = {}
+        if locked.state == S.PAUSED and _paused_by_breaker(locked):
+            baseline = {
+                "breaker_base_sent": locked.sent_count,
+                "breaker_base_bounces": locked.hard_bounce_count,
+                "breaker_base_complaints": locked.complaint_count,
+                "breaker_reset_at": timezone.now(),
+            }
+        return _transition(campaign, S.SENDING, by=by, note="resumed", **baseline)
 
 
-def campaign_complete(*, campaign: Campaign) -> Campaign:
-    return _transition(campaign, S.COMPLETED, by=None, note="every delivery reached an end")
+BREAKER_NOTE = "circuit breaker"
+
+
+def _paused_by_breaker(campaign: Campaign) -> bool:
+    last_pause = (
+        CampaignTransition.objects.filter(campaign=campaign, to_state=S.PAUSED)
+        .order_by("-at", "-pk")
+        .first()
+    )
+    return (
+        last_pause is not None
+        and last_pause.by_id is None
+        and last_pause.note.startswith(BREAKER_NOTE)
+    )
+
+
+def campaign_complete(*, campaign: Campaign, now: datetime | None = None) -> bool:
+    """Sending -> completed once the fan-out has finished, no delivery is left to send
+    or to decide about (``unknown``), and no reminder wave is still possible; False,
+    and nothing changed, otherwise.
+
+    Checked under the campaign's row lock, which every fan-out and reminder slice holds
+    while it inserts (``fanout``): a slice either commits first, and its deliveries are
+    seen here, or it waits, sees the campaign completed, and inserts nothing."""
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.state != S.SENDING or not campaign_is_done(
+            campaign=locked, now=now or timezone.now()
+        ):
+            return False
+        _transition(campaign, S.COMPLETED, by=None, note="every delivery reached an end")
+    return True
+
+
+def campaign_is_done(*, campaign: Campaign, now: datetime) -> bool:
+    if campaign.fanned_out_at is None:
+        return False
+    if Delivery.objects.filter(
+        campaign=campaign, status__in=[*UNFINISHED_STATUSES, DeliveryStatus.UNKNOWN]
+    ).exists():
+        return False  # "unknown" deliveries wait for staff to resend or give up
+    return not reminders_possible(campaign=campaign, now=now)
 
 
 def campaign_cancel(

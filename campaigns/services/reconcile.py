@@ -13,7 +13,6 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.selectors import campaign_has_unfinished_deliveries
 from campaigns.services.lifecycle import campaign_complete
-from campaigns.services.reminders import reminders_possible
 from campaigns.services.sending import campaign_breaker_check
 
 
@@ -67,11 +66,11 @@ def _reconcile_campaign(campaign: Campaign, now, report: ReconcileReport) -> Non
     if campaign_breaker_check(campaign=campaign):
         report.paused.append(campaign.pk)
         return
+    if campaign.fanned_out_at is None:
+        return  # its deliveries are still being created: nothing to complete or restart
     if not campaign_has_unfinished_deliveries(campaign=campaign):
-        # "unknown" deliveries wait for staff (resend or give up) before the campaign ends.
-        undecided = campaign.deliveries.filter(status=DeliveryStatus.UNKNOWN).exists()
-        if not undecided and not reminders_possible(campaign=campaign, now=now):
-            campaign_complete(campaign=campaign)
+        # Checked again, with "unknown" deliveries and reminders, under the row lock.
+        if campaign_complete(campaign=campaign, now=now):
             report.completed.append(campaign.pk)
         return
     quiet_since = now - timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS)

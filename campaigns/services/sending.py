@@ -26,7 +26,7 @@ from typing import Any
 from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from accounts.models import EmailStatus, Member
 from campaigns import tokens
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.rendering import CompiledMessage, compile_message
-from campaigns.services.lifecycle import campaign_pause
+from campaigns.services.lifecycle import BREAKER_NOTE, campaign_pause
 from campaigns.services.throttle import Pace, throttle_take
 from config.sql import Column, update_from_rows
 
@@ -145,10 +145,7 @@ def campaign_send_chunk(*, campaign_id: int) -> ChunkOutcome:
     claimed = deliveries_claim(campaign=campaign, limit=chunk_size(campaign), lease=lease)
     outcome.claimed = len(claimed)
     if claimed:
-        try:
-            _send_claimed(campaign, claimed, lease, outcome)
-        finally:
-            _count_for_breaker(campaign, outcome)
+        _send_claimed(campaign, claimed, lease, outcome)
         campaign_breaker_check(campaign=campaign)
     outcome.next_due_in = pending_due_in(campaign=campaign)
     return outcome
@@ -223,15 +220,6 @@ def _send_claimed(
                 return
     finally:
         sender.close()
-
-
-def _count_for_breaker(campaign: Campaign, outcome: ChunkOutcome) -> None:
-    """Once per chunk: the breaker's counters (reports count deliveries instead)."""
-    if outcome.sent or outcome.rejected:
-        Campaign.objects.filter(pk=campaign.pk).update(
-            sent_count=F("sent_count") + outcome.sent + outcome.rejected,
-            hard_bounce_count=F("hard_bounce_count") + outcome.rejected,
-        )
 
 
 def _may_continue(campaign: Campaign, pace: Pace, n: int, lease: datetime) -> bool:
@@ -419,17 +407,27 @@ def _record(
                 delivery.error,
             )
         )
-    update_from_rows(
-        table=Delivery._meta.db_table,
-        columns=_RECORD_COLUMNS,
-        rows=rows,
-        assignments=_RECORD_ASSIGNMENTS,
-    )
+    rejected = sum(1 for r in results if r.outcome == FAILED)
+    # The breaker's counters move with the deliveries they count (reports count the
+    # deliveries instead): a lost worker or a chunk in flight leaves them behind by
+    # nothing already recorded.
+    with transaction.atomic():
+        update_from_rows(
+            table=Delivery._meta.db_table,
+            columns=_RECORD_COLUMNS,
+            rows=rows,
+            assignments=_RECORD_ASSIGNMENTS,
+        )
+        if tally[DeliveryStatus.SENT] or rejected:
+            Campaign.objects.filter(pk=campaign.pk).update(
+                sent_count=F("sent_count") + tally[DeliveryStatus.SENT] + rejected,
+                hard_bounce_count=F("hard_bounce_count") + rejected,
+            )
     outcome.sent += tally[DeliveryStatus.SENT]
     outcome.failed += tally[DeliveryStatus.FAILED]
     outcome.retried += tally[DeliveryStatus.PENDING]
     outcome.unknown += tally[DeliveryStatus.UNKNOWN]
-    outcome.rejected += sum(1 for r in results if r.outcome == FAILED)
+    outcome.rejected += rejected
 
 
 _RECORD_COLUMNS = [
@@ -486,34 +484,51 @@ def pending_due_in(*, campaign: Campaign) -> float | None:
 
 
 def campaign_breaker_check(*, campaign: Campaign) -> bool:
-    """Pause ``campaign`` when its hard-bounce or complaint rate says the list is bad."""
+    """Pause ``campaign`` when its hard-bounce or complaint rate says the list is bad.
+
+    Judged on what was sent since an approver last resumed a breaker pause (or since
+    the start): that resume was a decision about everything before it."""
     counts = (
         Campaign.objects.filter(pk=campaign.pk)
-        .values("state", "sent_count", "hard_bounce_count", "complaint_count")
+        .values(
+            "state",
+            "sent_count",
+            "hard_bounce_count",
+            "complaint_count",
+            "breaker_base_sent",
+            "breaker_base_bounces",
+            "breaker_base_complaints",
+            "breaker_reset_at",
+        )
         .get()
     )
-    sent = counts["sent_count"]
+    sent = counts["sent_count"] - counts["breaker_base_sent"]
     if counts["state"] != CampaignState.SENDING or sent < settings.RENOTIFY_BREAKER_MIN_SENDS:
         return False
+    bounces = counts["hard_bounce_count"] - counts["breaker_base_bounces"]
+    complaints = counts["complaint_count"] - counts["breaker_base_complaints"]
     reasons = []
-    bounce_rate, complaint_rate = (
-        counts["hard_bounce_count"] / sent,
-        counts["complaint_count"] / sent,
+    bounce_limit, complaint_limit = (
+        settings.RENOTIFY_BREAKER_BOUNCE_RATE,
+        settings.RENOTIFY_BREAKER_COMPLAINT_RATE,
     )
-    if bounce_rate > settings.RENOTIFY_BREAKER_BOUNCE_RATE:
+    if bounces / sent > bounce_limit:
         reasons.append(
-            f"hard-bounce rate {bounce_rate:.1%} over {settings.RENOTIFY_BREAKER_BOUNCE_RATE:.1%}"
+            f"hard-bounce rate {bounces / sent:.1%} ({bounces} of {sent}) over {bounce_limit:.1%}"
         )
-    if complaint_rate > settings.RENOTIFY_BREAKER_COMPLAINT_RATE:
+    if complaints / sent > complaint_limit:
         reasons.append(
-            f"complaint rate {complaint_rate:.2%} over "
-            f"{settings.RENOTIFY_BREAKER_COMPLAINT_RATE:.2%}"
+            f"complaint rate {complaints / sent:.2%} ({complaints} of {sent}) "
+            f"over {complaint_limit:.2%}"
         )
     if not reasons:
         return False
+    since = ""
+    if counts["breaker_reset_at"] is not None:
+        since = f" since the resume at {counts['breaker_reset_at']:%Y-%m-%d %H:%M} UTC"
     campaign_pause(
         campaign=campaign,
         by=None,
-        reason=f"circuit breaker after {sent} sends: " + "; ".join(reasons),
+        reason=f"{BREAKER_NOTE} after {sent} sends{since}: " + "; ".join(reasons),
     )
     return True
