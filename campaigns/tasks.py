@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignState
 from campaigns.services.fanout import campaign_fan_out
-from campaigns.services.lifecycle import campaign_start
+from campaigns.services.lifecycle import TransitionError, campaign_start
 from campaigns.services.receipts import receipts_send
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.reminders import reminders_create
@@ -29,15 +29,29 @@ def senders_dispatch(campaign_id: int, *, count: int | None = None) -> None:
 
 @shared_task
 def campaigns_start_due() -> list[int]:
-    """Every minute (beat): move due scheduled campaigns to sending and fan them out."""
-    started = []
+    """Every minute (beat): move due scheduled campaigns to sending and fan them out.
+
+    Each campaign starts in its own transaction. One that another beat or a person
+    moved on meanwhile is skipped; one that fails unexpectedly does not keep the
+    others waiting: the first such error is raised once they have all been tried."""
+    started, failure = [], None
     due = Campaign.objects.filter(state=CampaignState.SCHEDULED, starts_at__lte=timezone.now())
-    for campaign_id in due.values_list("pk", flat=True):
-        campaign = campaign_start(campaign=Campaign.objects.get(pk=campaign_id))
+    for campaign_id in due.order_by("starts_at", "pk").values_list("pk", flat=True):
+        try:
+            campaign = campaign_start(campaign=Campaign.objects.get(pk=campaign_id))
+        except TransitionError as moved_on:
+            logger.info("campaign %s not started: %s", campaign_id, moved_on)
+            continue
+        except Exception as error:
+            logger.exception("campaign %s could not be started", campaign_id)
+            failure = failure or error
+            continue
         if campaign.state != CampaignState.SENDING:
             continue  # sent back to draft: its texts are not the ones approved
         transaction.on_commit(lambda pk=campaign.pk: campaign_fan_out_task.delay(pk))
         started.append(campaign.pk)
+    if failure is not None:
+        raise failure
     return started
 
 
