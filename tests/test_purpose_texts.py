@@ -122,6 +122,21 @@ def test_the_notice_page_shows_the_purpose_in_the_reader_language(browser, purpo
     assert texts[0] in page(browser, notice_url(delivery))  # the kept German page is German
 
 
+@pytest.mark.parametrize(
+    ("locale", "name"), [("de-CH", GERMAN[0]), ("fr-BE", FRENCH[0]), ("es", ENGLISH)]
+)
+def test_the_pages_fall_back_to_the_language_then_to_the_purpose_own(
+    browser, purpose, locale, name
+):
+    delivery = member_sent(locale)
+    for url in (
+        notice_url(delivery),
+        f"/u/{tokens.unsubscribe_token(delivery.pk)}/",
+        f"/p/{tokens.member_token(delivery.member_id)}/",
+    ):
+        assert name in page(browser, url), url
+
+
 @pytest.mark.parametrize(("locale", "texts"), [("de", GERMAN), ("fr", FRENCH)])
 def test_the_unsubscribe_pages_name_the_purposes_in_the_reader_language(
     browser, purpose, locale, texts
