@@ -1,5 +1,6 @@
 """Admin for members, purposes, policies and the (read-only) consent ledger."""
 
+from django import forms
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
@@ -16,6 +17,8 @@ from accounts.models import (
     LedgerCheck,
     Member,
     Purpose,
+    PurposeText,
+    locale_normalise,
 )
 from accounts.selectors import member_effective_states
 from accounts.services.members import CLEARABLE, member_email_status_clear
@@ -137,15 +140,35 @@ class PolicyInline(admin.TabularInline):
         return False
 
 
+class PurposeTextForm(forms.ModelForm):
+    def clean_locale(self) -> str:
+        # As stored, so "DE" next to "de" is refused as the same locale, not by the database.
+        return locale_normalise(self.cleaned_data["locale"])
+
+
+class PurposeTextInline(admin.StackedInline):
+    """The purpose's name and description per locale, as members read them (pages and
+    receipts); the purpose's own name and description are the fallback."""
+
+    model = PurposeText
+    form = PurposeTextForm
+    fields = ["locale", "name", "description"]
+    extra = 0
+
+
 @admin.register(Purpose)
 class PurposeAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [PolicyInline]
+    inlines = [PurposeTextInline, PolicyInline]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         # Downstream pipelines and the ledger refer to the slug: it never changes.
         return ["slug", "created_at"] if obj else ["created_at"]
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj=None) -> dict:
+        # A read-only slug has no form field to fill (the change page would fail).
+        return {} if obj else self.prepopulated_fields
 
     def save_model(self, request: HttpRequest, obj: Purpose, form, change: bool) -> None:
         if change:

@@ -1,6 +1,7 @@
 """Who people are (Member) and what they chose (Preference, ConsentEvent)."""
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -78,6 +79,48 @@ class Purpose(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def locale_normalise(locale: str) -> str:
+    """A locale as Django writes language codes: "de_AT", "DE-at" -> "de-at"."""
+    return locale.strip().replace("_", "-").lower()
+
+
+class PurposeText(models.Model):
+    """A purpose's name and description in one locale, as members read them on the pages
+    and in receipts (``accounts.selectors.purpose_wording`` picks one)."""
+
+    purpose = models.ForeignKey(Purpose, on_delete=models.CASCADE, related_name="texts")
+    locale = models.CharField(
+        max_length=16,
+        validators=[
+            RegexValidator(r"^[a-zA-Z]{2,3}([-_][a-zA-Z0-9]{2,8})*$", "A locale, e.g. de or de-AT.")
+        ],
+        help_text=(
+            "e.g. de, fr, de-AT. A member whose locale has no text of its own "
+            "gets the text of its language (de-AT: de), else the purpose's own "
+            "name and description."
+        ),
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(
+        blank=True, help_text="Shown with this name; blank shows no description."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "locale"], name="one_purpose_text_per_locale"
+            )
+        ]
+        ordering = ["locale"]
+
+    def __str__(self) -> str:
+        return f"{self.purpose_id} [{self.locale}]"
+
+    def save(self, *args, **kwargs) -> None:
+        self.locale = locale_normalise(self.locale)
+        super().save(*args, **kwargs)
 
 
 class PolicyMode(models.TextChoices):

@@ -15,7 +15,15 @@ from django.db.models import Case, F, FilteredRelation, Q, QuerySet, Value, When
 from django.db.models.functions import Greatest
 
 from accounts.jurisdictions import Jurisdiction
-from accounts.models import DEFAULT_POLICY_MODE, Choice, Member, PolicyMode, Preference, Purpose
+from accounts.models import (
+    DEFAULT_POLICY_MODE,
+    Choice,
+    Member,
+    PolicyMode,
+    Preference,
+    Purpose,
+    locale_normalise,
+)
 
 
 class Reason(models.TextChoices):
@@ -49,6 +57,30 @@ class PolicyInForce:
 
 
 @dataclass(frozen=True)
+class PurposeWording:
+    """A purpose as a member reads it: its name and description in one locale (``locale``
+    is the text's, "" for the purpose's own wording)."""
+
+    name: str
+    description: str
+    locale: str
+
+
+def purpose_wording(*, purpose: Purpose, locale: str | None) -> PurposeWording:
+    """The purpose's text for the exact ``locale``, else for its language (de-AT -> de),
+    else the purpose's own name and description. A text is taken whole, so a translated
+    name never comes with a description in another language. Reads ``purpose.texts``:
+    prefetch them (the purposes copy has them) to read no row per purpose."""
+    wanted = locale_normalise(locale or "")
+    if wanted:
+        texts = {text.locale: text for text in purpose.texts.all()}
+        for candidate in (wanted, wanted.split("-")[0]):
+            if text := texts.get(candidate):
+                return PurposeWording(text.name, text.description, text.locale)
+    return PurposeWording(purpose.name, purpose.description, "")
+
+
+@dataclass(frozen=True)
 class EffectiveState:
     purpose: Purpose
     state: Choice
@@ -56,6 +88,9 @@ class EffectiveState:
     since: datetime
     policy_mode: PolicyMode
     explicit_choice: Choice | None
+    # What member pages show of the purpose (the purpose's own wording unless a locale
+    # was asked for).
+    wording: PurposeWording
 
     @property
     def is_out(self) -> bool:
@@ -79,25 +114,36 @@ def member_effective_state(*, member: Member, purpose: Purpose) -> EffectiveStat
 
 
 def _effective_state(
-    member: Member, purpose: Purpose, policy: PolicyInForce, pref: Preference | None
+    member: Member,
+    purpose: Purpose,
+    policy: PolicyInForce,
+    pref: Preference | None,
+    locale: str | None = None,
 ) -> EffectiveState:
     choice = Choice(pref.choice) if pref and pref.choice else None
     state, reason = STATE_TABLE[(policy.mode, choice)]
     since = pref.chosen_at if reason in CHOICE_REASONS else max(member.created_at, policy.since)
-    return EffectiveState(purpose, state, reason, since, policy.mode, choice)
+    wording = purpose_wording(purpose=purpose, locale=locale)
+    return EffectiveState(purpose, state, reason, since, policy.mode, choice, wording)
 
 
 def member_effective_states(
-    *, member: Member, preferences: dict[int, Preference] | None = None
+    *,
+    member: Member,
+    preferences: dict[int, Preference] | None = None,
+    locale: str | None = None,
 ) -> list[EffectiveState]:
-    """Every purpose's state for ``member``: one query for the member's preferences (none
-    when the caller read them: ``preferences`` by purpose id), the purposes and their
-    policies from ``purposes_in_force`` (a per-process copy)."""
+    """Every purpose's state for ``member``, worded for ``locale``: one query for the
+    member's preferences (none when the caller read them: ``preferences`` by purpose id),
+    the purposes with their texts and policies from ``purposes_in_force`` (a per-process
+    copy)."""
     prefs = preferences
     if prefs is None:
         prefs = {p.purpose_id: p for p in Preference.objects.filter(member=member)}
     return [
-        _effective_state(member, purpose, policies[member.jurisdiction], prefs.get(purpose.pk))
+        _effective_state(
+            member, purpose, policies[member.jurisdiction], prefs.get(purpose.pk), locale
+        )
         for purpose, policies in purposes_in_force()
     ]
 
@@ -110,18 +156,24 @@ _purposes_copy: tuple[float, list[tuple[Purpose, dict[str, PolicyInForce]]]] | N
 
 
 def purposes_in_force() -> list[tuple[Purpose, dict[str, PolicyInForce]]]:
-    """Every purpose (by slug) with its policy per jurisdiction, from a per-process copy
-    refreshed every PURPOSES_COPY_SECONDS (and at once when this process changes one)."""
+    """Every purpose (by slug, its texts read) with its policy per jurisdiction, from a
+    per-process copy refreshed every PURPOSES_COPY_SECONDS (and at once when this process
+    changes one)."""
     global _purposes_copy
     now = time.monotonic()
     if _purposes_copy is None or now - _purposes_copy[0] > PURPOSES_COPY_SECONDS:
-        purposes = Purpose.objects.order_by("slug").prefetch_related("policies")
+        purposes = Purpose.objects.order_by("slug").prefetch_related("policies", "texts")
         _purposes_copy = (now, [(p, policies_in_force(purpose=p)) for p in purposes])
     return _purposes_copy[1]
 
 
 def purpose_by_slug(slug: str) -> Purpose | None:
     return next((p for p, _policies in purposes_in_force() if p.slug == slug), None)
+
+
+def purposes_worded(*, locale: str | None) -> list[PurposeWording]:
+    """Every purpose, by slug, as members read it in ``locale`` (from the copy)."""
+    return [purpose_wording(purpose=p, locale=locale) for p, _policies in purposes_in_force()]
 
 
 def purposes_copy_clear(**_signal_kwargs) -> None:

@@ -6,9 +6,10 @@ hold placeholders for the per-member links. Each message then costs two
 string replacements: that is what lets one worker send thousands per second.
 """
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 import markdown
 import nh3
@@ -26,7 +27,6 @@ ALLOWED_TAGS = {
     "p", "br", "strong", "em", "b", "i", "a", "ul", "ol", "li",
     "h2", "h3", "h4", "blockquote", "code", "pre", "hr",
 }  # fmt: skip
-MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\((\S+?)\)")
 
 
 @lru_cache(maxsize=64)
@@ -46,8 +46,116 @@ def markdown_to_html(source: str) -> str:
 
 
 def markdown_to_text(source: str) -> str:
-    """Markdown is written to be read as text; only links need spelling out."""
-    return MARKDOWN_LINK.sub(r"\1 (\2)", source).strip()
+    """The plain-text part: the same sanitised HTML as the HTML part, written out as text.
+
+    Read from ``markdown_to_html``, not from the source, so the text part never carries
+    what the sanitiser removed (raw HTML, scripts, javascript: links) nor Markdown's
+    own markup (``**bold**``, ``[text](url)``, ``# heading``)."""
+    writer = _PlainText()
+    writer.feed(markdown_to_html(source))
+    writer.close()
+    return writer.text()
+
+
+class _PlainText(HTMLParser):
+    """Sanitised notice HTML (``ALLOWED_TAGS`` only) as plain text: paragraphs and
+    headings are lines with a blank line between them, list items "- item" or "1. item"
+    (indented when nested), links "text (URL)" for web and mail addresses only, code
+    blocks and quotes indented, entities decoded."""
+
+    BLOCKS = {"p", "h2", "h3", "h4", "blockquote", "pre", "hr", "ul", "ol"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.inline: list[str] = []
+        self.lists: list[list] = []  # per open list: [ordered, next number]
+        self.links: list[tuple[str | None, int]] = []  # per open link: href, text start
+        self.marker = ""  # the current list item's "- " or "1. ", until its first line
+        self.quotes = 0
+        self.pre = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.BLOCKS or tag in ("li", "br"):
+            self._line_end()
+        if tag in self.BLOCKS and not self.lists:
+            self._gap()
+        if tag in ("ul", "ol"):
+            self.lists.append([tag == "ol", 1])
+        elif tag == "li" and self.lists:
+            ordered, number = self.lists[-1]
+            self.marker = f"{number}. " if ordered else "- "
+            self.lists[-1][1] += 1
+        elif tag == "a":
+            self.links.append((dict(attrs).get("href"), len(self.inline)))
+        elif tag == "blockquote":
+            self.quotes += 1
+        elif tag == "pre":
+            self.pre = True
+        elif tag == "hr":
+            self._emit("-" * 10)
+            self._gap()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self.links:
+            href, start = self.links.pop()
+            words = " ".join("".join(self.inline[start:]).split())
+            url = _shown_url(href)
+            if url and url != words:
+                self.inline.append(f" ({url})")
+            return
+        if tag in self.BLOCKS or tag == "li":
+            self._line_end()
+        if tag == "li":
+            self.marker = ""
+        elif tag in ("ul", "ol") and self.lists:
+            self.lists.pop()
+        elif tag == "blockquote":
+            self.quotes = max(self.quotes - 1, 0)
+        elif tag == "pre":
+            self.pre = False
+        if tag in self.BLOCKS and not self.lists:
+            self._gap()
+
+    def handle_data(self, data: str) -> None:
+        self.inline.append(data)
+
+    def close(self) -> None:
+        super().close()
+        self._line_end()
+
+    def text(self) -> str:
+        return "\n".join(self.lines).strip("\n")
+
+    def _line_end(self) -> None:
+        raw = "".join(self.inline)
+        self.inline.clear()
+        if self.pre:  # a code block, as written
+            for line in raw.strip("\n").split("\n"):
+                self._emit("    " + line if line.strip() else "")
+        elif text := " ".join(raw.split()):
+            self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        depth = max(len(self.lists) - 1, 0)
+        indent = "  " * self.quotes + "  " * depth
+        self.lines.append((indent + self.marker + text).rstrip() if text else "")
+        self.marker = " " * len(self.marker)  # the item's next lines line up with its text
+
+    def _gap(self) -> None:
+        if self.lines and self.lines[-1]:
+            self.lines.append("")
+
+
+def _shown_url(href: str | None) -> str | None:
+    """A link's target as the text part shows it: web and mail addresses only (the
+    sanitiser already dropped other schemes; relative links mean nothing in an email)."""
+    if not href:
+        return None
+    scheme = urlsplit(href).scheme.lower()
+    if scheme == "mailto":
+        return href.split(":", 1)[1]
+    return href if scheme in ("http", "https") else None
 
 
 def version_texts(version: NoticeVersion) -> list[NoticeText]:

@@ -21,7 +21,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from accounts.models import Member, Source
-from accounts.selectors import member_effective_states, purpose_by_slug
+from accounts.selectors import (
+    member_effective_states,
+    purpose_by_slug,
+    purpose_wording,
+    purposes_worded,
+)
 from campaigns.models import Delivery
 from campaigns.services import responses
 from campaigns.tokens import BadToken, notice_token
@@ -33,9 +38,15 @@ ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 
 def _language(request: HttpRequest, *preferred: str | None) -> str:
     """The first supported of: ?lang=, the delivery's or member's locale, Accept-Language."""
+    return _locale(request, *preferred).split("-")[0].lower()
+
+
+def _locale(request: HttpRequest, *preferred: str | None) -> str:
+    """``_language``'s choice as it was given (de-AT, not de): purposes can have a text for
+    the exact locale."""
     for candidate in (request.GET.get("lang"), *preferred):
         if candidate and candidate.split("-")[0].lower() in SUPPORTED:
-            return candidate.split("-")[0].lower()
+            return candidate
     return translation.get_language_from_request(request) or settings.LANGUAGE_CODE
 
 
@@ -89,15 +100,18 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
         )
     except BadToken:
         return _bad_link(request)
-    language = _language(request, delivery.locale, delivery.member.locale)
+    locale = _locale(request, delivery.locale, delivery.member.locale)
+    language = _language(request, locale)
     if request.method == "POST":
         if _limited(request, token):
             return _too_many(request, language)
         return _notice_post(request, token, delivery)
-    view = responses.notice_view(delivery=delivery, locale=request.GET.get("lang"))
+    view = responses.notice_view(
+        delivery=delivery, locale=request.GET.get("lang"), reader_locale=locale
+    )
     context = {
         "view": view,
-        "done": _done(request),
+        "done": _done(request, locale),
         "language": language,
         "action_url": _form_url(request, "notice_page", token),
     }
@@ -155,8 +169,7 @@ def _skeleton_key(view: responses.NoticeView, language: str) -> tuple:
             (
                 s.purpose.pk,
                 s.purpose.slug,
-                s.purpose.name,
-                s.purpose.description,
+                s.wording,  # in the page's locale, as staff last wrote it
                 s.state,
                 s.reason,
                 s.explicit_choice,
@@ -203,11 +216,16 @@ def _after(request: HttpRequest, url: str, action: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(f"{url}?{urlencode(params)}#result")
 
 
-def _done(request: HttpRequest) -> dict | None:
+def _done(request: HttpRequest, locale: str) -> dict | None:
     action = request.GET.get("done")
     if action not in {"acknowledge", *responses.PREFERENCE_ACTIONS}:
         return None
-    return {"action": action, "purpose": request.GET.get("purpose", "")}
+    purpose = purpose_by_slug(request.GET.get("purpose", ""))
+    return {
+        "action": action,
+        "purpose": request.GET.get("purpose", ""),
+        "purpose_name": purpose_wording(purpose=purpose, locale=locale).name if purpose else "",
+    }
 
 
 @no_referrer
@@ -219,16 +237,17 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
         member = responses.member_for_token(token)
     except BadToken:
         return _bad_link(request)
-    language = _language(request, member.locale)
+    locale = _locale(request, member.locale)
+    language = _language(request, locale)
     if request.method == "POST":
         if _limited(request, token):
             return _too_many(request, language)
         return _preferences_post(request, token, member)
     context = {
         "member": member,
-        "states": member_effective_states(member=member),
+        "states": member_effective_states(member=member, locale=locale),
         "token": token,
-        "done": _done(request),
+        "done": _done(request, locale),
         "language": language,
         "action_url": _form_url(request, "preferences_page", token),
     }
@@ -263,8 +282,14 @@ def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:
         delivery = responses.delivery_for_unsubscribe_token(token)
     except BadToken:
         return _bad_link(request)
-    language = _language(request, delivery.locale, delivery.member.locale)
-    context = {"delivery": delivery, "notice_url": _notice_url(delivery), "language": language}
+    locale = _locale(request, delivery.locale, delivery.member.locale)
+    language = _language(request, locale)
+    context = {
+        "delivery": delivery,
+        "notice_url": _notice_url(delivery),
+        "language": language,
+        "purposes": purposes_worded(locale=locale),
+    }
     if request.method == "POST":
         if _limited(request, token):
             return _too_many(request, language)

@@ -4,7 +4,7 @@ import factory
 from django.utils import timezone
 
 from accounts.jurisdictions import jurisdiction_for
-from accounts.models import Member, Purpose
+from accounts.models import Member, Purpose, PurposeText
 from accounts.services.policies import purpose_create
 
 
@@ -21,7 +21,8 @@ class MemberFactory(factory.django.DjangoModelFactory):
 
 
 def ai_training() -> Purpose:
-    """The purpose seeded by migration 0003 (UK/EU/EEA/CH excluded, elsewhere opt-out).
+    """The purpose seeded by migration 0003 (UK/EU/EEA/CH excluded, elsewhere opt-out),
+    with its German and French texts (migration 0007).
 
     A transactional test's flush empties every table, seeds included: seed it again.
     """
@@ -30,7 +31,13 @@ def ai_training() -> Purpose:
     if existing:
         return existing
     modes = {j: "excluded" if j in seed.EXCLUDED_IN else "opt_out" for j in seed.JURISDICTIONS}
-    return purpose_create(slug=seed.SLUG, name="AI training", modes=modes)
+    purpose = purpose_create(slug=seed.SLUG, name="AI training", modes=modes)
+    texts = importlib.import_module("accounts.migrations.0007_purpose_texts").TEXTS
+    for locale, (name, description) in texts.items():
+        PurposeText.objects.create(
+            purpose=purpose, locale=locale, name=name, description=description
+        )
+    return purpose
 
 
 def notice_version(*, locales=("en", "de", "fr"), default_locale="en", **fields):

@@ -92,6 +92,11 @@ def test_adding_a_purpose_in_the_admin_creates_a_policy_for_every_jurisdiction(c
             "slug": "ads-personalisation",
             "name": "Personalise ads with my activity",
             "description": "",
+            "texts-TOTAL_FORMS": "1",
+            "texts-INITIAL_FORMS": "0",
+            "texts-0-locale": "de",
+            "texts-0-name": "Werbung anhand meiner Aktivität personalisieren",
+            "texts-0-description": "",
             "policies-TOTAL_FORMS": "0",
             "policies-INITIAL_FORMS": "0",
         },
@@ -101,6 +106,7 @@ def test_adding_a_purpose_in_the_admin_creates_a_policy_for_every_jurisdiction(c
     assert sorted(purpose.policies.values_list("jurisdiction", "mode")) == sorted(
         (j.value, "opt_in") for j in Jurisdiction
     )
+    assert purpose.texts.get(locale="de").name.startswith("Werbung")
 
 
 @pytest.mark.parametrize(

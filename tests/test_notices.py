@@ -99,7 +99,7 @@ def test_compiled_message_is_in_the_locale_with_translated_chrome():
     assert compiled.subject == "Erinnerung: Subject [de]"
     assert "Hinweis lesen und entscheiden" in compiled.text
     assert "Body in <strong>de</strong>" in compiled.html
-    assert "Body in **de** with a link (https://example.com/de)." in compiled.text
+    assert "Body in de with a link (https://example.com/de)." in compiled.text
 
 
 def test_preview_renders_every_locale_for_staff(console):
@@ -137,3 +137,89 @@ def test_subjects_are_plain_text_not_html_escaped():
     text = version.texts.get()
     text.save()  # refresh the hash the compile cache is keyed on
     assert compile_message(version, "fr", reminder=False).subject == "Vos données & l'IA <2027>"
+
+
+HOSTILE_MARKDOWN = """# Your data and AI
+
+We will use **public posts** to train _models_. Read [the notice](https://example.com/n?a=1&b=2).
+
+<script>alert('xss')</script>
+<a href="javascript:alert(1)">click me</a>, [also bad](javascript:alert(2)),
+![a picture](data:image/png;base64,AAAA) <img src=x onerror=alert(3)>
+
+- first item
+- second item with `code`
+
+Then:
+
+1. step one
+2. step two
+
+Write to <privacy@example.com> or see <https://example.com/help>.
+"""
+
+
+def hostile_version():
+    version = notice_version(locales=["en"])
+    text = version.texts.get()
+    text.body_markdown = HOSTILE_MARKDOWN
+    text.save()
+    return version
+
+
+def assert_plain(text: str) -> None:
+    for markup in ("<", "javascript:", "data:", "**", "alert", "onerror", "](", "# "):
+        assert markup not in text, markup
+    assert "We will use public posts to train models." in text
+    assert "Read the notice (https://example.com/n?a=1&b=2)." in text
+    assert "click me, also bad," in text  # unsafe links keep their words, lose their URL
+    lists = "\n\n- first item\n- second item with code\n\nThen:\n\n1. step one\n2. step two\n\n"
+    assert lists in text
+    assert "Write to privacy@example.com or see https://example.com/help." in text
+    assert text.startswith("Your data and AI\n\nWe will use")  # a heading is a plain line
+
+
+def test_the_text_part_of_a_sent_notice_is_plain_text_from_the_sanitised_markdown():
+    from accounts.models import Member
+    from campaigns.models import CampaignState
+    from campaigns.services.fanout import campaign_fan_out
+    from campaigns.services.sending import campaign_send_chunk
+    from tests.factories import MemberFactory, campaign
+
+    MemberFactory(locale="en", country="US")
+    sending = campaign(version=hostile_version(), state=CampaignState.SENDING)
+    campaign_fan_out(campaign=sending)
+    campaign_send_chunk(campaign_id=sending.pk)
+    [message] = mail.outbox
+    assert message.to == [Member.objects.get().email]
+    assert_plain(message.body)
+    html = message.alternatives[0][0]
+    assert "<strong>public posts</strong>" in html and "<script" not in html
+
+
+def test_the_preview_shows_the_text_part_as_it_is_sent(console):
+    import html
+
+    version = hostile_version()
+    page = console.get(
+        reverse("admin:campaigns_noticeversion_preview", args=[version.pk, "en"])
+    ).content.decode()
+    shown = html.unescape(page.split("<pre", 1)[1].split(">", 1)[1].split("</pre>", 1)[0])
+    sent = compile_message(version, "en", reminder=False).personalise(
+        notice_url="#preview-link", unsubscribe_url="#preview-link"
+    )[0]
+    assert shown == sent
+    assert_plain(shown)
+
+
+def test_the_text_part_keeps_nested_lists_code_and_quotes_readable():
+    from campaigns.rendering import markdown_to_text
+
+    text = markdown_to_text(
+        "Intro\n\n- outer\n    - inner\n- last\n\n> quoted *words*\n\n"
+        "    code <b>kept</b> as text\n\nA line  \nbreak, and 3 < 4 & 5 > 2."
+    )
+    assert "- outer\n  - inner\n- last" in text
+    assert "quoted words" in text and "*" not in text
+    assert "code <b>kept</b> as text" in text  # a code block's text is shown as written
+    assert "A line\nbreak, and 3 < 4 & 5 > 2." in text

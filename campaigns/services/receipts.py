@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from accounts.models import Action, ConsentEvent, Source
+from accounts.selectors import purpose_wording
 from campaigns import tokens
 from campaigns.kicks import PerProcessKick
 from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
@@ -132,8 +133,10 @@ def _claim(batch_size: int, *, now: datetime) -> list[ObjectionReceipt]:
 
 
 def _send_batch(receipts: list[ObjectionReceipt], report: ReceiptReport) -> None:
-    events = ConsentEvent.objects.select_related("member", "purpose").in_bulk(
-        [r.consent_event_id for r in receipts]
+    events = (
+        ConsentEvent.objects.select_related("member", "purpose")
+        .prefetch_related("purpose__texts")  # its name in each member's language
+        .in_bulk([r.consent_event_id for r in receipts])
     )
     version_ids = {e.notice_version_id for e in events.values() if e.notice_version_id}
     versions = NoticeVersion.objects.in_bulk(version_ids)
@@ -187,7 +190,7 @@ def receipt_message(event: ConsentEvent, version: NoticeVersion | None) -> Email
         locale = settings.LANGUAGE_CODE
     context = {
         "reference": event.seq,
-        "purpose": event.purpose,
+        "purpose": purpose_wording(purpose=event.purpose, locale=event.member.locale),
         "objected_at": event.created_at,
         "version": version,
         "preferences_url": tokens.preferences_url(event.member_id),

@@ -192,17 +192,25 @@ class NoticeView:
         return timezone.now().date() > self.version.objection_deadline
 
 
-def notice_view(*, delivery: Delivery, locale: str | None = None) -> NoticeView:
-    """The exact version that was sent, in the locale it was sent in unless asked otherwise."""
+def notice_view(
+    *, delivery: Delivery, locale: str | None = None, reader_locale: str | None = None
+) -> NoticeView:
+    """The exact version that was sent, in the locale it was sent in unless asked otherwise;
+    purposes worded for ``reader_locale`` (the page's; by default the text's)."""
     version = delivery.campaign.notice_version
-    text = text_for_locale(version, locale or delivery.locale or delivery.member.locale)
+    wanted = locale or delivery.locale or delivery.member.locale
+    text = text_for_locale(version, wanted)
     return NoticeView(
         delivery=delivery,
         version=version,
         text=text,
         body_html=markdown_to_html(text.body_markdown),
         locales=[t.locale for t in version_texts(version)],
-        states=member_effective_states(member=delivery.member, preferences=delivery.preferences),
+        states=member_effective_states(
+            member=delivery.member,
+            preferences=delivery.preferences,
+            locale=reader_locale or wanted,
+        ),
         acknowledged=delivery.acknowledged,
     )
 

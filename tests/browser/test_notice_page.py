@@ -25,6 +25,15 @@ def t(language: str, message: str) -> str:
     return text
 
 
+def objection_recorded(language: str) -> str:
+    """The confirmation of an objection to AI training, the purpose named in ``language``."""
+    from accounts.models import Purpose
+    from accounts.selectors import purpose_wording
+
+    name = purpose_wording(purpose=Purpose.objects.get(slug="ai-training"), locale=language).name
+    return t(language, "Your objection to “%(name)s” is recorded.") % {"name": name}
+
+
 def status_text(page) -> str:
     return page.get_by_role("status").inner_text()
 
@@ -75,7 +84,7 @@ def test_reader_acknowledges_objects_and_undoes_from_the_email(sent, open_tab, n
     check_state(page, state="2-acknowledged", language=language)
 
     submit(page, "object")  # one tap, no login, no reason
-    assert t(language, "Your objection is recorded.") in status_text(page)
+    assert objection_recorded(language) in status_text(page)
     assert Preference.objects.get(member=member).choice == "out"
     check_state(page, state="3-objected", language=language)
 
@@ -130,7 +139,7 @@ def test_reader_switches_language_and_keeps_it_after_choosing(sent, open_tab):
 
     submit(page, "object")
     assert "lang=fr" in page.url
-    assert t("fr", "Your objection is recorded.") in status_text(page)
+    assert objection_recorded("fr") in status_text(page)
     assert page.locator("h1").inner_text() == NOTICE_TEXTS["fr"][0]
     check_state(page, state="3-objected-in-fr", language="fr", viewport="desktop")
     assert_nothing_went_wrong(tab)
