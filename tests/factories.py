@@ -32,7 +32,7 @@ def ai_training() -> Purpose:
         return existing
     modes = {j: "excluded" if j in seed.EXCLUDED_IN else "opt_out" for j in seed.JURISDICTIONS}
     purpose = purpose_create(slug=seed.SLUG, name="AI training", modes=modes)
-    texts = importlib.import_module("accounts.migrations.0007_purpose_texts").TEXTS
+    texts = importlib.import_module("accounts.migrations.0008_purpose_texts").TEXTS
     for locale, (name, description) in texts.items():
         PurposeText.objects.create(
             purpose=purpose, locale=locale, name=name, description=description

@@ -25,7 +25,7 @@ from tests.factories import sent_delivery
 
 pytestmark = pytest.mark.django_db
 
-SEED = importlib.import_module("accounts.migrations.0007_purpose_texts")
+SEED = importlib.import_module("accounts.migrations.0008_purpose_texts")
 ENGLISH = "Use my posts and profile to train generative AI models"
 GERMAN, FRENCH = SEED.TEXTS["de"], SEED.TEXTS["fr"]
 

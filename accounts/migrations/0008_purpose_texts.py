@@ -37,7 +37,7 @@ def seed(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0006_ledger_hold_function")]
+    dependencies = [("accounts", "0007_ledger_check_append_only")]
 
     operations = [
         migrations.CreateModel(
