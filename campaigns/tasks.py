@@ -90,13 +90,20 @@ def deliveries_reconcile_task() -> dict:
     report = deliveries_reconcile()
     for campaign_id in report.restart_senders:
         senders_dispatch(campaign_id)
+    for campaign_id in report.restart_fan_outs:
+        logger.warning("reconciler: campaign %s fan-out unfinished, running it again", campaign_id)
+        transaction.on_commit(lambda pk=campaign_id: campaign_fan_out_task.delay(pk))
     if report.unknown or report.requeued:
         logger.warning(
             "reconciler: %s claims re-queued, %s deliveries unknown",
             report.requeued,
             report.unknown,
         )
-    return {"completed": report.completed, "restarted": report.restart_senders}
+    return {
+        "completed": report.completed,
+        "restarted": report.restart_senders,
+        "fan_outs_restarted": report.restart_fan_outs,
+    }
 
 
 @shared_task

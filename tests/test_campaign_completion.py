@@ -107,6 +107,21 @@ def test_reconcile_between_start_and_fan_out_leaves_the_campaign_sending(alice, 
     assert state(c) == CampaignState.SENDING
 
 
+def test_a_fan_out_lost_with_its_worker_is_run_again_after_a_lease(
+    alice, bob, settings, time_machine
+):
+    """Without this, a campaign whose fan-out task died stayed sending, never complete."""
+    settings.RENOTIFY_LEASE_SECONDS = 300
+    c = scheduled_campaign(alice, bob)
+    lifecycle.campaign_start(campaign=c)
+    assert deliveries_reconcile().restart_fan_outs == []  # it may still be running
+    time_machine.move_to(timezone.now() + timezone.timedelta(seconds=301))
+    assert deliveries_reconcile().restart_fan_outs == [c.pk]
+    drive(c)  # what the re-queued fan-out and its senders do
+    assert state(c) == CampaignState.COMPLETED
+    assert deliveries_reconcile().restart_fan_outs == []
+
+
 def test_a_campaign_completes_once_fanned_out_with_an_empty_audience(alice, bob):
     c = scheduled_campaign(alice, bob, countries=["JP"])  # nobody lives there
     lifecycle.campaign_start(campaign=c)

@@ -5,9 +5,10 @@ per sending campaign, so it is cheap whatever the campaign sizes.
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
@@ -24,6 +25,7 @@ class ReconcileReport:
     expired: int = 0
     completed: list[int] = field(default_factory=list)
     restart_senders: list[int] = field(default_factory=list)
+    restart_fan_outs: list[int] = field(default_factory=list)
     paused: list[int] = field(default_factory=list)
 
 
@@ -67,7 +69,12 @@ def _reconcile_campaign(campaign: Campaign, now, report: ReconcileReport) -> Non
         report.paused.append(campaign.pk)
         return
     if campaign.fanned_out_at is None:
-        return  # its deliveries are still being created: nothing to complete or restart
+        # Its deliveries are still being created: nothing to complete. A fan-out still
+        # unfinished a lease after the start was lost with its worker: run it again (it
+        # adds only the members still missing).
+        if _sending_since(campaign) < now - timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS):
+            report.restart_fan_outs.append(campaign.pk)
+        return
     if not campaign_has_unfinished_deliveries(campaign=campaign):
         # Checked again, with "unknown" deliveries and reminders, under the row lock.
         if campaign_complete(campaign=campaign, now=now):
@@ -76,6 +83,12 @@ def _reconcile_campaign(campaign: Campaign, now, report: ReconcileReport) -> Non
     quiet_since = now - timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS)
     if campaign.senders_seen_at is None or campaign.senders_seen_at < quiet_since:
         report.restart_senders.append(campaign.pk)
+
+
+def _sending_since(campaign: Campaign) -> datetime:
+    """When the campaign last went to sending (started or resumed)."""
+    since = campaign.transitions.filter(to_state=CampaignState.SENDING).aggregate(at=Max("at"))
+    return since["at"] or campaign.starts_at or timezone.now()
 
 
 def delivery_resend(*, delivery: Delivery) -> bool:
