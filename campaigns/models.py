@@ -380,12 +380,20 @@ class DeliveryEvent(models.Model):
     is_machine = models.BooleanField(
         default=False, help_text="Open or click by a link scanner or too soon after delivery."
     )
+    # Set (with processed_at) on a complaint or unsubscribe whose ledger event is still to
+    # be recorded, which happens after the batch commits; cleared once it is recorded.
+    ledger_due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["esp", "event_key"], name="one_event_per_esp_key")
         ]
         indexes = [
+            models.Index(
+                fields=["id"],
+                name="event_ledger_due_idx",
+                condition=models.Q(ledger_due_at__isnull=False),
+            ),
             models.Index(
                 fields=["id"], name="event_unprocessed_idx", condition=models.Q(processed_at=None)
             ),
