@@ -270,3 +270,21 @@ def test_purpose_must_match_the_action(purpose, action, with_purpose):
             purpose=purpose if with_purpose else None,
         )
     assert ConsentEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "action", [Action.OBJECT, Action.WITHDRAW_OBJECTION, Action.ACKNOWLEDGE, Action.UNSUBSCRIBE]
+)
+def test_a_ledger_write_inside_a_callers_transaction_is_refused_loudly(purpose, action):
+    """Inside a caller's transaction the ledger would stay held until that one commits."""
+    member = MemberFactory(country="US")
+    kwargs = {"purpose": purpose} if action in (Action.OBJECT, Action.WITHDRAW_OBJECTION) else {}
+    if action == Action.WITHDRAW_OBJECTION:
+        consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
+
+    with pytest.raises(RuntimeError, match="inside another"), transaction.atomic():
+        consent_record(member=member, action=action, source=Source.API, **kwargs)
+
+    assert ConsentEvent.objects.filter(action=action).count() == 0
+    recorded = consent_record(member=member, action=action, source=Source.API, **kwargs)
+    assert recorded.created  # on its own, the same choice is recorded

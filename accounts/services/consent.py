@@ -102,8 +102,8 @@ def consent_record(
         "comment": comment or "",
         "metadata": metadata or {},
     }
+    _outer_transaction_refuse()
     if action in PREFERENCE_EFFECT and connection.vendor == "postgresql":
-        _outer_transaction_refuse()
         recorded = _preference_record_unlocked(action, fields)
         if recorded is not None:
             return recorded
@@ -111,9 +111,10 @@ def consent_record(
 
 
 def _outer_transaction_refuse() -> None:
-    """The check ``transaction.atomic(durable=True)`` makes, for the unlocked way's one
-    autocommitted statement (a durable block around it would add BEGIN and COMMIT round
-    trips). A test case's own transaction, as with durable blocks, does not count."""
+    """The check ``transaction.atomic(durable=True)`` makes (the held way's block is
+    durable too), made before either way runs: the unlocked way's one autocommitted
+    statement has no block around it (one would add BEGIN and COMMIT round trips). A test
+    case's own transaction, as with durable blocks, does not count."""
     blocks = connection.atomic_blocks
     if blocks and not getattr(blocks[-1], "_from_testcase", False):
         raise RuntimeError("A ledger write cannot run inside another transaction.")
