@@ -415,6 +415,9 @@ class ReceiptStatus(models.TextChoices):
     OWED = "owed", "Owed"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"  # refused for good, or gave up after the last attempt
+    # Not sent: the member was not reachable (address bounced or complained, or the
+    # member unsubscribed) when its turn came; the page said no email would come.
+    WITHHELD = "withheld", "Not sent: address not reachable"
 
 
 class ObjectionReceipt(models.Model):

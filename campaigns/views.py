@@ -24,6 +24,7 @@ from accounts.models import Member, Source
 from accounts.selectors import member_effective_states, purpose_by_slug
 from campaigns.models import Delivery
 from campaigns.services import responses
+from campaigns.services.receipts import objection_confirmation
 from campaigns.tokens import BadToken, notice_token
 from config.ratelimit import Limit, client_network, limits_hit
 
@@ -97,7 +98,7 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     view = responses.notice_view(delivery=delivery, locale=request.GET.get("lang"))
     context = {
         "view": view,
-        "done": _done(request),
+        "done": _done(request, delivery.member_id),
         "language": language,
         "action_url": _form_url(request, "notice_page", token),
     }
@@ -203,11 +204,16 @@ def _after(request: HttpRequest, url: str, action: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(f"{url}?{urlencode(params)}#result")
 
 
-def _done(request: HttpRequest) -> dict | None:
+def _done(request: HttpRequest, member_id: int) -> dict | None:
     action = request.GET.get("done")
     if action not in {"acknowledge", *responses.PREFERENCE_ACTIONS}:
         return None
-    return {"action": action, "purpose": request.GET.get("purpose", "")}
+    done = {"action": action, "purpose": request.GET.get("purpose", "")}
+    if action == "object":  # its reference, and whether a receipt will be emailed
+        done["objection"] = objection_confirmation(
+            member_id=member_id, purpose_slug=done["purpose"]
+        )
+    return done
 
 
 @no_referrer
@@ -228,7 +234,7 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
         "member": member,
         "states": member_effective_states(member=member),
         "token": token,
-        "done": _done(request),
+        "done": _done(request, member.pk),
         "language": language,
         "action_url": _form_url(request, "preferences_page", token),
     }
