@@ -80,6 +80,9 @@ def receipts_collect(*, batch_size: int = SWEEP_BATCH) -> int:
     owed = 0
     while True:
         with transaction.atomic():
+            # The row is made by migration campaigns 0010: at the ledger's head on a
+            # database with history (no receipts for objections made before receipts
+            # existed), at 0 on a fresh one, which is also what a missing row means.
             sweep, _ = ReceiptSweep.objects.select_for_update().get_or_create(pk=1)
             events = list(
                 ConsentEvent.objects.filter(seq__gt=sweep.last_seq)
