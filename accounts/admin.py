@@ -21,7 +21,11 @@ from accounts.models import (
     locale_normalise,
 )
 from accounts.selectors import member_effective_states
-from accounts.services.members import CLEARABLE, member_email_status_clear
+from accounts.services.members import (
+    CLEARABLE,
+    member_address_change,
+    member_email_status_clear,
+)
 from accounts.services.policies import policy_set_mode, purpose_create
 
 LEDGER_ROWS_ON_MEMBER = 50
@@ -49,7 +53,12 @@ class EstimatedCountPaginator(Paginator):
 @admin.register(Member)
 class MemberAdmin(admin.ModelAdmin):
     list_display = ["external_id", "email", "country", "jurisdiction", "locale", "email_status"]
-    list_filter = ["jurisdiction", "email_status", "locale"]
+    list_filter = [
+        "jurisdiction",
+        "email_status",
+        ("unsubscribed_at", admin.EmptyFieldListFilter),
+        "locale",
+    ]
     # "=" makes exact lookups, which use the unique and email indexes on big tables.
     search_fields = ["=external_id", "=email"]
     search_help_text = "Exact external id or email address."
@@ -57,6 +66,7 @@ class MemberAdmin(admin.ModelAdmin):
         "jurisdiction",
         "email_status",
         "email_status_changed_at",
+        "unsubscribed_at",
         "created_at",
         "updated_at",
         "effective_preferences",
@@ -80,6 +90,20 @@ class MemberAdmin(admin.ModelAdmin):
             f"{cleared} address(es) cleared; {skipped} left as they were "
             "(only bounces and complaints can be cleared: an unsubscribe is the member's).",
         )
+
+    def save_model(self, request: HttpRequest, obj: Member, form, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only what the form changed, so nothing it merely showed (the address's health,
+        # the member's unsubscribe) is written back over a newer value; a new address
+        # goes through the one service that changes addresses.
+        fields = [name for name in form.changed_data if name != "email"]
+        if fields:
+            obj.save(update_fields=fields)
+        if "email" in form.changed_data:
+            reason = f"address changed in the admin by {request.user}"
+            member_address_change(member=obj, email=obj.email, by=request.user, reason=reason)
 
     @admin.display(description="Effective preferences")
     def effective_preferences(self, member: Member) -> str:

@@ -9,10 +9,12 @@ from accounts.jurisdictions import Jurisdiction, jurisdiction_for
 
 
 class EmailStatus(models.TextChoices):
+    """The address's health, as mail servers report it: never a member's choice (an
+    unsubscribe is ``Member.unsubscribed_at``, which only the member's ledger events set)."""
+
     OK = "ok", "OK"
     BOUNCED = "bounced", "Bounced"
     COMPLAINED = "complained", "Complained"
-    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
 
 class Member(models.Model):
@@ -28,6 +30,10 @@ class Member(models.Model):
         max_length=16, choices=EmailStatus.choices, default=EmailStatus.OK
     )
     email_status_changed_at = models.DateTimeField(null=True, blank=True)
+    # The member's own "no more notice emails": set and cleared only by their ledger
+    # events (``consent_record``, in the event's transaction), never by address health,
+    # staff or an import; None = not unsubscribed.
+    unsubscribed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -49,9 +55,38 @@ class Member(models.Model):
             kwargs["update_fields"] = {*update_fields, "jurisdiction", "updated_at"}
         super().save(*args, **kwargs)
 
+    @property
+    def unreachable_reason(self) -> str:
+        """What ``UNREACHABLE_REASON`` says, for one member in hand."""
+        if self.unsubscribed_at is not None:
+            return UNSUBSCRIBED
+        return "" if self.email_status == EmailStatus.OK else self.email_status
+
+    @property
+    def is_reachable(self) -> bool:
+        """What ``REACHABLE`` selects, for one member in hand."""
+        return not self.unreachable_reason
+
+
+# Who may be emailed: a healthy address whose owner has not unsubscribed. Every path that
+# mails members (fan-out, reminders, sending, receipts) and every count of who cannot be
+# reached filters with this one rule.
+REACHABLE = models.Q(email_status=EmailStatus.OK, unsubscribed_at__isnull=True)
+UNSUBSCRIBED = "unsubscribed"
+# Why a member cannot be emailed, in SQL ("" when they can): their own unsubscribe
+# first (it outlives any address), else the address's health. Counts and exports
+# group by it; ``Member.unreachable_reason`` is the same rule for one member.
+UNREACHABLE_REASON = models.Case(
+    models.When(unsubscribed_at__isnull=False, then=models.Value(UNSUBSCRIBED)),
+    models.When(email_status=EmailStatus.OK, then=models.Value("")),
+    default=models.F("email_status"),
+    output_field=models.CharField(),
+)
+
 
 class EmailStatusChange(models.Model):
-    """Audit of staff clearing a bounce or complaint, so the address is mailed again."""
+    """Audit of changes to an address's health by staff or an address change (a
+    bounce or complaint cleared, so the address is mailed again)."""
 
     member = models.ForeignKey(
         Member, on_delete=models.PROTECT, related_name="email_status_changes"

@@ -70,16 +70,19 @@ def _locale_pool_sql() -> str:
 
 MEMBERS_SQL = """
 INSERT INTO accounts_member (external_id, email, locale, country, jurisdiction,
-    email_status, email_status_changed_at, created_at, updated_at)
+    email_status, email_status_changed_at, unsubscribed_at, created_at, updated_at)
 SELECT 'u' || substr(md5(g::text), 1, 16),
     (ARRAY[{first}])[1 + g % {n_first}] || '.' || (ARRAY[{last}])[1 + g / 7 % {n_last}]
         || g || '@' || CASE WHEN g % 3 = 0 THEN pool.domain
                             ELSE (ARRAY[{common}])[1 + g % {n_common}] END,
     pool.locale, pool.code, pool.jurisdiction,
     CASE WHEN {every} > 0 AND g % {every} = 0
-         THEN (ARRAY['bounced', 'complained', 'unsubscribed'])[1 + g / {every} % 3]
+         THEN (ARRAY['bounced', 'complained', 'ok'])[1 + g / {every} % 3]
          ELSE 'ok' END,
-    CASE WHEN {every} > 0 AND g % {every} = 0 THEN timestamptz '2025-01-01' END,
+    CASE WHEN {every} > 0 AND g % {every} = 0 AND g / {every} % 3 < 2
+         THEN timestamptz '2025-01-01' END,
+    CASE WHEN {every} > 0 AND g % {every} = 0 AND g / {every} % 3 = 2
+         THEN timestamptz '2025-01-01' END,
     timestamptz '2019-01-01' + g * interval '1 minute',
     timestamptz '2019-01-01' + g * interval '1 minute'
 FROM (SELECT g, random() AS r FROM generate_series(1, {total}) AS g) AS s
@@ -94,8 +97,8 @@ def _array(words) -> str:
 
 
 def members_seed(conn, *, reachable: int, unreachable_every: int = 0) -> int:
-    """Exactly ``reachable`` members with email_status 'ok'; with ``unreachable_every``
-    = k, every k-th id is bounced, complained or unsubscribed instead (extra rows).
+    """Exactly ``reachable`` reachable members; with ``unreachable_every`` = k, every
+    k-th id is bounced, complained or unsubscribed instead (extra rows).
     Returns the number of rows written. ANALYZEd, as autovacuum would have."""
     total = reachable
     while unreachable_every and total - total // unreachable_every < reachable:
@@ -412,7 +415,8 @@ def audience_cutoff(reachable: int):
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT created_at + interval '1 second' FROM accounts_member"
-            " WHERE email_status = 'ok' ORDER BY id OFFSET %s LIMIT 1",
+            " WHERE email_status = 'ok' AND unsubscribed_at IS NULL"
+            " ORDER BY id OFFSET %s LIMIT 1",
             [reachable - 1],
         )
         row = cursor.fetchone()

@@ -60,7 +60,7 @@ FLOOR_INSERT = """
 INSERT INTO {table} (campaign_id, member_id, wave, status, created_at, attempts,
     locale, esp_message_id, error)
 SELECT %(campaign)s, m.id, 0, 'pending', now(), 0, '', '', ''
-FROM accounts_member m WHERE email_status = 'ok'
+FROM accounts_member m WHERE email_status = 'ok' AND unsubscribed_at IS NULL
 AND NOT EXISTS (SELECT 1 FROM {table} existing
     WHERE existing.campaign_id = %(campaign)s AND existing.wave = 0
     AND existing.member_id = m.id)

@@ -242,7 +242,7 @@ def child_floor(campaign_id: int) -> None:
 
     def _claimed(pk: int, wave: int, attempts: int, email: str, locale: str) -> Claimed:
         return Claimed(
-            id=pk, wave=wave, attempts=attempts, email=email, locale=locale, email_status="ok"
+            id=pk, wave=wave, attempts=attempts, email=email, locale=locale, reachable=True
         )
 
     campaign = Campaign.objects.select_related("notice_version").get(pk=campaign_id)

@@ -552,7 +552,7 @@ DELIVERIES_SQL = """
 INSERT INTO campaigns_delivery (campaign_id, member_id, wave, status, created_at, attempts,
     locale, sent_at, esp_message_id, error, soft_bounces)
 SELECT %(campaign)s, id, 0, 'sent', now(), 1, locale, %(sent_at)s, '', '', 0
-FROM accounts_member WHERE email_status = 'ok' ORDER BY id LIMIT %(n)s
+FROM accounts_member WHERE email_status = 'ok' AND unsubscribed_at IS NULL ORDER BY id LIMIT %(n)s
 """
 
 

@@ -468,12 +468,20 @@ class DeliveryEvent(models.Model):
     is_machine = models.BooleanField(
         default=False, help_text="Open or click by a link scanner or too soon after delivery."
     )
+    # Set (with processed_at) on a complaint or unsubscribe whose ledger event is still to
+    # be recorded, which happens after the batch commits; cleared once it is recorded.
+    ledger_due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["esp", "event_key"], name="one_event_per_esp_key")
         ]
         indexes = [
+            models.Index(
+                fields=["id"],
+                name="event_ledger_due_idx",
+                condition=models.Q(ledger_due_at__isnull=False),
+            ),
             models.Index(
                 fields=["id"], name="event_unprocessed_idx", condition=models.Q(processed_at=None)
             ),
@@ -495,6 +503,9 @@ class ReceiptStatus(models.TextChoices):
     OWED = "owed", "Owed"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"  # refused for good, or gave up after the last attempt
+    # Not sent: the member was not reachable (address bounced or complained, or the
+    # member unsubscribed) when its turn came; the page said no email would come.
+    WITHHELD = "withheld", "Not sent: address not reachable"
 
 
 class ObjectionReceipt(models.Model):

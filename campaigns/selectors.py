@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from accounts.models import Action, ConsentEvent, EmailStatus, Member
+from accounts.models import REACHABLE, UNREACHABLE_REASON, Action, ConsentEvent, Member
 from accounts.selectors import members_with_effective_state
 from campaigns.models import (
     UNFINISHED_STATUSES,
@@ -45,7 +45,8 @@ def audience_members(*, campaign: Campaign) -> QuerySet[Member]:
 
 
 def reachable(members: QuerySet[Member]) -> QuerySet[Member]:
-    return members.filter(email_status=EmailStatus.OK)
+    """A healthy address, and a member who has not unsubscribed."""
+    return members.filter(REACHABLE)
 
 
 @dataclass
@@ -64,19 +65,20 @@ class AudiencePreview:
 
 
 def audience_preview(*, campaign: Campaign) -> AudiencePreview:
-    """Counts by email status, jurisdiction and locale: one grouped query over the audience."""
+    """Counts by why a member is unreachable, jurisdiction and locale: one grouped query
+    over the audience."""
     preview = AudiencePreview()
     rows = (
         audience_members(campaign=campaign)
         .order_by()
-        .values("email_status", "jurisdiction", "locale")
+        .annotate(reason=UNREACHABLE_REASON)
+        .values("reason", "jurisdiction", "locale")
         .annotate(n=Count("pk"))
     )
     for row in rows:
         preview.targeted += row["n"]
-        if row["email_status"] != EmailStatus.OK:
-            status = row["email_status"]
-            preview.unreachable[status] = preview.unreachable.get(status, 0) + row["n"]
+        if reason := row["reason"]:
+            preview.unreachable[reason] = preview.unreachable.get(reason, 0) + row["n"]
             continue
         for key, bucket in (
             ("jurisdiction", preview.by_jurisdiction),
@@ -212,7 +214,8 @@ NOT_REACHED_COLUMNS = ("external_id", "jurisdiction", "locale", "reason")
 def members_not_reached(*, campaign: Campaign):
     """Rows (external_id, jurisdiction, locale, reason) for everyone the notice did not
     reach: deliveries that ended badly, and audience members left out at fan-out for
-    their email status. Two streamed queries; memory does not grow with the audience."""
+    their address's health or their unsubscribe. Two streamed queries; memory does not
+    grow with the audience."""
     statuses = [*NOT_REACHED_STATUSES]
     if campaign.state in FINAL_STATES:
         statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
@@ -224,10 +227,11 @@ def members_not_reached(*, campaign: Campaign):
     yield from delivered_badly.iterator(chunk_size=5000)
     never_sent = (
         audience_members(campaign=campaign)
-        .exclude(email_status=EmailStatus.OK)
+        .exclude(REACHABLE)
         .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
+        .annotate(reason=UNREACHABLE_REASON)
         .order_by("pk")
-        .values_list("external_id", "jurisdiction", "locale", "email_status")
+        .values_list("external_id", "jurisdiction", "locale", "reason")
     )
     for external_id, jurisdiction, locale, status in never_sent.iterator(chunk_size=5000):
         yield external_id, jurisdiction, locale, f"not sent: email {status}"

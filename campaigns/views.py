@@ -29,6 +29,7 @@ from accounts.selectors import (
 )
 from campaigns.models import Delivery
 from campaigns.services import responses
+from campaigns.services.receipts import objection_confirmation
 from campaigns.tokens import BadToken, notice_token
 from config.ratelimit import Limit, client_network, limits_hit
 
@@ -111,7 +112,7 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     )
     context = {
         "view": view,
-        "done": _done(request, locale),
+        "done": _done(request, locale, member_id=delivery.member_id),
         "language": language,
         "action_url": _form_url(request, "notice_page", token),
     }
@@ -216,16 +217,21 @@ def _after(request: HttpRequest, url: str, action: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(f"{url}?{urlencode(params)}#result")
 
 
-def _done(request: HttpRequest, locale: str) -> dict | None:
+def _done(request: HttpRequest, locale: str, *, member_id: int) -> dict | None:
     action = request.GET.get("done")
     if action not in {"acknowledge", *responses.PREFERENCE_ACTIONS}:
         return None
     purpose = purpose_by_slug(request.GET.get("purpose", ""))
-    return {
+    done = {
         "action": action,
         "purpose": request.GET.get("purpose", ""),
         "purpose_name": purpose_wording(purpose=purpose, locale=locale).name if purpose else "",
     }
+    if action == "object":  # its reference, and whether a receipt will be emailed
+        done["objection"] = objection_confirmation(
+            member_id=member_id, purpose_slug=done["purpose"]
+        )
+    return done
 
 
 @no_referrer
@@ -247,7 +253,7 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
         "member": member,
         "states": member_effective_states(member=member, locale=locale),
         "token": token,
-        "done": _done(request, locale),
+        "done": _done(request, locale, member_id=member.pk),
         "language": language,
         "action_url": _form_url(request, "preferences_page", token),
     }

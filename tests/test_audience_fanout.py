@@ -26,7 +26,7 @@ def people(purpose):
         "ch_fr": MemberFactory(country="CH", locale="fr"),
         "us_en": MemberFactory(country="US", locale="en"),
         "uk_bounced": MemberFactory(country="GB", email_status=EmailStatus.BOUNCED),
-        "de_unsubscribed": MemberFactory(country="DE", email_status=EmailStatus.UNSUBSCRIBED),
+        "de_unsubscribed": MemberFactory(country="DE", unsubscribed_at=timezone.now()),
         "us_objector": _objector(purpose),
     }
 

@@ -229,14 +229,13 @@ def disk_full_on_preference_insert():
                 cursor.execute("DROP FUNCTION test_disk_full()")
 
 
-def test_unsubscribe_marks_the_address_and_is_idempotent(purpose):
+def test_unsubscribe_marks_the_member_not_the_address_and_is_idempotent(purpose):
     member = MemberFactory()
     consent_record(member=member, action=Action.UNSUBSCRIBE, source=Source.ONE_CLICK)
     consent_record(member=member, action=Action.UNSUBSCRIBE, source=Source.ONE_CLICK)
     member.refresh_from_db()
-    assert member.email_status == "unsubscribed"
-    assert member.email_status_changed_at is not None
-    assert ConsentEvent.objects.filter(action=Action.UNSUBSCRIBE).count() == 1
+    [event] = ConsentEvent.objects.filter(action=Action.UNSUBSCRIBE)
+    assert (member.email_status, member.unsubscribed_at) == ("ok", event.created_at)
 
 
 def test_acknowledging_the_same_delivery_twice_records_one_event(purpose):
@@ -271,3 +270,21 @@ def test_purpose_must_match_the_action(purpose, action, with_purpose):
             purpose=purpose if with_purpose else None,
         )
     assert ConsentEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "action", [Action.OBJECT, Action.WITHDRAW_OBJECTION, Action.ACKNOWLEDGE, Action.UNSUBSCRIBE]
+)
+def test_a_ledger_write_inside_a_callers_transaction_is_refused_loudly(purpose, action):
+    """Inside a caller's transaction the ledger would stay held until that one commits."""
+    member = MemberFactory(country="US")
+    kwargs = {"purpose": purpose} if action in (Action.OBJECT, Action.WITHDRAW_OBJECTION) else {}
+    if action == Action.WITHDRAW_OBJECTION:
+        consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
+
+    with pytest.raises(RuntimeError, match="inside another"), transaction.atomic():
+        consent_record(member=member, action=action, source=Source.API, **kwargs)
+
+    assert ConsentEvent.objects.filter(action=action).count() == 0
+    recorded = consent_record(member=member, action=action, source=Source.API, **kwargs)
+    assert recorded.created  # on its own, the same choice is recorded

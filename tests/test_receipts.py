@@ -217,3 +217,68 @@ def test_staff_see_a_failed_receipt_and_send_it_again(
     receipt.refresh_from_db()
     assert (receipt.status, receipt.attempts) == ("owed", 0)
     assert receipts.receipts_send().sent == 1 and len(mail.outbox) == 1
+
+
+def object_and_read_the_page(delivery, django_capture_on_commit_callbacks):
+    from campaigns.tokens import notice_token
+
+    client = Client(enforce_csrf_checks=True)
+    url = f"/n/{notice_token(delivery.pk)}/"
+    csrf = client.get(url).cookies["csrftoken"].value
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            url, {"csrfmiddlewaretoken": csrf, "action": "object", "purpose": "ai-training"}
+        )
+    assert response.status_code == 302
+    return client.get(response["Location"]).content.decode()
+
+
+def test_a_reachable_member_is_promised_a_receipt_with_the_reference_and_gets_it(
+    delivery, receipts_inline, django_capture_on_commit_callbacks
+):
+    page = object_and_read_the_page(delivery, django_capture_on_commit_callbacks)
+
+    event = ConsentEvent.objects.get(action=Action.OBJECT)
+    assert f"Your reference: {event.seq}." in page
+    assert "We will send you a confirmation by email." in page
+    [message] = mail.outbox
+    assert message.to == ["ines@example.com"] and str(event.seq) in message.subject
+
+
+@pytest.mark.parametrize("unreachable", ["complained", "bounced", "unsubscribed"])
+def test_an_unreachable_member_gets_no_receipt_and_the_page_says_so(
+    delivery, receipts_inline, django_capture_on_commit_callbacks, unreachable
+):
+    """Ines's address reported our notice as spam (or bounced), or she unsubscribed from
+    our emails: her objection is recorded, no receipt goes out, the page says so."""
+    from accounts.models import Member, Source
+    from accounts.services.consent import consent_record
+
+    if unreachable == "unsubscribed":
+        consent_record(member=delivery.member, action=Action.UNSUBSCRIBE, source=Source.ONE_CLICK)
+    else:
+        Member.objects.filter(pk=delivery.member_id).update(email_status=unreachable)
+
+    page = object_and_read_the_page(delivery, django_capture_on_commit_callbacks)
+
+    event = ConsentEvent.objects.get(action=Action.OBJECT)
+    assert f"Your reference: {event.seq}." in page
+    assert "We will not email you a confirmation" in page
+    assert "We will send you a confirmation" not in page
+    assert mail.outbox == []
+    receipt = ObjectionReceipt.objects.get()
+    assert (receipt.consent_event_id, receipt.status) == (event.pk, "withheld")
+    assert receipts.receipts_send().sent == 0 and mail.outbox == []  # never sent later
+
+
+def test_the_german_page_says_no_receipt_will_come_in_german(
+    purpose, receipts_inline, django_capture_on_commit_callbacks
+):
+    from accounts.models import Member
+
+    delivery = sent_delivery(email="jo@example.com", locale="de", sent_ago=timedelta(days=1))
+    Member.objects.filter(pk=delivery.member_id).update(email_status="complained")
+
+    page = object_and_read_the_page(delivery, django_capture_on_commit_callbacks)
+
+    assert "Ihre Referenz:" in page and "keine Bestätigung per E-Mail" in page

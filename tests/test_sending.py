@@ -9,7 +9,8 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
-from accounts.models import EmailStatus, Member
+from accounts.models import Action, Member, Source
+from accounts.services.consent import consent_record
 from campaigns import tokens
 from campaigns.models import Campaign, CampaignState, Delivery
 from campaigns.services.fanout import campaign_fan_out
@@ -170,7 +171,7 @@ def test_a_timeout_after_handing_over_is_unknown_not_retried(flaky_mail):
 def test_someone_who_unsubscribed_after_fan_out_is_skipped():
     c = sending_campaign(members=3)
     gone = Member.objects.order_by("pk").last()
-    Member.objects.filter(pk=gone.pk).update(email_status=EmailStatus.UNSUBSCRIBED)
+    consent_record(member=gone, action=Action.UNSUBSCRIBE, source=Source.ONE_CLICK)
     send_all(c)
     assert statuses(c) == {"sent": 2, "skipped": 1}
     assert gone.email not in [m.to[0] for m in mail.outbox]

@@ -144,12 +144,43 @@ def test_complaint_marks_the_address_and_records_an_unsubscribe(sent):
     )
 
 
+def test_a_complaint_whose_processor_died_after_the_batch_is_recorded_by_the_next_run(
+    sent, monkeypatch
+):
+    """The batch commits the delivery and the address; the unsubscribe is recorded after,
+    in its own ledger transaction. A process that dies in between leaves it due."""
+    from campaigns.services import tracking
+
+    d = Delivery.objects.filter(campaign=sent).select_related("member").first()
+
+    def died(**kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(tracking, "consent_record", died)
+    with pytest.raises(SystemExit):
+        receive(event(d, "complained", minutes=60))
+    d.member.refresh_from_db()
+    assert (state(d), d.member.email_status) == (DeliveryStatus.COMPLAINED, EmailStatus.COMPLAINED)
+    assert not ConsentEvent.objects.exists()
+    assert DeliveryEvent.objects.get(event_type="complained").ledger_due_at is not None
+
+    monkeypatch.undo()
+    events_process()
+    events_process()
+
+    [unsubscribe] = ConsentEvent.objects.all()
+    assert (unsubscribe.action, unsubscribe.delivery_id) == (Action.UNSUBSCRIBE, d.pk)
+    assert DeliveryEvent.objects.get(event_type="complained").ledger_due_at is None
+    d.member.refresh_from_db()
+    assert d.member.unsubscribed_at == unsubscribe.created_at
+
+
 def test_esp_unsubscribe_is_recorded_once(sent):
     d = Delivery.objects.filter(campaign=sent).select_related("member").first()
     receive(event(d, "unsubscribed", minutes=5), event(d, "unsubscribed", minutes=6))
     d.member.refresh_from_db()
-    assert d.member.email_status == EmailStatus.UNSUBSCRIBED
-    assert ConsentEvent.objects.filter(action=Action.UNSUBSCRIBE).count() == 1
+    [unsubscribe] = ConsentEvent.objects.filter(action=Action.UNSUBSCRIBE)
+    assert (d.member.email_status, d.member.unsubscribed_at) == ("ok", unsubscribe.created_at)
 
 
 @pytest.mark.parametrize(

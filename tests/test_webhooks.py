@@ -27,7 +27,16 @@ ESP = {
     "mailgun": ("/anymail/mailgun/tracking/", "application/json"),
     "amazon_ses": ("/anymail/amazon_ses/tracking/", "text/plain; charset=UTF-8"),
 }
-# (fixture, delivery status after processing, member email status after)
+UNSUBSCRIBED = "unsubscribed"
+# What the member is left with: (the address's health, unsubscribed). A complaint is both
+# a fact about the address and the member's unsubscribe.
+MEMBER_AFTER = {
+    EmailStatus.OK: (EmailStatus.OK, False),
+    EmailStatus.BOUNCED: (EmailStatus.BOUNCED, False),
+    EmailStatus.COMPLAINED: (EmailStatus.COMPLAINED, True),
+    UNSUBSCRIBED: (EmailStatus.OK, True),
+}
+# (fixture, delivery status after processing, what the member is left with)
 CASES = [
     ("postmark/delivery", DeliveryStatus.DELIVERED, EmailStatus.OK),
     ("postmark/bounce_hard", DeliveryStatus.BOUNCED, EmailStatus.BOUNCED),
@@ -38,7 +47,7 @@ CASES = [
     (
         "postmark/subscription_change_unsubscribe",
         DeliveryStatus.DELIVERED,
-        EmailStatus.UNSUBSCRIBED,
+        UNSUBSCRIBED,
     ),
     ("sendgrid/delivered", DeliveryStatus.DELIVERED, EmailStatus.OK),
     ("sendgrid/deferred", DeliveryStatus.DEFERRED, EmailStatus.OK),
@@ -46,7 +55,7 @@ CASES = [
     ("sendgrid/bounce_blocked", DeliveryStatus.DEFERRED, EmailStatus.OK),
     ("sendgrid/dropped", DeliveryStatus.REJECTED, EmailStatus.OK),
     ("sendgrid/spamreport", DeliveryStatus.COMPLAINED, EmailStatus.COMPLAINED),
-    ("sendgrid/unsubscribe", DeliveryStatus.DELIVERED, EmailStatus.UNSUBSCRIBED),
+    ("sendgrid/unsubscribe", DeliveryStatus.DELIVERED, UNSUBSCRIBED),
     ("mailgun/delivered", DeliveryStatus.DELIVERED, EmailStatus.OK),
     ("mailgun/failed_permanent_bounce", DeliveryStatus.BOUNCED, EmailStatus.BOUNCED),
     ("mailgun/failed_temporary", DeliveryStatus.DEFERRED, EmailStatus.OK),
@@ -118,7 +127,11 @@ def test_documented_payload_moves_the_delivery(delivery, name, status, email_sta
     events_process()
     delivery.refresh_from_db()
     delivery.member.refresh_from_db()
-    assert (delivery.status, delivery.member.email_status) == (status, email_status)
+    member = delivery.member
+    assert (delivery.status, member.email_status, member.unsubscribed_at is not None) == (
+        status,
+        *MEMBER_AFTER[email_status],
+    )
     assert DeliveryEvent.objects.filter(delivery=delivery).exists()
 
 

@@ -1,7 +1,15 @@
 """Record a member's choice: one ledger event and the Preference, in one transaction.
 
 Every source (preference page, one-click, API, admin, import, ESP) records
-choices through ``consent_record``; nothing else writes ConsentEvent rows.
+choices through ``consent_record``; nothing else writes ConsentEvent rows, and nothing
+else sets or clears ``Member.unsubscribed_at`` (the member's unsubscribe, written in the
+event's own transaction).
+
+A ledger write owns its transaction and refuses, loudly, to run inside a caller's
+(``RuntimeError``, as Django's durable atomic blocks do): inside one it would hold the
+ledger, which every choice waits for, until the caller commits, and take member rows
+after locks the caller already holds, against the lock order below. Callers record
+consequences after their own commit (the ESP event processor does).
 
 The ledger is one hash chain: each event names the one before it, so events are
 appended one at a time, in ``seq`` order, each committed before the next is read.
@@ -32,7 +40,6 @@ from accounts.models import (
     Action,
     Choice,
     ConsentEvent,
-    EmailStatus,
     Member,
     Preference,
     Purpose,
@@ -95,11 +102,22 @@ def consent_record(
         "comment": comment or "",
         "metadata": metadata or {},
     }
+    _outer_transaction_refuse()
     if action in PREFERENCE_EFFECT and connection.vendor == "postgresql":
         recorded = _preference_record_unlocked(action, fields)
         if recorded is not None:
             return recorded
     return _record_held(member, action, purpose, fields)
+
+
+def _outer_transaction_refuse() -> None:
+    """The check ``transaction.atomic(durable=True)`` makes (the held way's block is
+    durable too), made before either way runs: the unlocked way's one autocommitted
+    statement has no block around it (one would add BEGIN and COMMIT round trips). A test
+    case's own transaction, as with durable blocks, does not count."""
+    blocks = connection.atomic_blocks
+    if blocks and not getattr(blocks[-1], "_from_testcase", False):
+        raise RuntimeError("A ledger write cannot run inside another transaction.")
 
 
 def _preference_record_unlocked(action: Action, fields: dict[str, Any]) -> Recorded | None:
@@ -117,21 +135,22 @@ def _preference_record_unlocked(action: Action, fields: dict[str, Any]) -> Recor
 def _record_held(
     member: Member, action: Action, purpose: Purpose | None, fields: dict[str, Any]
 ) -> Recorded:
-    # No savepoint inside a caller's transaction: nobody catches an error from here to
-    # carry on, and the two round trips would be spent while the ledger lock is held.
-    with transaction.atomic(savepoint=False):
+    # Durable: never inside a caller's transaction (see the module docstring). No
+    # savepoint: the only block it may sit in is a test case's, where one would add two
+    # statements that production never runs.
+    with transaction.atomic(savepoint=False, durable=True):
         if action in PREFERENCE_EFFECT:
             # The member's row and the chain, with the preference and head as they stand.
             held = _ledger_hold(member_id=member.pk, purpose_id=purpose.pk)
             if _preference_stands(action, held.preference):
                 pref = held.preference
                 return Recorded(pref.last_event if pref else None, created=False)
-            email_status, head = held.email_status, held.head
+            head = held.head
         else:
-            email_status = _member_lock(member.pk)
+            unsubscribed_at = _member_lock(member.pk)
             stands, standing = _already_stands(
                 member,
-                email_status,
+                unsubscribed_at,
                 action,
                 fields["notice_version_id"],
                 fields["delivery_id"],
@@ -145,7 +164,7 @@ def _record_held(
                 raise RuntimeError(f"ledger event {event.seq} exists though the ledger is held")
         else:
             event.save(force_insert=True)
-            _apply(member, email_status, action, purpose, event)
+            _apply(member, action, purpose, event)
     return Recorded(event, created=True)
 
 
@@ -158,7 +177,7 @@ def _record_held(
 # would deadlock.) On PostgreSQL the function renotify_ledger_hold (migration accounts
 # 0006) takes both and reads the preference and head in one round trip; on SQLite the
 # IMMEDIATE transaction already holds the database's write lock.
-_MEMBER_LOCK_SQL = "SELECT email_status FROM {member} WHERE id = %s{for_update}"
+_MEMBER_LOCK_SQL = "SELECT unsubscribed_at FROM {member} WHERE id = %s{for_update}"
 _LEDGER_HOLD_SQL = "SELECT * FROM renotify_ledger_hold(%s, %s, %s)"
 _PREFERENCE_AND_HEAD_SQL = """
 SELECT p.id, p.choice, p.last_event_id, head.seq, head.hash
@@ -168,8 +187,8 @@ LEFT JOIN (SELECT seq, hash FROM {event} ORDER BY seq DESC LIMIT 1) head ON true
 """
 
 
-def _member_lock(member_id: int) -> str:
-    """Lock the member's row until commit; its email status as it now stands."""
+def _member_lock(member_id: int) -> Any:
+    """Lock the member's row until commit; when they unsubscribed, as it now stands."""
     for_update = " FOR UPDATE" if connection.vendor == "postgresql" else ""
     sql = _MEMBER_LOCK_SQL.format(member=Member._meta.db_table, for_update=for_update)
     with connection.cursor() as cursor:
@@ -184,24 +203,24 @@ def _member_lock(member_id: int) -> str:
 class _Held:
     """What a ledger write reads once it holds the member (if any) and the ledger."""
 
-    email_status: str | None
     preference: Preference | None
     head: tuple[int, str] | None  # the chain's last (seq, hash)
 
 
 def _ledger_hold(*, member_id: int | None, purpose_id: int | None) -> _Held:
     """Hold the member's row (when given) and the ledger until commit; read the
-    member's email status, their Preference for the purpose and the chain's head."""
+    member's Preference for the purpose and the chain's head."""
     if connection.vendor != "postgresql":
-        email_status = _member_lock(member_id) if member_id is not None else None
-        return _Held(email_status, *_preference_and_head(member_id, purpose_id))
+        if member_id is not None:
+            _member_lock(member_id)
+        return _Held(*_preference_and_head(member_id, purpose_id))
     with connection.cursor() as cursor:
         cursor.execute(_LEDGER_HOLD_SQL, [member_id, purpose_id, LEDGER_LOCK_ID])
         row = cursor.fetchone()
     if row is None:
         raise Member.DoesNotExist(f"no member {member_id}")
-    email_status, *preference, seq, hash_ = row
-    return _Held(email_status, _preference(*preference), _head(seq, hash_))
+    _email_status, *preference, seq, hash_ = row
+    return _Held(_preference(*preference), _head(seq, hash_))
 
 
 def _preference_and_head(
@@ -237,7 +256,7 @@ def _preference_stands(action: Action, pref: Preference | None) -> bool:
 
 def _already_stands(
     member: Member,
-    email_status: str,
+    unsubscribed_at: Any,
     action: Action,
     notice_version_id: int | None,
     delivery_id: int | None,
@@ -246,9 +265,11 @@ def _already_stands(
     event standing for it."""
     same = ConsentEvent.objects.filter(member=member, action=action)
     if action == Action.UNSUBSCRIBE:
-        # Stands until staff clear the address back to OK.
-        last = same.order_by("-seq").first()
-        return (last is not None and email_status != EmailStatus.OK), last
+        # Stands while the member is unsubscribed: only their own events change that, so
+        # a bounce, a complaint, staff or a new address never make a repeat count again.
+        if unsubscribed_at is None:
+            return False, None
+        return True, same.order_by("-seq").first()
     acknowledged = same.filter(notice_version_id=notice_version_id, delivery_id=delivery_id).first()
     return acknowledged is not None, acknowledged
 
@@ -315,9 +336,7 @@ def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> bo
     return True
 
 
-def _apply(
-    member: Member, email_status: str, action: Action, purpose: Purpose | None, event: ConsentEvent
-) -> None:
+def _apply(member: Member, action: Action, purpose: Purpose | None, event: ConsentEvent) -> None:
     if action in PREFERENCE_EFFECT:
         # One INSERT ... ON CONFLICT DO UPDATE: this runs while the ledger lock is held,
         # so every round trip here is one that no other choice can make meanwhile.
@@ -335,9 +354,8 @@ def _apply(
             unique_fields=["member", "purpose"],
             update_fields=["choice", "chosen_at", "last_event"],
         )
-    elif action == Action.UNSUBSCRIBE and email_status == EmailStatus.OK:
+    elif action == Action.UNSUBSCRIBE:
+        # Whatever the address's health: a bounce or complaint is a separate fact.
         Member.objects.filter(pk=member.pk).update(
-            email_status=EmailStatus.UNSUBSCRIBED,
-            email_status_changed_at=event.created_at,
-            updated_at=event.created_at,
+            unsubscribed_at=event.created_at, updated_at=event.created_at
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import QuerySet
 
-from accounts.models import Action, ConsentEvent, EmailStatus, Member, Preference, Purpose
+from accounts.models import Action, ConsentEvent, Member, Preference, Purpose
 from accounts.services.consent import PREFERENCE_EFFECT
 
 # Whether each action leaves the member unsubscribed from notice emails. (Only
@@ -44,7 +44,7 @@ def ledger_replay_mismatches() -> Iterator[Mismatch]:
 
 def _stored_unsubscribed_members() -> QuerySet:
     """The ids of the members stored as unsubscribed (the state the replay checks)."""
-    return Member.objects.filter(email_status=EmailStatus.UNSUBSCRIBED).values("pk")
+    return Member.objects.filter(unsubscribed_at__isnull=False).values("pk")
 
 
 def _tables() -> dict[str, str]:

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from accounts.jurisdictions import jurisdiction_for, normalise_country
 from accounts.models import EmailStatus, Member
+from accounts.services.members import address_health_sql
 
 COLUMNS = ("external_id", "email", "locale", "country")
 STAGING = "renotify_member_import"
@@ -291,6 +292,7 @@ class _Stager(ABC):
 
     def _upsert_sql(self) -> str:
         table = Member._meta.db_table
+        health, health_changed_at = address_health_sql(old="m", new="excluded")
         return (
             f"INSERT INTO {table} AS m (external_id, email, locale, country, jurisdiction,"
             " email_status, email_status_changed_at, created_at, updated_at)"
@@ -305,11 +307,9 @@ class _Stager(ABC):
             " ON CONFLICT (external_id) DO UPDATE SET email = excluded.email,"
             " locale = excluded.locale, country = excluded.country,"
             " jurisdiction = excluded.jurisdiction, updated_at = excluded.updated_at,"
-            # A new address has no bounce or complaint history; an unsubscribe is the
-            # person's choice and survives an address change.
-            " email_status = CASE WHEN m.email <> excluded.email"
-            f" AND m.email_status IN ('{EmailStatus.BOUNCED}', '{EmailStatus.COMPLAINED}')"
-            f" THEN '{EmailStatus.OK}' ELSE m.email_status END"
+            # The rule ``member_address_change`` applies: a new address's health starts
+            # again; the unsubscribe is the member's (``unsubscribed_at``, untouched).
+            f" email_status = {health}, email_status_changed_at = {health_changed_at}"
             # Still checked here: a concurrent writer may have changed the row since.
             f" WHERE {self._changed('excluded')}"
         )

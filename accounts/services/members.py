@@ -1,4 +1,10 @@
-"""Staff actions on members."""
+"""Staff actions on members, and the one way a member's address changes.
+
+An address's health (bounced, complained) and the member's unsubscribe are separate
+facts with separate owners: staff ("Mail again") or a new address reset the health,
+only the member's own ledger events (``consent_record``) set or clear the unsubscribe.
+Nothing here touches ``Member.unsubscribed_at``.
+"""
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -7,8 +13,30 @@ from django.utils import timezone
 from accounts.models import EmailStatus, EmailStatusChange, Member
 
 # Staff may clear what the address did (bounce, complaint), never what the person
-# chose: an unsubscribe is undone by the member, on their preference page.
+# chose: an unsubscribe is not an address status at all.
 CLEARABLE = (EmailStatus.BOUNCED, EmailStatus.COMPLAINED)
+
+# A new address has no history with mail servers: its health starts again here. The
+# importer's set-based upsert applies the same rule in SQL (``address_health_sql``).
+HEALTH_OF_NEW_ADDRESS = EmailStatus.OK
+
+
+def address_normal(email: str) -> str:
+    """The address as stored: trimmed, domain in lower case (as the importer stores it)."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def address_health_sql(*, old: str, new: str) -> tuple[str, str]:
+    """SQL for (email_status, email_status_changed_at) after an upsert of the row
+    aliased ``old`` (as stored) with ``new`` (as written): the health of a new address
+    is ``HEALTH_OF_NEW_ADDRESS``, noted as changed only when it was something else."""
+    changed = f"{old}.email <> {new}.email"
+    reset = f"{changed} AND {old}.email_status <> '{HEALTH_OF_NEW_ADDRESS}'"
+    return (
+        f"CASE WHEN {changed} THEN '{HEALTH_OF_NEW_ADDRESS}' ELSE {old}.email_status END",
+        f"CASE WHEN {reset} THEN {new}.updated_at ELSE {old}.email_status_changed_at END",
+    )
 
 
 @transaction.atomic
@@ -16,18 +44,41 @@ def member_email_status_clear(
     *, member: Member, by: AbstractBaseUser, reason: str
 ) -> EmailStatusChange | None:
     """Set a bounced or complained address back to OK, with an audit row; None if not
-    clearable."""
+    clearable. A member who unsubscribed stays unsubscribed (and unreachable)."""
     locked = Member.objects.select_for_update().get(pk=member.pk)
     if locked.email_status not in CLEARABLE:
         return None
+    return _health_set(locked, EmailStatus.OK, by=by, reason=reason)
+
+
+@transaction.atomic
+def member_address_change(*, member: Member, email: str, by: AbstractBaseUser, reason: str) -> bool:
+    """Give the member a new address; False when it is the one they have.
+
+    The new address's health is ``HEALTH_OF_NEW_ADDRESS`` (a bounce or complaint of the
+    old one is audited as cleared); the member's unsubscribe stays as it is."""
+    locked = Member.objects.select_for_update().get(pk=member.pk)
+    email = address_normal(email)
+    if email == locked.email:
+        return False
+    if locked.email_status != HEALTH_OF_NEW_ADDRESS:
+        _health_set(locked, HEALTH_OF_NEW_ADDRESS, by=by, reason=reason)
+    Member.objects.filter(pk=locked.pk).update(email=email, updated_at=timezone.now())
+    member.email = email
+    return True
+
+
+def _health_set(
+    locked: Member, status: EmailStatus, *, by: AbstractBaseUser, reason: str
+) -> EmailStatusChange:
     change = EmailStatusChange.objects.create(
         member=locked,
         from_status=locked.email_status,
-        to_status=EmailStatus.OK,
+        to_status=status,
         changed_by=by,
-        reason=reason,
+        reason=reason[:300],
     )
     Member.objects.filter(pk=locked.pk).update(
-        email_status=EmailStatus.OK, email_status_changed_at=timezone.now()
+        email_status=status, email_status_changed_at=change.changed_at
     )
     return change

@@ -7,6 +7,13 @@ per objection cost more than the rest of the ledger write), and beat sweeps ever
 A sender first reads the ledger on from where the last one stopped (``ReceiptSweep``),
 adding an owed ObjectionReceipt per new objection, then claims owed receipts with a
 lease, so concurrent senders never send one receipt twice.
+
+A receipt goes only to a reachable member (``Member.is_reachable``: a healthy address,
+not unsubscribed), judged when it is sent: mail to an address that bounced or reported
+us as spam hurts the sender's reputation, and a member who unsubscribed asked for no
+more email from us; a receipt is one. Those receipts are ``withheld``, and the page
+that recorded the objection says no email will come and shows the reference instead
+(``objection_confirmation``).
 """
 
 import logging
@@ -21,7 +28,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
-from accounts.models import Action, ConsentEvent, Source
+from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
 from accounts.selectors import purpose_wording
 from campaigns import tokens
 from campaigns.kicks import PerProcessKick
@@ -74,6 +81,9 @@ def receipts_collect(*, batch_size: int = SWEEP_BATCH) -> int:
     owed = 0
     while True:
         with transaction.atomic():
+            # The row is made by migration campaigns 0010: at the ledger's head on a
+            # database with history (no receipts for objections made before receipts
+            # existed), at 0 on a fresh one, which is also what a missing row means.
             sweep, _ = ReceiptSweep.objects.select_for_update().get_or_create(pk=1)
             events = list(
                 ConsentEvent.objects.filter(seq__gt=sweep.last_seq)
@@ -140,12 +150,57 @@ def _send_batch(receipts: list[ObjectionReceipt], report: ReceiptReport) -> None
     )
     version_ids = {e.notice_version_id for e in events.values() if e.notice_version_id}
     versions = NoticeVersion.objects.in_bulk(version_ids)
+    withheld = {r.pk for r in receipts if not events[r.consent_event_id].member.is_reachable}
+    _withhold(withheld)
     with get_connection() as mail:  # one connection for the batch
         for receipt in receipts:
             event = events[receipt.consent_event_id]
+            if receipt.pk in withheld:
+                continue
             message = receipt_message(event, versions.get(event.notice_version_id))
             message.connection = mail
             _send_one(receipt, message, report)
+
+
+def _withhold(receipt_ids: set[int]) -> None:
+    ObjectionReceipt.objects.filter(pk__in=receipt_ids).update(
+        status=ReceiptStatus.WITHHELD, last_error="address not reachable"
+    )
+
+
+@dataclass(frozen=True)
+class ObjectionConfirmation:
+    """What the page shows after an objection: its reference (the ledger event that
+    stands for it) and whether a receipt will be emailed."""
+
+    reference: int
+    receipt: bool
+
+
+def objection_confirmation(*, member_id: int, purpose_slug: str) -> ObjectionConfirmation | None:
+    """For the member's standing objection to the purpose (None if they have none): a
+    receipt comes when it was made on the pages and the member is reachable now, as
+    the sender will judge it."""
+    row = (
+        Preference.objects.filter(
+            member_id=member_id, purpose__slug=purpose_slug, choice=Choice.OUT
+        )
+        .exclude(last_event=None)
+        .values_list(
+            "last_event__seq",
+            "last_event__action",
+            "last_event__source",
+            "member__email_status",
+            "member__unsubscribed_at",
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    seq, action, source, email_status, unsubscribed_at = row
+    member = Member(email_status=email_status, unsubscribed_at=unsubscribed_at)
+    owed = (action, source) == (RECEIPT_ACTION, RECEIPT_SOURCE)
+    return ObjectionConfirmation(reference=seq, receipt=owed and member.is_reachable)
 
 
 def _send_one(receipt: ObjectionReceipt, message: EmailMultiAlternatives, report) -> None:

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Exists, Max, OuterRef
 
-from accounts.models import Action, Choice, ConsentEvent, EmailStatus, Member, Preference
+from accounts.models import REACHABLE, Action, Choice, ConsentEvent, Member, Preference
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.services.fanout import deliveries_insert
 
@@ -42,7 +42,7 @@ def reminder_candidates(*, campaign: Campaign, wave: int, now: datetime):
     )
     objected = Preference.objects.filter(member=OuterRef("pk"), choice=Choice.OUT)
     return Member.objects.filter(
-        Exists(reached), ~Exists(acknowledged), ~Exists(objected), email_status=EmailStatus.OK
+        REACHABLE, Exists(reached), ~Exists(acknowledged), ~Exists(objected)
     )
 
 

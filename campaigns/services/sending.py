@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
-from accounts.models import EmailStatus, Member
+from accounts.models import UNREACHABLE_REASON, Member
 from campaigns import tokens
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.rendering import CompiledMessage, compile_message
@@ -48,7 +48,7 @@ class Claimed:
     attempts: int
     email: str
     locale: str
-    email_status: str
+    reachable: bool
 
 
 @dataclass
@@ -181,10 +181,10 @@ def deliveries_claim(*, campaign: Campaign, limit: int, lease: datetime) -> list
         )
         rows = cursor.fetchall()
     members = {
-        pk: (email, locale, status)
-        for pk, email, locale, status in Member.objects.filter(
-            pk__in=[row[-1] for row in rows]
-        ).values_list("pk", "email", "locale", "email_status")
+        pk: (email, locale, not reason)
+        for pk, email, locale, reason in Member.objects.filter(pk__in=[row[-1] for row in rows])
+        .annotate(reason=UNREACHABLE_REASON)
+        .values_list("pk", "email", "locale", "reason")
     }
     return sorted(
         (
@@ -199,10 +199,10 @@ def _send_claimed(
     campaign: Campaign, claimed: list[Claimed], lease: datetime, outcome: ChunkOutcome
 ) -> None:
     # Someone may have unsubscribed, bounced or complained since the fan-out.
-    unreachable = [c for c in claimed if c.email_status != EmailStatus.OK]
+    unreachable = [c for c in claimed if not c.reachable]
     _finish(unreachable, DeliveryStatus.SKIPPED, lease, "address not reachable at send time")
     outcome.skipped = len(unreachable)
-    todo = [c for c in claimed if c.email_status == EmailStatus.OK]
+    todo = [c for c in claimed if c.reachable]
     pace = Pace(campaign.throttle_per_minute)
     sender = _Sender(campaign)
     try:

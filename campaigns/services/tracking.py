@@ -6,6 +6,16 @@ then maps events to deliveries and moves each delivery forward by precedence.
 Precedence is a rank, and a delivery takes the highest rank it has evidence
 for, so the final state does not depend on the order events arrive in (ESPs
 retry, batch and reorder). Milestones keep the earliest time seen.
+
+Consequences for the member come in two kinds. The address's health (a hard bounce or
+a complaint) is marked inside the batch's transaction. The ledger's (a complaint or an
+ESP unsubscribe is the member's unsubscribe) is recorded only after the batch commits:
+a ledger write owns its transaction, and inside the batch's it would hold the ledger,
+which every member's choice waits for, until the whole batch commits, taking member
+rows in the reverse of the ledger's lock order. The batch marks each such event
+``ledger_due_at``; ``ledger_consequences_apply`` records them and clears the mark, and
+runs after every batch, so one left behind by a process that died between the two is
+recorded by the next run (twice is harmless: an unsubscribe that stands records nothing).
 """
 
 import base64
@@ -290,8 +300,10 @@ class BatchReport:
 def events_process(*, batch_size: int = 1000, max_batches: int = 1000) -> BatchReport:
     """Process pending events in batches until none is left; safe to run concurrently."""
     total = BatchReport()
+    total.unsubscribes += ledger_consequences_apply()  # any a dead process left behind
     for _ in range(max_batches):
         report = _process_batch(batch_size)
+        report.unsubscribes += ledger_consequences_apply()
         for name in ("events", "matched", "orphans", "deliveries_updated", "hard_bounces"):
             setattr(total, name, getattr(total, name) + getattr(report, name))
         total.complaints += report.complaints
@@ -331,7 +343,7 @@ def _process_batch(batch_size: int) -> BatchReport:
         if _fold(delivery, sorted(its_events, key=_when)):
             changed.append((delivery, delivery.soft_bounces - soft_bounces))
     _save_deliveries(changed)
-    _consequences(by_delivery, deliveries, report)
+    _address_health_mark(by_delivery, deliveries, report)
     _mark_processed(events)
     report.matched = sum(len(v) for v in by_delivery.values())
     report.orphans = report.events - report.matched
@@ -442,7 +454,11 @@ _EVENT_COLUMNS = [
     Column("is_orphan", "boolean"),
     Column("is_machine", "boolean"),
     Column("processed_at", "timestamptz"),
+    Column("ledger_due_at", "timestamptz"),
 ]
+_EVENT_ASSIGNED = ("delivery_id", "is_orphan", "is_machine", "processed_at", "ledger_due_at")
+# The event types that are the member's unsubscribe, with how the ledger notes each.
+LEDGER_UNSUBSCRIBE: dict[str, str] = {"complained": "complaint", "unsubscribed": "ESP unsubscribe"}
 
 
 def _mark_processed(events: list[DeliveryEvent]) -> None:
@@ -450,21 +466,29 @@ def _mark_processed(events: list[DeliveryEvent]) -> None:
     update_from_rows(
         table=DeliveryEvent._meta.db_table,
         columns=_EVENT_COLUMNS,
-        rows=[(e.pk, e.delivery_id, e.is_orphan, e.is_machine, now) for e in events],
-        assignments={
-            name: f"v.{name}" for name in ("delivery_id", "is_orphan", "is_machine", "processed_at")
-        },
+        rows=[
+            (e.pk, e.delivery_id, e.is_orphan, e.is_machine, now, _ledger_due(e, now))
+            for e in events
+        ],
+        assignments={name: f"v.{name}" for name in _EVENT_ASSIGNED},
     )
 
 
-def _consequences(
+def _ledger_due(event: DeliveryEvent, now: datetime) -> datetime | None:
+    matched = event.delivery_id is not None
+    return now if matched and event.event_type in LEDGER_UNSUBSCRIBE else None
+
+
+def _address_health_mark(
     by_delivery: dict[int, list[DeliveryEvent]],
     deliveries: dict[Any, Delivery],
     report: BatchReport,
 ) -> None:
-    """Hard bounces mark the address; complaints and unsubscribes go to the ledger."""
+    """Hard bounces and complaints mark the address (members in id order, so two
+    batches lock them in one order); what goes to the ledger is marked due instead."""
     counters: dict[int, dict[str, int]] = defaultdict(lambda: {"bounces": 0, "complaints": 0})
-    for delivery_pk, events in by_delivery.items():
+    by_member = sorted(by_delivery.items(), key=lambda item: deliveries[item[0]].member_id)
+    for delivery_pk, events in by_member:
         delivery = deliveries[delivery_pk]
         kinds = {e.event_type for e in events}
         hard_bounce = any(
@@ -473,13 +497,9 @@ def _consequences(
         if hard_bounce and _mark_address(delivery.member_id, EmailStatus.BOUNCED):
             report.hard_bounces += 1
             counters[delivery.campaign_id]["bounces"] += 1
-        if "complained" in kinds:
-            _unsubscribe(delivery, note="complaint")
-            if _mark_address(delivery.member_id, EmailStatus.COMPLAINED):
-                report.complaints += 1
-                counters[delivery.campaign_id]["complaints"] += 1
-        if "unsubscribed" in kinds and _unsubscribe(delivery, note="ESP unsubscribe"):
-            report.unsubscribes += 1
+        if "complained" in kinds and _mark_address(delivery.member_id, EmailStatus.COMPLAINED):
+            report.complaints += 1
+            counters[delivery.campaign_id]["complaints"] += 1
     for campaign_id, counts in counters.items():
         Campaign.objects.filter(pk=campaign_id).update(
             hard_bounce_count=F("hard_bounce_count") + counts["bounces"],
@@ -488,8 +508,8 @@ def _consequences(
 
 
 def _mark_address(member_id: int, status: EmailStatus) -> bool:
-    """Set the member's email status unless it already says as much (a complaint
-    outranks a bounce or an unsubscribe: it is the strongest "never again")."""
+    """Set the address's health unless it already says as much (a complaint outranks a
+    bounce: it is the strongest "never again"). The member's unsubscribe is not touched."""
     keep = {
         EmailStatus.BOUNCED: [EmailStatus.BOUNCED, EmailStatus.COMPLAINED],
         EmailStatus.COMPLAINED: [EmailStatus.COMPLAINED],
@@ -501,15 +521,32 @@ def _mark_address(member_id: int, status: EmailStatus) -> bool:
     )
 
 
-def _unsubscribe(delivery: Delivery, *, note: str) -> bool:
-    recorded = consent_record(
-        member=Member(pk=delivery.member_id),
-        action=Action.UNSUBSCRIBE,
-        source=Source.ESP,
-        notice_version_id=Campaign.objects.values_list("notice_version_id", flat=True).get(
-            pk=delivery.campaign_id
-        ),
-        delivery_id=delivery.pk,
-        metadata={"reported_as": note},
+def ledger_consequences_apply(*, limit: int = 1000) -> int:
+    """Record the unsubscribe of every processed complaint or ESP unsubscribe still due,
+    each in its own ledger transaction, then clear its mark. Runs outside any
+    transaction; safe to run concurrently and twice. Returns the ESP unsubscribes that
+    added an event (complaints are counted as health, when the batch marks them)."""
+    due = (
+        DeliveryEvent.objects.filter(ledger_due_at__isnull=False)
+        .order_by("id")
+        .values_list(
+            "pk",
+            "event_type",
+            "delivery_id",
+            "delivery__member_id",
+            "delivery__campaign__notice_version_id",
+        )[:limit]
     )
-    return recorded.created
+    added = 0
+    for pk, event_type, delivery_id, member_id, version_id in due:
+        recorded = consent_record(
+            member=Member(pk=member_id),
+            action=Action.UNSUBSCRIBE,
+            source=Source.ESP,
+            notice_version_id=version_id,
+            delivery_id=delivery_id,
+            metadata={"reported_as": LEDGER_UNSUBSCRIBE[event_type]},
+        )
+        DeliveryEvent.objects.filter(pk=pk).update(ledger_due_at=None)
+        added += recorded.created and event_type == "unsubscribed"
+    return added

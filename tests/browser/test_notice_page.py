@@ -161,9 +161,9 @@ def test_reader_unsubscribes_from_the_email_and_can_still_object(sent, open_tab,
     assert status_text(page) == t(language, "Done: you will get no more notice emails.")
     check_state(page, state="9-unsubscribed", language=language)
     member.refresh_from_db()
-    assert member.email_status == EmailStatus.UNSUBSCRIBED
     [event] = ConsentEvent.objects.filter(member=member)
     assert (event.action, event.source) == (Action.UNSUBSCRIBE, Source.PREFERENCE_PAGE)
+    assert (member.email_status, member.unsubscribed_at) == (EmailStatus.OK, event.created_at)
     assert not Preference.objects.filter(member=member).exists()  # not an objection
 
     page.get_by_role("link", name=t(language, "read the notice and choose")).click()
