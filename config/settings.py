@@ -240,9 +240,13 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
-# POSTs per notice link and per client address on the public pages.
+# POSTs per member link (repeated taps), and POSTs with a bad or forged link per client
+# address (floods of guessed links); a valid link is never refused for its address.
 RENOTIFY_RATE_PER_TOKEN = env("RENOTIFY_RATE_PER_TOKEN", default="20/m")
 RENOTIFY_RATE_PER_IP = env("RENOTIFY_RATE_PER_IP", default="120/m")
+# The proxies in front of the app (config.clientip): empty = none, the client is the TCP
+# peer; a number of proxy hops; or their IPs/CIDRs, one per hop, outermost first.
+RENOTIFY_TRUSTED_PROXIES = env("RENOTIFY_TRUSTED_PROXIES", default="")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
