@@ -121,6 +121,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis, cache and Celery ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
 
+# Seconds to connect to, and to wait for an answer from, the shared cache (every process:
+# the rate limits' script client is the cache's own); and a web request's broker publish
+# (campaigns.kicks). A Redis that accepts connections but never answers costs a request
+# at most these, never a gunicorn timeout.
+RENOTIFY_CACHE_TIMEOUT = env.float("RENOTIFY_CACHE_TIMEOUT", default=0.5)
+RENOTIFY_KICK_TIMEOUT = env.float("RENOTIFY_KICK_TIMEOUT", default=0.5)
+
 if REDIS_URL:
     # django-redis, not Django's own RedisCache: that builds a new redis client for every
     # call and increments in two round trips. The notice pages' POST rate limits
@@ -130,6 +137,10 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "renotify",
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": RENOTIFY_CACHE_TIMEOUT,
+                "SOCKET_TIMEOUT": RENOTIFY_CACHE_TIMEOUT,
+            },
         }
     }
 else:
