@@ -279,13 +279,27 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 
 # --- Logging: structured enough to grep, never an email address or an IP. --------
+# Member links act for the member and never expire: every handler redacts them
+# (config.logredact), and Django's own loggers (requests, runserver) lose their default
+# handlers and log through ours.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"member_links": {"()": "config.logredact.MemberLinkFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["member_links"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django": {"level": "INFO", "propagate": True},
+        "django.server": {"level": "INFO", "propagate": True},
+    },
 }
 
 # --- Renotify ---------------------------------------------------------------------
