@@ -127,6 +127,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def control_socket_off() -> list[str]:
+    """Newer gunicorns open a control socket in the user's home: not for a test's server."""
+    return ["--no-control-socket"] if "control_socket_disable" in Config().settings else []
+
+
 def test_gunicorn_started_with_the_project_config_logs_member_links_redacted(tmp_path):
     """The production command, on a free port: its access log holds no token."""
     port = free_port()
@@ -150,6 +155,7 @@ def test_gunicorn_started_with_the_project_config_logs_member_links_redacted(tmp
             "1",
             "--access-logfile",
             str(access_log),
+            *control_socket_off(),
             "config.wsgi",
         ],
         cwd=base,
