@@ -90,6 +90,10 @@ def hung_redis(settings, monkeypatch):
             setattr(settings, name, value)
         if name.startswith("CELERY_"):
             monkeypatch.setitem(app.conf, name.removeprefix("CELERY_").lower(), value)
+    # Celery keeps the pools it makes (a countdown looks at the producer pool's transport):
+    # those made here, for the hung server, are dropped afterwards.
+    monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
     # Kicks are due (another test may just have kicked in this process).
     monkeypatch.setattr(receipts, "_kicks", PerProcessKick(receipts.KICK_SECONDS))
     monkeypatch.setattr(webhooks, "_kicks", PerProcessKick(1.0))
@@ -162,6 +166,8 @@ def test_webhooks_with_redis_down_are_all_answered_and_stored(
         port = closed.getsockname()[1]
     built = settings_for(f"redis://127.0.0.1:{port}/0")
     monkeypatch.setitem(app.conf, "broker_url", built["CELERY_BROKER_URL"])
+    monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
     monkeypatch.setattr(webhooks, "_kicks", PerProcessKick(0.0))  # every request kicks
     statuses = []
     with caplog.at_level(logging.WARNING):
