@@ -25,8 +25,8 @@ checks (SECRET_KEY, LEDGER_HMAC_KEY, ANYMAIL_WEBHOOK_SECRET, from
 ``harness.django_env``), ALLOWED_HOSTS=127.0.0.1, and REDIS_URL on a Redis database
 of this script's own (db 12, flushed at the start, every round and the end), so the
 cache (the POST rate limits' counters, config.ratelimit) and the Celery broker are
-Redis. Rate limiting stays on (two counters per POST, per link and per address, one
-Redis call) with its limits raised
+Redis. Rate limiting stays on (one counter per POST with a valid link, per link; the
+per-address counter counts bad links only) with its limits raised
 through RENOTIFY_RATE_PER_IP / RENOTIFY_RATE_PER_TOKEN, so that the one-address load
 generator is not throttled. An objection kicks the receipt sender task at most once a
 second per process: those publishes to Redis stay in the path; no Celery worker runs,

@@ -31,7 +31,8 @@ from campaigns.models import Delivery
 from campaigns.services import responses
 from campaigns.services.receipts import objection_confirmation
 from campaigns.tokens import BadToken, notice_token
-from config.ratelimit import Limit, client_network, limits_hit
+from config.clientip import client_ip
+from config.ratelimit import Limit, client_network, limits_hit, window_remaining
 
 SUPPORTED = {code for code, _name in settings.LANGUAGES}
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -52,8 +53,8 @@ def _locale(request: HttpRequest, *preferred: str | None) -> str:
 
 
 def _client(request: HttpRequest) -> tuple[str | None, str]:
-    # Behind a proxy set BEHIND_TLS_PROXY and let the proxy overwrite REMOTE_ADDR.
-    return request.META.get("REMOTE_ADDR"), request.META.get("HTTP_USER_AGENT", "")[:300]
+    user_agent = responses.text_printable(request.META.get("HTTP_USER_AGENT", ""))[:300]
+    return client_ip(request), user_agent
 
 
 def no_referrer(view):
@@ -74,21 +75,33 @@ def _bad_link(request: HttpRequest) -> HttpResponse:
         return render(request, "notices/bad_link.html", status=400)
 
 
-def _limited(request: HttpRequest, token: str) -> bool:
-    """POST rate limit per link and per client address (an IPv6 /64), on the shared cache."""
-    return limits_hit(
-        [
-            Limit("notice-post-token", token, settings.RENOTIFY_RATE_PER_TOKEN),
-            Limit(
-                "notice-post-ip", client_network(_client(request)[0]), settings.RENOTIFY_RATE_PER_IP
-            ),
-        ]
-    )
+# Limits exist to stop floods of bad links and repeated taps on one link, never to turn a
+# member away because of other people's traffic: one-click POSTs come from mail providers'
+# shared servers, and behind a proxy many members may share an address. So a valid link
+# counts only against itself (its first choices always go through), and the per-address
+# limit counts and refuses only POSTs whose link is bad or forged.
 
 
-def _too_many(request: HttpRequest, language: str) -> HttpResponse:
+def _bad_token(request: HttpRequest) -> HttpResponse:
+    """A link that is not one of ours: 400, or 429 once its address sent too many."""
+    if request.method == "POST":
+        rate = settings.RENOTIFY_RATE_PER_IP
+        if limits_hit([Limit("notice-post-ip", client_network(client_ip(request)), rate)]):
+            return _too_many(request, _language(request), rate)
+    return _bad_link(request)
+
+
+def _limited(token: str) -> bool:
+    """Repeated POSTs on one member link (a double tap is fine, a script is not)."""
+    return limits_hit([Limit("notice-post-token", token, settings.RENOTIFY_RATE_PER_TOKEN)])
+
+
+def _too_many(request: HttpRequest, language: str, rate: str) -> HttpResponse:
+    seconds = window_remaining(rate)
     with translation.override(language):
-        return render(request, "notices/rate_limited.html", status=429)
+        response = render(request, "notices/rate_limited.html", {"seconds": seconds}, status=429)
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 @no_referrer
@@ -100,12 +113,12 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
             token, viewed=request.method == "GET", page=request.method != "POST"
         )
     except BadToken:
-        return _bad_link(request)
+        return _bad_token(request)
     locale = _locale(request, delivery.locale, delivery.member.locale)
     language = _language(request, locale)
     if request.method == "POST":
-        if _limited(request, token):
-            return _too_many(request, language)
+        if _limited(token):
+            return _too_many(request, language, settings.RENOTIFY_RATE_PER_TOKEN)
         return _notice_post(request, token, delivery)
     view = responses.notice_view(
         delivery=delivery, locale=request.GET.get("lang"), reader_locale=locale
@@ -242,12 +255,12 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
         member = responses.member_for_token(token)
     except BadToken:
-        return _bad_link(request)
+        return _bad_token(request)
     locale = _locale(request, member.locale)
     language = _language(request, locale)
     if request.method == "POST":
-        if _limited(request, token):
-            return _too_many(request, language)
+        if _limited(token):
+            return _too_many(request, language, settings.RENOTIFY_RATE_PER_TOKEN)
         return _preferences_post(request, token, member)
     context = {
         "member": member,
@@ -287,7 +300,7 @@ def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
         delivery = responses.delivery_for_unsubscribe_token(token)
     except BadToken:
-        return _bad_link(request)
+        return _bad_token(request)
     locale = _locale(request, delivery.locale, delivery.member.locale)
     language = _language(request, locale)
     context = {
@@ -297,8 +310,8 @@ def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:
         "purposes": purposes_worded(locale=locale),
     }
     if request.method == "POST":
-        if _limited(request, token):
-            return _too_many(request, language)
+        if _limited(token):
+            return _too_many(request, language, settings.RENOTIFY_RATE_PER_TOKEN)
         one_click = request.POST.get("List-Unsubscribe") == "One-Click"
         ip, user_agent = _client(request)
         responses.delivery_unsubscribe(

@@ -73,11 +73,15 @@ def tracking_event_received(sender, event, esp_name, **kwargs) -> None:
 
 
 def _kick_processor() -> None:
-    if not _kicks.due():
-        return
+    # The events are stored: a broker that is down or hung costs the ESP no error and no
+    # wait (campaigns.kicks); beat's sweep processes them.
+    transaction.on_commit(_processor_kick, robust=True)
+
+
+def _processor_kick() -> None:
     from campaigns.tasks import delivery_events_process
 
-    transaction.on_commit(delivery_events_process.delay)
+    _kicks.kick(delivery_events_process)
 
 
 def _credentials_refusal(request: HttpRequest, esp: str) -> HttpResponse | None:

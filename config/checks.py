@@ -84,6 +84,18 @@ def _strong(value: str, min_length: int, min_unique: int) -> bool:
     return len(value) >= min_length and len(set(value)) >= min_unique
 
 
+@checks.register(TAG)
+def trusted_proxies(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A proxy list that cannot be read would take every client for the proxy."""
+    from config.clientip import trusted_proxies_parse
+
+    try:
+        trusted_proxies_parse(settings.RENOTIFY_TRUSTED_PROXIES)
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="renotify.E020")]
+    return []
+
+
 def refuse_to_start_on_errors() -> None:
     """Raise when any Renotify check fails: called by the wsgi/asgi entry points, Celery
     workers and beat."""

@@ -17,6 +17,7 @@ client's address. A window is ``period`` seconds long, the same for every key.
 import hashlib
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,6 +88,14 @@ def limits_hit(limits: Sequence[Limit], *, cache_alias: str = "default") -> bool
         logger.warning("rate limits not counted, cache unreachable: %s", type(exc).__name__)
         return False
     return any(count > allowed for count, (_, _, allowed) in zip(counts, counters, strict=True))
+
+
+def window_remaining(rate: str, *, now: float | None = None) -> int:
+    """Whole seconds until the current window of ``rate`` ends: when a refused client
+    may try again (windows are fixed, the same for every key)."""
+    _allowed, period = rate_parse(rate)
+    now = time.time() if now is None else now
+    return max(1, math.ceil(period - now % period))
 
 
 def _key(limit: Limit, period: int, now: float) -> str:

@@ -123,6 +123,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis, cache and Celery ---------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="")
 
+# Seconds to connect to, and to wait for an answer from, the shared cache (every process:
+# the rate limits' script client is the cache's own); and a web request's broker publish
+# (campaigns.kicks). A Redis that accepts connections but never answers costs a request
+# at most these, never a gunicorn timeout.
+RENOTIFY_CACHE_TIMEOUT = env.float("RENOTIFY_CACHE_TIMEOUT", default=0.5)
+RENOTIFY_KICK_TIMEOUT = env.float("RENOTIFY_KICK_TIMEOUT", default=0.5)
+
 if REDIS_URL:
     # django-redis, not Django's own RedisCache: that builds a new redis client for every
     # call and increments in two round trips. The notice pages' POST rate limits
@@ -132,6 +139,10 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "renotify",
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": RENOTIFY_CACHE_TIMEOUT,
+                "SOCKET_TIMEOUT": RENOTIFY_CACHE_TIMEOUT,
+            },
         }
     }
 else:
@@ -264,9 +275,13 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
-# POSTs per notice link and per client address on the public pages.
+# POSTs per member link (repeated taps), and POSTs with a bad or forged link per client
+# address (floods of guessed links); a valid link is never refused for its address.
 RENOTIFY_RATE_PER_TOKEN = env("RENOTIFY_RATE_PER_TOKEN", default="20/m")
 RENOTIFY_RATE_PER_IP = env("RENOTIFY_RATE_PER_IP", default="120/m")
+# The proxies in front of the app (config.clientip): empty = none, the client is the TCP
+# peer; a number of proxy hops; or their IPs/CIDRs, one per hop, outermost first.
+RENOTIFY_TRUSTED_PROXIES = env("RENOTIFY_TRUSTED_PROXIES", default="")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -288,13 +303,27 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 
 # --- Logging: structured enough to grep, never an email address or an IP. --------
+# Member links act for the member and never expire: every handler redacts them
+# (config.logredact), and Django's own loggers (requests, runserver) lose their default
+# handlers and log through ours.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"member_links": {"()": "config.logredact.MemberLinkFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["member_links"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django": {"level": "INFO", "propagate": True},
+        "django.server": {"level": "INFO", "propagate": True},
+    },
 }
 
 # --- Renotify ---------------------------------------------------------------------

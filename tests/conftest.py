@@ -88,5 +88,5 @@ def receipts_inline(monkeypatch):
     monkeypatch.setattr(
         tasks.objection_receipts_send_task,
         "apply_async",
-        lambda countdown=None: receipts.receipts_send(),
+        lambda *args, **options: receipts.receipts_send(),
     )

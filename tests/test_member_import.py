@@ -276,6 +276,25 @@ def test_jsonl_line_the_decoder_chokes_on_is_rejected_like_any_bad_row(tmp_path,
     assert outcome.returncode == 1
 
 
+@pytest.mark.parametrize("field", ["external_id", "email", "locale", "country"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_row_with_a_nul_character_is_rejected_alone_with_its_line(tmp_path, fmt, field):
+    """PostgreSQL refuses NUL in text (COPY would abort the whole import)."""
+    row = {"external_id": "u-x", "email": "xena@example.com", "locale": "en", "country": "FR"}
+    row[field] = row[field][:2] + "\x00" + row[field][2:]
+    good = [
+        {"external_id": "ok-1", "email": "one@example.com", "locale": "en", "country": "GB"},
+        {"external_id": "ok-2", "email": "two@example.com", "locale": "en", "country": "DE"},
+    ]
+    text = render(fmt, [good[0], row, good[1]])
+    outcome = run_import(write(tmp_path, f"members.{fmt}", text))
+
+    line = 3 if fmt == "csv" else 2
+    assert outcome.errors == [f"line {line}: {field} contains a NUL character"]
+    assert outcome.summary == "read 3, created 2, updated 0, unchanged 0, rejected 1"
+    assert set(Member.objects.values_list("external_id", flat=True)) == {"ok-1", "ok-2"}
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_duplicate_id_reports_later_line_and_first_line(tmp_path, fmt):
     rows = [

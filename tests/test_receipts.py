@@ -29,7 +29,7 @@ def kicks(monkeypatch):
     monkeypatch.setattr(
         tasks.objection_receipts_send_task,
         "apply_async",
-        lambda countdown=None: asked.append(countdown),
+        lambda countdown=None, **options: asked.append(countdown),
     )
     return asked
 
@@ -100,7 +100,7 @@ def test_kicks_are_one_per_second_per_process(purpose, kicks, django_capture_on_
 def test_a_broker_down_at_commit_loses_no_receipt(
     delivery, monkeypatch, django_capture_on_commit_callbacks
 ):
-    def broker_down(countdown=None):
+    def broker_down(countdown=None, **options):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     monkeypatch.setattr(receipts, "_kicks", PerProcessKick(receipts.KICK_SECONDS))

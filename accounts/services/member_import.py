@@ -98,6 +98,8 @@ def validate_row(
     line: int, external_id: str, email: str, locale: str, country: str
 ) -> StagedRow | RowError:
     """Normalise one row, or say why it cannot be imported (never echoing the email)."""
+    if "\x00" in external_id or "\x00" in email or "\x00" in locale or "\x00" in country:
+        return _nul_error(line, external_id=external_id, email=email, locale=locale)
     external_id = external_id.strip()
     if not external_id:
         return RowError(line, "missing external_id")
@@ -118,6 +120,14 @@ def validate_row(
         shown = country.strip()[:10] or "(empty)"
         return RowError(line, f"unknown country code {shown!r} (expected ISO 3166-1 alpha-2)")
     return (line, external_id, f"{local}@{domain.lower()}", normal_locale, *place)
+
+
+def _nul_error(line: int, *, external_id: str, email: str, locale: str) -> RowError:
+    # PostgreSQL cannot store NUL in text, and in COPY's input it would abort the whole
+    # import: the row is refused here, on its own.
+    named = (("external_id", external_id), ("email", email), ("locale", locale))
+    field = next((name for name, value in named if "\x00" in value), "country")
+    return RowError(line, f"{field} contains a NUL character")
 
 
 # --- Readers: each yields a RawRow or a RowError -----------------------------------

@@ -59,13 +59,12 @@ def receipts_kick() -> None:
 
     The task runs KICK_SECONDS from now, so every receipt this process commits until the
     next kick is committed before it runs: nothing waits for the 30 s sweep. A broker
-    that is down is logged (``robust`` on_commit); the sweep sends the receipts later.
+    that is down or hung is given up on quickly and logged (``campaigns.kicks``); the
+    sweep sends the receipts later.
     """
-    if not _kicks.due():
-        return
     from campaigns.tasks import objection_receipts_send_task
 
-    objection_receipts_send_task.apply_async(countdown=KICK_SECONDS)
+    _kicks.kick(objection_receipts_send_task, countdown=KICK_SECONDS)
 
 
 @dataclass

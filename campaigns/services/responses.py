@@ -25,6 +25,18 @@ from campaigns.services import receipts
 # Actions a member can take for a purpose on the page, by the form's value.
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
 
+# Control characters (C0 but tab and line breaks, DEL, C1) are dropped from what a member
+# or their browser sends: PostgreSQL refuses NUL in text, and a stray byte in a comment
+# must never cost the member the choice it came with.
+_CONTROLS = dict.fromkeys(
+    (c for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n\r"), None
+)
+
+
+def text_printable(text: str) -> str:
+    """``text`` without control characters other than tab and line breaks."""
+    return text.translate(_CONTROLS)
+
 
 def delivery_for_token(token: str, *, viewed: bool = False, page: bool = True) -> Delivery:
     """The delivery a notice link stands for, with its member, campaign and version and,
@@ -259,7 +271,7 @@ def preference_choose(
         delivery_id=delivery.pk if delivery else None,
         ip=ip,
         user_agent=user_agent,
-        comment=comment.strip()[:2000],
+        comment=text_printable(comment).strip()[:2000],
         metadata=_timing(delivery),
     )
     if recorded.created and recorded.event.action == receipts.RECEIPT_ACTION:
