@@ -57,6 +57,7 @@ def _isolated_settings(settings, tmp_path):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.LEDGER_HMAC_KEY = "test-ledger-key-0123456789-abcdefghijklmnopqrstuvwxyz"
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ["test:webhook-secret"]}
+    settings.RENOTIFY_WEBHOOK_ESPS = ["postmark", "sendgrid", "mailgun", "amazon_ses"]
 
 
 @pytest.fixture(autouse=True)
