@@ -7,6 +7,7 @@ secrets: see ``config.checks``.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "django_countries",
     "anymail",
     "csp",
+    "axes",
     "config",
     "accounts",
     "campaigns",
@@ -68,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -243,6 +247,29 @@ CONTENT_SECURITY_POLICY = {
 # POSTs per notice link and per client address on the public pages.
 RENOTIFY_RATE_PER_TOKEN = env("RENOTIFY_RATE_PER_TOKEN", default="20/m")
 RENOTIFY_RATE_PER_IP = env("RENOTIFY_RATE_PER_IP", default="120/m")
+
+# Staff logins (django-axes): after RENOTIFY_LOGIN_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is locked out for RENOTIFY_LOGIN_COOLOFF_MINUTES
+# (HTTP 429); a correct login resets the count. Counting by the pair means an attacker
+# cannot lock a colleague out from elsewhere, and cannot try one password on every
+# username from one address without each name's count rising.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("RENOTIFY_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("RENOTIFY_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
+# The address failures are counted by (config.logins.login_client_ip), never a header a
+# client could vary; failed attempts are kept for the cool-off only, and successful
+# logins are not logged with their address.
+AXES_CLIENT_IP_CALLABLE = "config.logins.login_client_ip"
+AXES_DISABLE_ACCESS_LOG = True
+# Lockouts are listed (and lifted) by accounts.admin's own admin, which needs explicit
+# permissions like every other; axes' admin would offer a clean-up to any viewer.
+AXES_ENABLE_ADMIN = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

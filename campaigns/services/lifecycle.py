@@ -4,6 +4,11 @@ draft -> awaiting approval -> approved -> scheduled -> sending <-> paused -> com
 and cancelled from any state before completed. An edit after submission sends
 the campaign back to draft; approval must come from someone other than the
 last editor.
+
+Who may do what (``accounts.permissions``): creating needs ``campaigns.add_campaign``;
+editing and submitting ``campaigns.change_campaign``; approving and sending back
+``campaigns.approve_campaign``; scheduling, pausing, resuming and cancelling
+``campaigns.operate_campaign``. ``by=None`` is the system (beat, the circuit breaker).
 """
 
 from datetime import datetime
@@ -13,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.permissions import permission_require
 from campaigns.models import (
     Campaign,
     CampaignState,
@@ -54,6 +60,11 @@ APPROVED_FIELDS = frozenset(
 # Pace can be adjusted while sending without a new approval.
 OPERATIONAL_FIELDS = frozenset({"throttle_per_minute", "window_ends_at"})
 EDITABLE_BEFORE_SENDING = frozenset({S.DRAFT, S.AWAITING_APPROVAL, S.APPROVED, S.SCHEDULED})
+EDIT, APPROVE, OPERATE = (
+    "campaigns.change_campaign",
+    "campaigns.approve_campaign",
+    "campaigns.operate_campaign",
+)
 
 
 class TransitionError(Exception):
@@ -87,6 +98,7 @@ def _transition(
 def campaign_create(
     *, by: AbstractBaseUser | None, name: str, notice_version: NoticeVersion, **fields: Any
 ) -> Campaign:
+    permission_require(by=by, perm="campaigns.add_campaign")
     unknown = set(fields) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
@@ -97,6 +109,7 @@ def campaign_create(
 
 def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes: Any) -> Campaign:
     """Apply ``changes``; an edit to what was approved sends the campaign back to draft."""
+    permission_require(by=by, perm=EDIT)
     unknown = set(changes) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
@@ -125,24 +138,28 @@ def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes:
 
 
 def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+    permission_require(by=by, perm=EDIT)
     if not campaign.notice_version.texts.exists():
         raise TransitionError("the notice version has no text yet")
     return _transition(campaign, S.AWAITING_APPROVAL, by=by)
 
 
 def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+    permission_require(by=by, perm=APPROVE)
     if campaign.last_edited_by_id == by.pk:
         raise TransitionError("approval must come from someone other than the last editor")
     return _transition(campaign, S.APPROVED, by=by, approved_by=by, approved_at=timezone.now())
 
 
 def campaign_reject(*, campaign: Campaign, by: AbstractBaseUser, note: str) -> Campaign:
+    permission_require(by=by, perm=APPROVE)
     return _transition(campaign, S.DRAFT, by=by, note=note or "sent back by the approver")
 
 
 def campaign_schedule(
     *, campaign: Campaign, by: AbstractBaseUser, starts_at: datetime | None = None
 ) -> Campaign:
+    permission_require(by=by, perm=OPERATE)
     starts_at = starts_at or campaign.starts_at
     if starts_at is None:
         raise TransitionError("set a start time first")
@@ -163,10 +180,12 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
 def campaign_pause(
     *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
 ) -> Campaign:
+    permission_require(by=by, perm=OPERATE)
     return _transition(campaign, S.PAUSED, by=by, note=reason or "paused")
 
 
 def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
+    permission_require(by=by, perm=OPERATE)
     return _transition(campaign, S.SENDING, by=by, note="resumed")
 
 
@@ -178,6 +197,7 @@ def campaign_cancel(
     *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
 ) -> Campaign:
     """Cancel, and mark every delivery not yet handed to the transport cancelled."""
+    permission_require(by=by, perm=OPERATE)
     with transaction.atomic():
         campaign = _transition(campaign, S.CANCELLED, by=by, note=reason or "cancelled")
         Delivery.objects.filter(
