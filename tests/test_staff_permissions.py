@@ -12,6 +12,7 @@ emails sent, and what a sender would send afterwards.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 import pytest
 from django.apps import apps
@@ -24,8 +25,11 @@ from django.urls import URLPattern, get_resolver, reverse
 from django.utils import timezone
 
 from accounts.admin import StaffAdmin
+from accounts.permissions import PermissionRefused
+from accounts.services import members, policies
 from campaigns.admin import CAMPAIGN_ACTIONS
 from campaigns.models import (
+    Campaign,
     CampaignState,
     Delivery,
     DeliveryStatus,
@@ -34,6 +38,7 @@ from campaigns.models import (
     ObjectionReceipt,
     ReceiptStatus,
 )
+from campaigns.services import lifecycle, notices, receipts, reconcile
 from campaigns.services.sending import campaign_send_chunk
 from tests.factories import MemberFactory, ai_training, campaign, notice_version
 
@@ -485,3 +490,306 @@ def test_staff_action_or_page(key, role, users, settings, tmp_path):
         assert case.sender(objs) == 0, "a refused action led to an email"
     if expected == 302:
         assert error_messages(client, response), "a refusal must say so"
+
+
+# --- The services refuse too ------------------------------------------------------------
+# An admin check alone can be bypassed (a command, a console page, a race with a stale
+# page): each service that acts for staff checks the acting user itself.
+
+
+@dataclass
+class Service:
+    perm: str
+    setup: Callable[[], dict]
+    call: Callable[[dict, object], object]
+    system: bool = True  # the system (by=None) may call it
+
+
+def _writer():
+    return get_user_model().objects.create_user("writer", is_staff=True)
+
+
+def _campaign_in(state, **fields):
+    return lambda: {"c": campaign(state=state, last_edited_by=_writer(), **fields)}
+
+
+SERVICES: dict[str, Service] = {
+    "lifecycle.campaign_create": Service(
+        "campaigns.add_campaign",
+        lambda: {"v": notice_version()},
+        lambda o, by: lifecycle.campaign_create(by=by, name="New", notice_version=o["v"]),
+    ),
+    "lifecycle.campaign_edit": Service(
+        "campaigns.change_campaign",
+        _campaign_in(CampaignState.DRAFT),
+        lambda o, by: lifecycle.campaign_edit(campaign=o["c"], by=by, name="Renamed"),
+    ),
+    "lifecycle.campaign_submit": Service(
+        "campaigns.change_campaign",
+        _campaign_in(CampaignState.DRAFT),
+        lambda o, by: lifecycle.campaign_submit(campaign=o["c"], by=by),
+        system=False,
+    ),
+    "lifecycle.campaign_approve": Service(
+        "campaigns.approve_campaign",
+        _campaign_in(CampaignState.AWAITING_APPROVAL),
+        lambda o, by: lifecycle.campaign_approve(campaign=o["c"], by=by),
+        system=False,
+    ),
+    "lifecycle.campaign_reject": Service(
+        "campaigns.approve_campaign",
+        _campaign_in(CampaignState.AWAITING_APPROVAL),
+        lambda o, by: lifecycle.campaign_reject(campaign=o["c"], by=by, note="no"),
+        system=False,
+    ),
+    "lifecycle.campaign_schedule": Service(
+        "campaigns.operate_campaign",
+        lambda: {"c": campaign(state=CampaignState.APPROVED, approved_by=_writer())},
+        lambda o, by: lifecycle.campaign_schedule(campaign=o["c"], by=by, starts_at=timezone.now()),
+        system=False,
+    ),
+    "lifecycle.campaign_pause": Service(
+        "campaigns.operate_campaign",
+        _campaign_in(CampaignState.SENDING),
+        lambda o, by: lifecycle.campaign_pause(campaign=o["c"], by=by),
+    ),
+    "lifecycle.campaign_resume": Service(
+        "campaigns.operate_campaign",
+        _campaign_in(CampaignState.PAUSED),
+        lambda o, by: lifecycle.campaign_resume(campaign=o["c"], by=by),
+    ),
+    "lifecycle.campaign_cancel": Service(
+        "campaigns.operate_campaign",
+        _campaign_in(CampaignState.DRAFT),
+        lambda o, by: lifecycle.campaign_cancel(campaign=o["c"], by=by),
+    ),
+    "notices.notice_version_copy": Service(
+        "campaigns.add_noticeversion",
+        lambda: {"v": notice_version()},
+        lambda o, by: notices.notice_version_copy(version=o["v"], by=by),
+    ),
+    "notices.notice_send_test": Service(
+        "campaigns.send_test_notice",
+        lambda: {"v": notice_version()},
+        lambda o, by: notices.notice_send_test(version=o["v"], locale="en", to="me@x.test", by=by),
+    ),
+    "reconcile.delivery_resend": Service(
+        "campaigns.resend_delivery",
+        lambda: delivery_in(DeliveryStatus.UNKNOWN)(None),
+        lambda o, by: reconcile.delivery_resend(delivery=o["obj"], by=by),
+    ),
+    "reconcile.deliveries_give_up": Service(
+        "campaigns.resend_delivery",
+        lambda: delivery_in(DeliveryStatus.UNKNOWN)(None),
+        lambda o, by: reconcile.deliveries_give_up(deliveries=Delivery.objects.all(), by=by),
+    ),
+    "receipts.receipts_retry": Service(
+        "campaigns.send_receipt_again",
+        lambda: failed_receipt(None),
+        lambda o, by: receipts.receipts_retry(receipts=ObjectionReceipt.objects.all(), by=by),
+    ),
+    "members.member_email_status_clear": Service(
+        "accounts.clear_address",
+        lambda: bounced_member(None),
+        lambda o, by: members.member_email_status_clear(member=o["obj"], by=by, reason="fixed"),
+        system=False,  # staff clear an address, named in its audit row
+    ),
+    "policies.purpose_create": Service(
+        "accounts.add_purpose",
+        dict,
+        lambda o, by: policies.purpose_create(slug="ads", name="Ads", by=by),
+    ),
+    "policies.policy_set_mode": Service(
+        "accounts.change_jurisdictionpolicy",
+        lambda: {"p": ai_training().policies.get(jurisdiction="US")},
+        lambda o, by: policies.policy_set_mode(policy=o["p"], mode="opt_in", by=by),
+    ),
+}
+
+
+def test_every_service_that_acts_for_staff_is_checked_here():
+    """A public service taking the acting user ``by`` must be in SERVICES."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    found = set()
+    for package in ("accounts.services", "campaigns.services"):
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            module = importlib.import_module(f"{package}.{info.name}")
+            for name, func in inspect.getmembers(module, inspect.isfunction):
+                own = func.__module__ == module.__name__ and not name.startswith("_")
+                if own and "by" in inspect.signature(func).parameters:
+                    found.add(f"{info.name}.{name}")
+    assert found == set(SERVICES)
+
+
+def everything_but(perm: str):
+    """A staff member holding every permission of the project's apps except ``perm``."""
+    app_label, codename = perm.split(".")
+    user = get_user_model().objects.create_user("almost", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label__in=OUR_APPS).exclude(
+            content_type__app_label=app_label, codename=codename
+        )
+    )
+    return get_user_model().objects.get(pk=user.pk)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_a_service_refuses_a_user_without_its_permission_and_changes_nothing(name):
+    service = SERVICES[name]
+    objs = service.setup()
+    user = everything_but(service.perm)
+    before = snapshot()
+    with pytest.raises(PermissionRefused) as refused:
+        service.call(objs, user)
+    assert refused.value.perm == service.perm
+    assert service.perm in str(refused.value)
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_a_service_acts_for_a_user_with_only_its_permission(name):
+    from tests.factories import staff_user
+
+    service = SERVICES[name]
+    objs = service.setup()
+    user = staff_user("holder", service.perm)
+    before = snapshot()
+    service.call(objs, user)
+    assert snapshot() != before
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if s.system))
+def test_the_system_acts_without_a_user(name):
+    """Beat, workers and commands pass by=None: allowed, and said so explicitly."""
+    service = SERVICES[name]
+    objs = service.setup()
+    before = snapshot()
+    service.call(objs, None)
+    assert snapshot() != before
+
+
+def test_an_inactive_staff_member_holds_no_permission():
+    from tests.factories import staff_user
+
+    user = staff_user("left", "campaigns.operate_campaign", is_active=False)
+    c = campaign(state=CampaignState.SENDING)
+    with pytest.raises(PermissionRefused):
+        lifecycle.campaign_pause(campaign=c, by=user)
+
+
+# --- Refusals in the admin are errors, never a 500 or "changed successfully" -------------
+
+
+def page_messages(client, response) -> list[tuple[str, str]]:
+    page = client.get(response["Location"])
+    return [(m.level_tag, str(m)) for m in page.context["messages"]]
+
+
+def test_saving_a_frozen_version_from_a_stale_tab_shows_the_refusal(client):
+    from django.contrib.admin.models import LogEntry
+
+    from tests.factories import CAMPAIGN_EDITOR, staff_user
+
+    version = notice_version(locales=("en",))
+    text = version.texts.get()
+    client.force_login(staff_user("ed", *CAMPAIGN_EDITOR))
+    url = reverse("admin:campaigns_noticeversion_change", args=[version.pk])
+    assert client.get(url).status_code == 200  # the tab is opened while still a draft
+    NoticeVersion.objects.filter(pk=version.pk).update(frozen_at=timezone.now())  # sending
+
+    response = client.post(
+        url,
+        {
+            "notice": version.notice_id,
+            "default_locale": "en",
+            "effective_date": "2027-03-01",
+            "objection_deadline": "2027-03-01",
+            "texts-TOTAL_FORMS": "1",
+            "texts-INITIAL_FORMS": "1",
+            "texts-0-id": text.pk,
+            "texts-0-version": version.pk,
+            "texts-0-locale": "en",
+            "texts-0-subject": "Changed after sending",
+            "texts-0-body_markdown": "Changed",
+        },
+    )
+
+    assert response.status_code == 302 and response["Location"] == url
+    [(level, message)] = page_messages(client, response)
+    assert level == "error" and "has been sent and can no longer be edited" in message
+    assert version.texts.get().subject == text.subject
+    assert NoticeVersion.objects.get(pk=version.pk).objection_deadline == date(2027, 2, 15)
+    assert not LogEntry.objects.exists()
+
+
+def test_an_edit_the_lifecycle_refuses_is_not_reported_as_saved(client):
+    from django.contrib.admin.models import LogEntry
+
+    from tests.factories import CAMPAIGN_EDITOR, staff_user
+
+    c = campaign(state=CampaignState.SENDING, name="UK notice")
+    client.force_login(staff_user("ed", *CAMPAIGN_EDITOR))
+    url = reverse("admin:campaigns_campaign_change", args=[c.pk])
+
+    response = client.post(
+        url,
+        {
+            "name": "Renamed while sending",
+            "notice_version": c.notice_version_id,
+            "countries": "",
+            "locales": "",
+            "throttle_per_minute": "6000",
+            "max_reminders": "0",
+            "transitions-TOTAL_FORMS": "0",
+            "transitions-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert response.status_code == 302 and response["Location"] == url
+    [(level, message)] = page_messages(client, response)
+    assert level == "error" and "cannot change once sending started" in message
+    assert Campaign.objects.get(pk=c.pk).name == "UK notice"
+    assert not LogEntry.objects.exists()
+
+
+def test_a_campaign_with_an_approval_history_cannot_be_deleted(client):
+    from django.db.models import ProtectedError
+
+    from tests.factories import CAMPAIGN_APPROVER, CAMPAIGN_EDITOR, staff_user
+
+    ed, amy = staff_user("ed", *CAMPAIGN_EDITOR), staff_user("amy", *CAMPAIGN_APPROVER)
+    c = lifecycle.campaign_create(by=ed, name="UK", notice_version=notice_version())
+    lifecycle.campaign_submit(campaign=c, by=ed)
+    lifecycle.campaign_approve(campaign=c, by=amy)
+    with pytest.raises(ProtectedError):
+        c.delete()
+    lead = get_user_model().objects.create_superuser("lead", "lead@example.com", "pw")
+    client.force_login(lead)
+    client.post(reverse("admin:campaigns_campaign_delete", args=[c.pk]), {"post": "yes"})
+    assert Campaign.objects.filter(pk=c.pk).exists()
+    assert c.transitions.count() == 2
+
+
+def test_each_staff_member_sees_only_the_buttons_they_may_press(client):
+    from tests.factories import CAMPAIGN_APPROVER, CAMPAIGN_EDITOR, staff_user
+
+    c = campaign(state=CampaignState.AWAITING_APPROVAL, last_edited_by=_writer())
+    url = reverse("admin:campaigns_campaign_change", args=[c.pk])
+    client.force_login(staff_user("ed", *CAMPAIGN_EDITOR))
+    page = client.get(url).content.decode()
+    assert "Approve</button>" not in page and "Cancel campaign</button>" not in page
+    client.force_login(staff_user("amy", *CAMPAIGN_APPROVER))
+    page = client.get(url).content.decode()
+    assert "Approve</button>" in page and "Send back to draft</button>" in page
+
+
+def test_the_outbox_link_shows_only_to_those_who_may_read_it(client):
+    from tests.factories import staff_user
+
+    client.force_login(staff_user("viewer", "campaigns.view_campaign"))
+    assert reverse("outbox_list") not in client.get(reverse("admin:index")).content.decode()
+    client.force_login(staff_user("reader", "campaigns.view_outbox"))
+    assert reverse("outbox_list") in client.get(reverse("admin:index")).content.decode()

@@ -14,7 +14,7 @@ CLEARABLE = (EmailStatus.BOUNCED, EmailStatus.COMPLAINED)
 
 @transaction.atomic
 def member_email_status_clear(
-    *, member: Member, by: AbstractBaseUser | None, reason: str
+    *, member: Member, by: AbstractBaseUser, reason: str
 ) -> EmailStatusChange | None:
     """Set a bounced or complained address back to OK, with an audit row; None if not
     clearable. Needs ``accounts.clear_address``."""
