@@ -267,6 +267,7 @@ AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
 # logins are not logged with their address.
 AXES_CLIENT_IP_CALLABLE = "config.logins.login_client_ip"
 AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False  # no start-up banner in every command's output
 # Lockouts are listed (and lifted) by accounts.admin's own admin, which needs explicit
 # permissions like every other; axes' admin would offer a clean-up to any viewer.
 AXES_ENABLE_ADMIN = False
