@@ -64,11 +64,13 @@ class StaffAdmin(admin.ModelAdmin):
             return self._refused(request, f"Not saved: {exc}.")
 
     def changelist_view(self, request, extra_context=None):
-        name = request.POST.get("action") if request.method == "POST" else None
-        if name and self.has_view_or_change_permission(request):
-            refused = self._action_refused(request, name)
-            if refused:
-                return self._refused(request, refused)
+        # An action form at the top and one at the bottom each post an "action".
+        names = request.POST.getlist("action") if request.method == "POST" else []
+        if any(names) and self.has_view_or_change_permission(request):
+            for name in filter(None, names):
+                refused = self._action_refused(request, name)
+                if refused:
+                    return self._refused(request, refused)
         try:
             return super().changelist_view(request, extra_context)
         except self.refusals as exc:
