@@ -1,10 +1,12 @@
 """Admin for members, purposes, policies and the (read-only) consent ledger."""
 
+from axes.models import AccessAttempt
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import model_format_dict
 from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -20,6 +22,7 @@ from accounts.models import (
     PurposeText,
     locale_normalise,
 )
+from accounts.permissions import PermissionRefused
 from accounts.selectors import member_effective_states
 from accounts.services.members import (
     CLEARABLE,
@@ -50,8 +53,63 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class StaffAdmin(admin.ModelAdmin):
+    """Refusals are shown as error messages, never as a 500 or a success.
+
+    ``refusals`` are the exceptions a service raises to refuse a change (a missing
+    permission; subclasses add e.g. a lifecycle's refusal). A refused save is rolled
+    back with the admin's own transaction, so no change log entry is written either.
+    An action the user may not run is refused by name, with the permissions it needs
+    (Django would otherwise ignore the request, or say "No action selected")."""
+
+    refusals: tuple[type[Exception], ...] = (PermissionRefused,)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except self.refusals as exc:
+            return self._refused(request, f"Not saved: {exc}.")
+
+    def changelist_view(self, request, extra_context=None):
+        # An action form at the top and one at the bottom each post an "action".
+        names = request.POST.getlist("action") if request.method == "POST" else []
+        if any(names) and self.has_view_or_change_permission(request):
+            for name in filter(None, names):
+                refused = self._action_refused(request, name)
+                if refused:
+                    return self._refused(request, refused)
+        try:
+            return super().changelist_view(request, extra_context)
+        except self.refusals as exc:
+            return self._refused(request, f"Not done: {exc}.")
+
+    def _action_refused(self, request: HttpRequest, name: str) -> str | None:
+        """Why the user may not run the action ``name``; None if they may (or no such action)."""
+        if name in self.get_actions(request):
+            return None
+        for func, action_name, description in self._get_base_actions():
+            if action_name == name:
+                perms = [
+                    f"{self.opts.app_label}.{p}_{self.opts.model_name}"
+                    if p in ("add", "change", "delete", "view")
+                    else f"{self.opts.app_label}.{p}"
+                    for p in getattr(func, "allowed_permissions", ())
+                ]
+                what = str(description) % model_format_dict(self.opts)
+                return f"Not done: you may not “{what}” (needs {', '.join(perms) or 'nothing'})."
+        return None
+
+    def _refused(self, request: HttpRequest, message: str) -> HttpResponse:
+        self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def user_has(self, request: HttpRequest, codename: str) -> bool:
+        """The user holds this app's permission ``codename``."""
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+
 @admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
+class MemberAdmin(StaffAdmin):
     list_display = ["external_id", "email", "country", "jurisdiction", "locale", "email_status"]
     list_filter = [
         "jurisdiction",
@@ -77,7 +135,13 @@ class MemberAdmin(admin.ModelAdmin):
     show_full_result_count = False
     actions = ["clear_email_status"]
 
-    @admin.action(description="Mail again: clear a bounce or complaint (audited)")
+    def has_clear_address_permission(self, request: HttpRequest) -> bool:
+        return self.user_has(request, "clear_address")
+
+    @admin.action(
+        description="Mail again: clear a bounce or complaint (audited)",
+        permissions=["clear_address"],
+    )
     def clear_email_status(self, request: HttpRequest, queryset) -> None:
         cleared = 0
         for member in queryset.filter(email_status__in=CLEARABLE):
@@ -181,7 +245,7 @@ class PurposeTextInline(admin.StackedInline):
 
 
 @admin.register(Purpose)
-class PurposeAdmin(admin.ModelAdmin):
+class PurposeAdmin(StaffAdmin):
     list_display = ["slug", "name", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PurposeTextInline, PolicyInline]
@@ -217,7 +281,7 @@ class PolicyChangeInline(admin.TabularInline):
 
 
 @admin.register(JurisdictionPolicy)
-class JurisdictionPolicyAdmin(admin.ModelAdmin):
+class JurisdictionPolicyAdmin(StaffAdmin):
     list_display = ["purpose", "jurisdiction", "mode", "mode_since"]
     list_filter = ["purpose", "mode"]
     list_select_related = ["purpose"]
@@ -237,7 +301,7 @@ class JurisdictionPolicyAdmin(admin.ModelAdmin):
             policy_set_mode(policy=obj, mode=form.cleaned_data["mode"], by=request.user)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(StaffAdmin):
     """Evidence tables: nobody adds, edits or deletes rows here, superusers included."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -289,3 +353,20 @@ class EmailStatusChangeAdmin(ReadOnlyAdmin):
     list_display = ["changed_at", "member", "from_status", "to_status", "changed_by", "reason"]
     list_select_related = ["member", "changed_by"]
     raw_id_fields = ["member"]
+
+
+@admin.register(AccessAttempt)
+class LoginLockoutAdmin(StaffAdmin):
+    """Failed staff logins per username and address (django-axes); deleting a row lifts
+    its lockout. Rows are kept for the cool-off time only."""
+
+    list_display = ["attempt_time", "username", "ip_address", "failures_since_start"]
+    search_fields = ["=username"]
+    fields = ["attempt_time", "username", "ip_address", "user_agent", "failures_since_start"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

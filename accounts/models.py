@@ -43,6 +43,7 @@ class Member(models.Model):
         # the admin search and ESP events that carry only an address. Audiences
         # read large shares of the table, where a sequential scan wins anyway.
         indexes = [models.Index(fields=["email"], name="member_email_idx")]
+        permissions = [("clear_address", "Can mail a bounced or complained address again")]
 
     def __str__(self) -> str:
         return self.external_id

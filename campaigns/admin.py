@@ -9,13 +9,15 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from accounts.admin import EstimatedCountPaginator, ReadOnlyAdmin
+from accounts.admin import EstimatedCountPaginator, ReadOnlyAdmin, StaffAdmin
 from accounts.jurisdictions import Jurisdiction, normalise_country
+from accounts.permissions import PermissionRefused
 from campaigns.models import (
     Campaign,
     CampaignState,
@@ -60,7 +62,7 @@ class NoticeVersionInline(admin.TabularInline):
 
 
 @admin.register(Notice)
-class NoticeAdmin(admin.ModelAdmin):
+class NoticeAdmin(StaffAdmin):
     list_display = ["title", "created_at"]
     inlines = [NoticeVersionInline]
 
@@ -85,7 +87,9 @@ class NoticeTextInline(admin.StackedInline):
 
 
 @admin.register(NoticeVersion)
-class NoticeVersionAdmin(admin.ModelAdmin):
+class NoticeVersionAdmin(StaffAdmin):
+    # A version frozen since the form was opened (a stale tab) is refused, not a 500.
+    refusals = (PermissionRefused, FrozenVersionError)
     list_display = [
         "__str__",
         "default_locale",
@@ -154,7 +158,7 @@ class NoticeVersionAdmin(admin.ModelAdmin):
         ]
         return format_html(" · ".join(["{}"] * len(links)), *links) if links else "No text yet."
 
-    @admin.action(description="Copy to a new editable version")
+    @admin.action(description="Copy to a new editable version", permissions=["add"])
     def copy_to_new_version(self, request: HttpRequest, queryset) -> None:
         for version in queryset:
             copy = notice_version_copy(version=version, by=request.user)
@@ -198,13 +202,21 @@ class NoticeVersionAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponse(status=405)
         version = get_object_or_404(NoticeVersion, pk=pk)
+        if not self.has_view_permission(request, version):
+            raise PermissionDenied
         if not request.user.email:
             self.message_user(request, "Your staff account has no email address.", messages.ERROR)
         else:
-            notice_send_test(version=version, locale=locale, to=request.user.email)
-            self.message_user(
-                request, f"Test sent to {request.user.email} (not counted).", messages.SUCCESS
-            )
+            try:
+                notice_send_test(
+                    version=version, locale=locale, to=request.user.email, by=request.user
+                )
+            except PermissionRefused as exc:
+                self.message_user(request, f"Not sent: {exc}.", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"Test sent to {request.user.email} (not counted).", messages.SUCCESS
+                )
         return HttpResponseRedirect(
             reverse("admin:campaigns_noticeversion_preview", args=[pk, locale])
         )
@@ -273,14 +285,15 @@ class TransitionInline(admin.TabularInline):
         return False
 
 
-# Buttons on a campaign's page: (service name, label, states it shows in).
+# Buttons on a campaign's page: (service name, label, states it shows in, permission).
+# The permission only decides whether the button shows: the service checks it again.
 CAMPAIGN_ACTIONS = [
-    ("submit", "Submit for approval", {CampaignState.DRAFT}),
-    ("approve", "Approve", {CampaignState.AWAITING_APPROVAL}),
-    ("reject", "Send back to draft", {CampaignState.AWAITING_APPROVAL}),
-    ("schedule", "Schedule", {CampaignState.APPROVED}),
-    ("pause", "Pause", {CampaignState.SENDING}),
-    ("resume", "Resume", {CampaignState.PAUSED}),
+    ("submit", "Submit for approval", {CampaignState.DRAFT}, lifecycle.EDIT),
+    ("approve", "Approve", {CampaignState.AWAITING_APPROVAL}, lifecycle.APPROVE),
+    ("reject", "Send back to draft", {CampaignState.AWAITING_APPROVAL}, lifecycle.APPROVE),
+    ("schedule", "Schedule", {CampaignState.APPROVED}, lifecycle.OPERATE),
+    ("pause", "Pause", {CampaignState.SENDING}, lifecycle.OPERATE),
+    ("resume", "Resume", {CampaignState.PAUSED}, lifecycle.OPERATE),
     (
         "cancel",
         "Cancel campaign",
@@ -292,6 +305,7 @@ CAMPAIGN_ACTIONS = [
             CampaignState.SENDING,
             CampaignState.PAUSED,
         },
+        lifecycle.OPERATE,
     ),
 ]
 
@@ -318,7 +332,9 @@ def _run_action(name: str, campaign: Campaign, user) -> str:
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(StaffAdmin):
+    # A refused edit (say, renaming a campaign while it sends) saves nothing.
+    refusals = (PermissionRefused, TransitionError)
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "notice_version", "state", "starts_at", "throttle_per_minute"]
@@ -388,27 +404,26 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
 
     def save_model(self, request: HttpRequest, obj: Campaign, form, change: bool) -> None:
+        # A refusal propagates: the admin's transaction rolls back, and changeform_view
+        # shows it as an error (StaffAdmin), with no "changed successfully" or log entry.
         data = {name: form.cleaned_data[name] for name in form.changed_data}
-        try:
-            if change:
-                lifecycle.campaign_edit(campaign=obj, by=request.user, **data)
-            else:
-                fields = {
-                    k: v
-                    for k, v in form.cleaned_data.items()
-                    if k in lifecycle.APPROVED_FIELDS | lifecycle.OPERATIONAL_FIELDS
-                    and k not in {"name", "notice_version"}
-                }
-                created = lifecycle.campaign_create(
-                    by=request.user,
-                    name=form.cleaned_data["name"],
-                    notice_version=form.cleaned_data["notice_version"],
-                    **fields,
-                )
-                obj.pk = created.pk
-                obj._state.adding = False
-        except TransitionError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
+        if change:
+            lifecycle.campaign_edit(campaign=obj, by=request.user, **data)
+            return
+        fields = {
+            k: v
+            for k, v in form.cleaned_data.items()
+            if k in lifecycle.APPROVED_FIELDS | lifecycle.OPERATIONAL_FIELDS
+            and k not in {"name", "notice_version"}
+        }
+        created = lifecycle.campaign_create(
+            by=request.user,
+            name=form.cleaned_data["name"],
+            notice_version=form.cleaned_data["notice_version"],
+            **fields,
+        )
+        obj.pk = created.pk
+        obj._state.adding = False
 
     @admin.display(description="Approved texts (SHA-256)")
     def approved_texts(self, campaign: Campaign) -> str:
@@ -440,12 +455,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress(self, campaign: Campaign) -> str:
+        # Rendered into the page itself, not framed: the site denies framing
+        # (X-Frame-Options: DENY), which left a framed progress area blank.
         if not campaign.pk:
             return "-"
-        return format_html(
-            '<iframe src="{}" title="Delivery progress" style="width:100%;height:9em;border:0">'
-            "</iframe>",
-            reverse("admin:campaigns_campaign_progress", args=[campaign.pk]),
+        return render_to_string(
+            "admin/campaigns/campaign/_progress.html",
+            {**_progress(campaign), "watch_url": _progress_url(campaign)},
         )
 
     @admin.display(description="Reach")
@@ -484,18 +500,16 @@ class CampaignAdmin(admin.ModelAdmin):
         ]
 
     def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The progress alone, refreshing itself while the campaign sends (no JavaScript)."""
         campaign = get_object_or_404(Campaign, pk=pk)
-        counts = delivery_status_counts(campaign=campaign)
-        total = sum(counts.values())
-        done = total - sum(counts.get(s, 0) for s in ("pending", "claimed", "sending"))
-        rows = [(DeliveryStatus(s).label, n) for s, n in sorted(counts.items())]
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
         context = {
-            "campaign": campaign,
-            "rows": rows,
-            "total": total,
-            "done": done,
-            "percent": round(100 * done / total) if total else 0,
+            **self.admin_site.each_context(request),
+            **_progress(campaign),
+            "title": f"Progress of {campaign}",
             "refresh": campaign.state == CampaignState.SENDING,
+            "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/campaigns/campaign/progress.html", context)
 
@@ -526,7 +540,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def not_reached_view(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
         campaign = get_object_or_404(Campaign, pk=pk)
-        if not self.has_view_permission(request, campaign):
+        # A list of members (external ids): needs leave to view members too.
+        if not (
+            self.has_view_permission(request, campaign)
+            and request.user.has_perm("accounts.view_member")
+        ):
             raise PermissionDenied
         buffer = _Echo()
         writer = csv.writer(buffer)
@@ -538,24 +556,45 @@ class CampaignAdmin(admin.ModelAdmin):
         return response
 
     def action_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
+        """A button: the lifecycle service decides (permission, state, four eyes)."""
         campaign = get_object_or_404(Campaign, pk=pk)
-        if not self.has_change_permission(request, campaign):
+        if not self.has_view_permission(request, campaign):
             raise PermissionDenied
-        if action not in {name for name, _label, _states in CAMPAIGN_ACTIONS}:
+        if action not in {name for name, *_ in CAMPAIGN_ACTIONS}:
             return HttpResponse(status=404)
         try:
             with transaction.atomic():
                 self.message_user(request, _run_action(action, campaign, request.user))
-        except TransitionError as exc:
-            self.message_user(request, f"Not done: {exc}", messages.ERROR)
+        except (TransitionError, PermissionRefused) as exc:
+            self.message_user(request, f"Not done: {exc}.", messages.ERROR)
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context["campaign_actions"] = [
-                (name, label) for name, label, states in CAMPAIGN_ACTIONS if obj.state in states
+                (name, label)
+                for name, label, states, perm in CAMPAIGN_ACTIONS
+                if obj.state in states and request.user.has_perm(perm)
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def _progress_url(campaign: Campaign) -> str:
+    return reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
+
+
+def _progress(campaign: Campaign) -> dict:
+    """Deliveries per status and how many are finished, for the progress templates."""
+    counts = delivery_status_counts(campaign=campaign)
+    total = sum(counts.values())
+    done = total - sum(counts.get(s, 0) for s in ("pending", "claimed", "sending"))
+    return {
+        "campaign": campaign,
+        "rows": [(DeliveryStatus(s).label, n) for s, n in sorted(counts.items())],
+        "total": total,
+        "done": done,
+        "percent": round(100 * done / total) if total else 0,
+    }
 
 
 REACH_COLUMNS = [
@@ -585,7 +624,7 @@ class _Echo:
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(StaffAdmin):
     list_display = ["id", "campaign", "member", "wave", "status", "sent_at", "attempts", "error"]
     list_filter = ["status", "wave", "campaign"]
     list_select_related = ["campaign", "member"]
@@ -605,25 +644,33 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    @admin.action(description="Resend (unknown or failed deliveries only)")
+    def has_resend_delivery_permission(self, request: HttpRequest) -> bool:
+        return self.user_has(request, "resend_delivery")
+
+    @admin.action(
+        description="Resend (unknown or failed deliveries only)", permissions=["resend_delivery"]
+    )
     def resend(self, request: HttpRequest, queryset) -> None:
         resent, campaigns = 0, set()
         for delivery in queryset.filter(status__in=[DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]):
-            if delivery_resend(delivery=delivery):
+            if delivery_resend(delivery=delivery, by=request.user):
                 resent += 1
                 campaigns.add(delivery.campaign_id)
         for campaign_id in campaigns:
             senders_dispatch(campaign_id, count=1)
         self.message_user(request, f"{resent} deliveries queued to be sent again.")
 
-    @admin.action(description="Give up: mark unknown deliveries failed (not resent)")
+    @admin.action(
+        description="Give up: mark unknown deliveries failed (not resent)",
+        permissions=["resend_delivery"],
+    )
     def give_up(self, request: HttpRequest, queryset) -> None:
-        count = deliveries_give_up(deliveries=queryset)
+        count = deliveries_give_up(deliveries=queryset, by=request.user)
         self.message_user(request, f"{count} unknown deliveries marked failed.")
 
 
 @admin.register(DeliveryEvent)
-class DeliveryEventAdmin(admin.ModelAdmin):
+class DeliveryEventAdmin(StaffAdmin):
     """ESP events as received: read-only evidence; orphans are events matching no delivery."""
 
     list_display = ["received_at", "esp", "event_type", "delivery", "is_orphan", "is_machine"]
@@ -658,7 +705,12 @@ class ObjectionReceiptAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     actions = ["send_again"]
 
-    @admin.action(description="Send again (failed receipts only)")
+    def has_send_receipt_again_permission(self, request: HttpRequest) -> bool:
+        return self.user_has(request, "send_receipt_again")
+
+    @admin.action(
+        description="Send again (failed receipts only)", permissions=["send_receipt_again"]
+    )
     def send_again(self, request: HttpRequest, queryset) -> None:
-        count = receipts_retry(receipts=queryset)
+        count = receipts_retry(receipts=queryset, by=request.user)
         self.message_user(request, f"{count} failed receipts queued to be sent again.")

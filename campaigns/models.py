@@ -57,6 +57,7 @@ class NoticeVersion(models.Model):
             models.UniqueConstraint(fields=["notice", "number"], name="one_number_per_version")
         ]
         ordering = ["notice", "-number"]
+        permissions = [("send_test_notice", "Can send a test of a notice version to themselves")]
 
     def __str__(self) -> str:
         return f"{self.notice} v{self.number}"
@@ -290,6 +291,10 @@ class Campaign(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "starts_at"], name="campaign_due_idx")]
+        permissions = [
+            ("approve_campaign", "Can approve a campaign or send it back to draft"),
+            ("operate_campaign", "Can schedule, pause, resume and cancel a campaign"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -306,7 +311,8 @@ class Campaign(models.Model):
 class CampaignTransition(models.Model):
     """Every state change of a campaign: who, when, from, to and why."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="transitions")
+    # The approval history is evidence: a campaign with transitions cannot be deleted.
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="transitions")
     from_state = models.CharField(max_length=20, choices=CampaignState.choices)
     to_state = models.CharField(max_length=20, choices=CampaignState.choices)
     by = models.ForeignKey(
@@ -389,6 +395,11 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
+        permissions = [
+            ("resend_delivery", "Can resend or give up unknown and failed deliveries"),
+            # The outbox holds every member's address and working member links.
+            ("view_outbox", "Can read the local outbox"),
+        ]
         constraints = [
             # A task that runs twice cannot create (or send) a second copy.
             models.UniqueConstraint(
@@ -523,6 +534,7 @@ class ObjectionReceipt(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("send_receipt_again", "Can send failed objection receipts again")]
         indexes = [
             models.Index(
                 fields=["due_at"],

@@ -1,7 +1,8 @@
 """Staff-only view of the local outbox (the embedded default email backend).
 
 Lets someone trying `make demo` open a notice email as a member would: the
-headers, the plain text and the HTML, with working links.
+headers, the plain text and the HTML, with working links. Those are every member's
+address and links that act for them: reading it needs ``campaigns.view_outbox``.
 """
 
 from email import policy
@@ -11,12 +12,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from config.mail import outbox_dir
 
+VIEW_OUTBOX = "campaigns.view_outbox"
 SHOWN_HEADERS = (
     "From",
     "To",
@@ -38,6 +41,7 @@ def _files() -> list[Path]:
 
 
 @staff_member_required
+@permission_required(VIEW_OUTBOX, raise_exception=True)
 def outbox_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(_files(), 50).get_page(request.GET.get("page"))
     rows = []
@@ -62,6 +66,7 @@ def outbox_list(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(VIEW_OUTBOX, raise_exception=True)
 def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
     path = outbox_dir() / name
     if "/" in name or not name.endswith(".eml") or not path.is_file():

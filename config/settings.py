@@ -7,6 +7,7 @@ secrets: see ``config.checks``.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "django_countries",
     "anymail",
     "csp",
+    "axes",
     "config",
     "accounts",
     "campaigns",
@@ -70,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -282,6 +286,30 @@ RENOTIFY_RATE_PER_IP = env("RENOTIFY_RATE_PER_IP", default="120/m")
 # The proxies in front of the app (config.clientip): empty = none, the client is the TCP
 # peer; a number of proxy hops; or their IPs/CIDRs, one per hop, outermost first.
 RENOTIFY_TRUSTED_PROXIES = env("RENOTIFY_TRUSTED_PROXIES", default="")
+
+# Staff logins (django-axes): after RENOTIFY_LOGIN_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is locked out for RENOTIFY_LOGIN_COOLOFF_MINUTES
+# (HTTP 429); a correct login resets the count. Counting by the pair means an attacker
+# cannot lock a colleague out from elsewhere, and cannot try one password on every
+# username from one address without each name's count rising.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("RENOTIFY_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("RENOTIFY_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
+# The address failures are counted by (config.logins.login_client_ip), never a header a
+# client could vary; failed attempts are kept for the cool-off only, and successful
+# logins are not logged with their address.
+AXES_CLIENT_IP_CALLABLE = "config.logins.login_client_ip"
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False  # no start-up banner in every command's output
+# Lockouts are listed (and lifted) by accounts.admin's own admin, which needs explicit
+# permissions like every other; axes' admin would offer a clean-up to any viewer.
+AXES_ENABLE_ADMIN = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -89,3 +89,35 @@ def sent_delivery(*, email: str, locale: str, sent_ago: timezone.timedelta, coun
         status=DeliveryStatus.SENT, locale=locale, sent_at=timezone.now() - sent_ago
     )
     return Delivery.objects.select_related("member").get(pk=delivery.pk)
+
+
+# Staff roles as permission sets ("app_label.codename"); README "Staff permissions".
+CAMPAIGN_EDITOR = (
+    "campaigns.view_campaign",
+    "campaigns.add_campaign",
+    "campaigns.change_campaign",
+    "campaigns.view_noticeversion",
+    "campaigns.add_noticeversion",
+    "campaigns.change_noticeversion",
+)
+CAMPAIGN_APPROVER = (
+    "campaigns.view_campaign",
+    "campaigns.view_noticeversion",
+    "campaigns.approve_campaign",
+    "campaigns.operate_campaign",
+)
+
+
+def staff_user(username: str, *perms: str, **fields):
+    """A staff member (not a superuser) holding exactly ``perms``."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    fields.setdefault("email", f"{username}@example.com")
+    user = get_user_model().objects.create_user(username, is_staff=True, **fields)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user

@@ -7,21 +7,30 @@ from campaigns.models import CampaignState, CampaignTransition, Delivery, Delive
 from campaigns.services import lifecycle
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.lifecycle import TransitionError
-from tests.factories import MemberFactory, campaign, notice_version
+from tests.factories import (
+    CAMPAIGN_APPROVER,
+    CAMPAIGN_EDITOR,
+    MemberFactory,
+    campaign,
+    notice_version,
+    staff_user,
+)
 
 pytestmark = pytest.mark.django_db
 
 
+# Both may edit and approve, so what refuses a step here is the state machine or the
+# four-eyes rule, never a missing permission (tests/test_staff_permissions.py).
 @pytest.fixture
-def ed(django_user_model):
+def ed(db):
     """Ed edits campaigns."""
-    return django_user_model.objects.create_user("ed", "ed@example.com", is_staff=True)
+    return staff_user("ed", *CAMPAIGN_EDITOR, *CAMPAIGN_APPROVER)
 
 
 @pytest.fixture
-def amy(django_user_model):
+def amy(db):
     """Amy approves them."""
-    return django_user_model.objects.create_user("amy", "amy@example.com", is_staff=True)
+    return staff_user("amy", *CAMPAIGN_EDITOR, *CAMPAIGN_APPROVER)
 
 
 @pytest.fixture

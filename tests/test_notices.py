@@ -126,7 +126,7 @@ def test_send_test_goes_to_the_staff_member_and_is_not_a_delivery(console):
 
 def test_send_test_service_links_to_the_staff_preview():
     version = notice_version(locales=["en"])
-    notice_send_test(version=version, locale="en", to="lead@example.com")
+    notice_send_test(version=version, locale="en", to="lead@example.com", by=None)
     [message] = mail.outbox
     assert f"/admin/campaigns/noticeversion/{version.pk}/preview/en/" in message.body
 

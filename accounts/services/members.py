@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import EmailStatus, EmailStatusChange, Member
+from accounts.permissions import permission_require
 
 # Staff may clear what the address did (bounce, complaint), never what the person
 # chose: an unsubscribe is not an address status at all.
@@ -44,7 +45,9 @@ def member_email_status_clear(
     *, member: Member, by: AbstractBaseUser, reason: str
 ) -> EmailStatusChange | None:
     """Set a bounced or complained address back to OK, with an audit row; None if not
-    clearable. A member who unsubscribed stays unsubscribed (and unreachable)."""
+    clearable. A member who unsubscribed stays unsubscribed (and unreachable). Needs
+    ``accounts.clear_address``."""
+    permission_require(by=by, perm="accounts.clear_address")
     locked = Member.objects.select_for_update().get(pk=member.pk)
     if locked.email_status not in CLEARABLE:
         return None

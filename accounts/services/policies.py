@@ -11,6 +11,7 @@ from accounts.models import (
     PolicyMode,
     Purpose,
 )
+from accounts.permissions import permission_require
 
 
 @transaction.atomic
@@ -22,7 +23,9 @@ def purpose_create(
     modes: dict[str, PolicyMode] | None = None,
     by: AbstractBaseUser | None = None,
 ) -> Purpose:
-    """Create a purpose with a policy row for every jurisdiction (opt-in where not given)."""
+    """Create a purpose with a policy row for every jurisdiction (opt-in where not given).
+    Needs ``accounts.add_purpose``."""
+    permission_require(by=by, perm="accounts.add_purpose")
     purpose = Purpose.objects.create(slug=slug, name=name, description=description)
     for jurisdiction in Jurisdiction:
         mode = (modes or {}).get(jurisdiction, DEFAULT_POLICY_MODE)
@@ -43,7 +46,9 @@ def policy_set_mode(
     by: AbstractBaseUser | None,
     note: str = "",
 ) -> JurisdictionPolicyChange | None:
-    """Change a jurisdiction's mode for a purpose, with an audit row; None if unchanged."""
+    """Change a jurisdiction's mode for a purpose, with an audit row; None if unchanged.
+    Needs ``accounts.change_jurisdictionpolicy``."""
+    permission_require(by=by, perm="accounts.change_jurisdictionpolicy")
     policy = JurisdictionPolicy.objects.select_for_update().get(pk=policy.pk)
     mode = PolicyMode(mode)
     if policy.mode == mode:

@@ -12,6 +12,11 @@ only once its fan-out has finished and nothing is left to send, checked under it
 row lock, which every fan-out and reminder slice takes too (``fanout``).
 
 Lock order: the campaign's row, then its notice version's row.
+
+Who may do what (``accounts.permissions``): creating needs ``campaigns.add_campaign``;
+editing and submitting ``campaigns.change_campaign``; approving and sending back
+``campaigns.approve_campaign``; scheduling, pausing, resuming and cancelling
+``campaigns.operate_campaign``. ``by=None`` is the system (beat, the circuit breaker).
 """
 
 from datetime import datetime
@@ -21,6 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.permissions import permission_require
 from campaigns.models import (
     UNFINISHED_STATUSES,
     Campaign,
@@ -65,6 +71,11 @@ APPROVED_FIELDS = frozenset(
 # Pace can be adjusted while sending without a new approval.
 OPERATIONAL_FIELDS = frozenset({"throttle_per_minute", "window_ends_at"})
 EDITABLE_BEFORE_SENDING = frozenset({S.DRAFT, S.AWAITING_APPROVAL, S.APPROVED, S.SCHEDULED})
+EDIT, APPROVE, OPERATE = (
+    "campaigns.change_campaign",
+    "campaigns.approve_campaign",
+    "campaigns.operate_campaign",
+)
 
 
 class TransitionError(Exception):
@@ -98,6 +109,7 @@ def _transition(
 def campaign_create(
     *, by: AbstractBaseUser | None, name: str, notice_version: NoticeVersion, **fields: Any
 ) -> Campaign:
+    permission_require(by=by, perm="campaigns.add_campaign")
     unknown = set(fields) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
@@ -108,6 +120,7 @@ def campaign_create(
 
 def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes: Any) -> Campaign:
     """Apply ``changes``; an edit to what was approved sends the campaign back to draft."""
+    permission_require(by=by, perm=EDIT)
     unknown = set(changes) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
@@ -136,6 +149,7 @@ def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes:
 
 
 def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+    permission_require(by=by, perm=EDIT)
     with transaction.atomic():
         # An edit of the version's texts holds its row: it commits before we hold the
         # version, or it sees this submission and is refused.
@@ -147,6 +161,7 @@ def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
 
 
 def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+    permission_require(by=by, perm=APPROVE)
     if campaign.last_edited_by_id == by.pk:
         raise TransitionError("approval must come from someone other than the last editor")
     with transaction.atomic():
@@ -162,12 +177,14 @@ def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
 
 
 def campaign_reject(*, campaign: Campaign, by: AbstractBaseUser, note: str) -> Campaign:
+    permission_require(by=by, perm=APPROVE)
     return _transition(campaign, S.DRAFT, by=by, note=note or "sent back by the approver")
 
 
 def campaign_schedule(
     *, campaign: Campaign, by: AbstractBaseUser, starts_at: datetime | None = None
 ) -> Campaign:
+    permission_require(by=by, perm=OPERATE)
     starts_at = starts_at or campaign.starts_at
     if starts_at is None:
         raise TransitionError("set a start time first")
@@ -207,12 +224,14 @@ def _hashes_differ(approved: dict[str, str], current: dict[str, str]) -> list[st
 def campaign_pause(
     *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
 ) -> Campaign:
+    permission_require(by=by, perm=OPERATE)
     return _transition(campaign, S.PAUSED, by=by, note=reason or "paused")
 
 
 def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
     """Paused -> sending. Resuming the circuit breaker's pause is a decision about the
     bounces and complaints so far: from here the breaker counts only what comes after."""
+    permission_require(by=by, perm=OPERATE)
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         baseline: dict[str, Any] = {}
@@ -274,6 +293,7 @@ def campaign_cancel(
     *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
 ) -> Campaign:
     """Cancel, and mark every delivery not yet handed to the transport cancelled."""
+    permission_require(by=by, perm=OPERATE)
     with transaction.atomic():
         campaign = _transition(campaign, S.CANCELLED, by=by, note=reason or "cancelled")
         Delivery.objects.filter(

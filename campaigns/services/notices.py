@@ -6,6 +6,7 @@ from django.core.mail import get_connection
 from django.db import transaction
 from django.urls import reverse
 
+from accounts.permissions import permission_require
 from campaigns.models import NoticeText, NoticeVersion
 from campaigns.rendering import compile_message
 from campaigns.services.sending import notice_email
@@ -15,7 +16,9 @@ TEST_SUBJECT_PREFIX = "[TEST] "
 
 @transaction.atomic
 def notice_version_copy(*, version: NoticeVersion, by: AbstractBaseUser | None) -> NoticeVersion:
-    """A new, editable version with the same texts and dates (how a sent notice is changed)."""
+    """A new, editable version with the same texts and dates (how a sent notice is changed).
+    Needs ``campaigns.add_noticeversion``."""
+    permission_require(by=by, perm="campaigns.add_noticeversion")
     copy = NoticeVersion.objects.create(
         notice=version.notice,
         default_locale=version.default_locale,
@@ -36,9 +39,13 @@ def preview_url(version: NoticeVersion, locale: str) -> str:
     )
 
 
-def notice_send_test(*, version: NoticeVersion, locale: str, to: str) -> None:
+def notice_send_test(
+    *, version: NoticeVersion, locale: str, to: str, by: AbstractBaseUser | None
+) -> None:
     """Send the rendered notice to a staff address. No Delivery row: never counted in stats.
-    Its links lead to the staff preview, not to a member's page."""
+    Its links lead to the staff preview, not to a member's page. Needs
+    ``campaigns.send_test_notice``."""
+    permission_require(by=by, perm="campaigns.send_test_notice")
     compiled = compile_message(version, locale, reminder=False)
     link = preview_url(version, compiled.locale)
     text, html = compiled.personalise(notice_url=link, unsubscribe_url=link)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
 from django.db.models import F
@@ -29,6 +30,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
+from accounts.permissions import permission_require
 from accounts.selectors import purpose_wording
 from campaigns import tokens
 from campaigns.kicks import PerProcessKick
@@ -117,9 +119,11 @@ def receipts_send(*, batch_size: int = 100, max_batches: int = 100) -> ReceiptRe
     return report
 
 
-def receipts_retry(*, receipts) -> int:
+def receipts_retry(*, receipts, by: AbstractBaseUser | None) -> int:
     """Staff: send failed receipts again (e.g. after the mail settings were fixed), with
-    a fresh set of attempts. Returns how many were queued."""
+    a fresh set of attempts. Returns how many were queued. Needs
+    ``campaigns.send_receipt_again``."""
+    permission_require(by=by, perm="campaigns.send_receipt_again")
     count = receipts.filter(status=ReceiptStatus.FAILED).update(
         status=ReceiptStatus.OWED, due_at=timezone.now(), attempts=0
     )

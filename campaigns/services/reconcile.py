@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Max
 from django.utils import timezone
 
+from accounts.permissions import permission_require
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.selectors import campaign_has_unfinished_deliveries
 from campaigns.services.lifecycle import campaign_complete
@@ -91,8 +93,13 @@ def _sending_since(campaign: Campaign) -> datetime:
     return since["at"] or campaign.starts_at or timezone.now()
 
 
-def delivery_resend(*, delivery: Delivery) -> bool:
-    """Staff decided an ``unknown`` (or failed) delivery should go out again."""
+RESEND = "campaigns.resend_delivery"
+
+
+def delivery_resend(*, delivery: Delivery, by: AbstractBaseUser | None) -> bool:
+    """Staff decided an ``unknown`` (or failed) delivery should go out again. Needs
+    ``campaigns.resend_delivery``."""
+    permission_require(by=by, perm=RESEND)
     return bool(
         Delivery.objects.filter(
             pk=delivery.pk, status__in=[DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]
@@ -105,8 +112,10 @@ def delivery_resend(*, delivery: Delivery) -> bool:
     )
 
 
-def deliveries_give_up(*, deliveries) -> int:
-    """Staff decided not to resend ``unknown`` deliveries: they end as failed."""
+def deliveries_give_up(*, deliveries, by: AbstractBaseUser | None) -> int:
+    """Staff decided not to resend ``unknown`` deliveries: they end as failed. Needs
+    ``campaigns.resend_delivery``."""
+    permission_require(by=by, perm=RESEND)
     return deliveries.filter(status=DeliveryStatus.UNKNOWN).update(
         status=DeliveryStatus.FAILED, error="unknown outcome; staff chose not to resend"
     )

@@ -31,7 +31,6 @@ from pathlib import Path
 import redis
 from aiosmtpd.controller import Controller
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.jurisdictions import jurisdiction_for
@@ -43,6 +42,7 @@ from campaigns.services.lifecycle import (
     campaign_schedule,
     campaign_submit,
 )
+from tests.factories import CAMPAIGN_APPROVER, CAMPAIGN_EDITOR, staff_user
 from tests.integration.conftest import ROOT, stop, wait_for, worker_env
 
 # --- The SMTP sink ------------------------------------------------------------------
@@ -270,9 +270,8 @@ def members_create(count: int) -> list[Member]:
 
 def multilingual_campaign(*, throttle_per_minute: int) -> Campaign:
     """A campaign for everyone, written by Alice and approved by Bob, scheduled for now."""
-    users = get_user_model().objects
-    alice = users.create(username="alice", is_staff=True)
-    bob = users.create(username="bob", is_staff=True)
+    alice = staff_user("alice", *CAMPAIGN_EDITOR)
+    bob = staff_user("bob", *CAMPAIGN_APPROVER)
     version = NoticeVersion.objects.create(
         notice=Notice.objects.create(title="AI training"),
         default_locale=DEFAULT_LOCALE,

@@ -72,7 +72,7 @@ def test_killed_workers_lose_nothing_and_duplicate_only_resent_unknowns(
         wait_for(lambda: not unfinished(deliveries), timeout=90, what="the rest to be sent")
         resent = list(deliveries.filter(status=DeliveryStatus.UNKNOWN))
         for delivery in resent:
-            assert delivery_resend(delivery=delivery)
+            assert delivery_resend(delivery=delivery, by=None)
         senders_start(campaign, worker)
         wait_for(lambda: not unfinished(deliveries), timeout=60, what="the resends")
         wait_for(worker.idle, timeout=30, what="the sender chains to end")

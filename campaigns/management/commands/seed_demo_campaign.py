@@ -4,6 +4,7 @@ demo's UK and EU members that starts a minute after start-up."""
 from datetime import date, timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
@@ -45,6 +46,16 @@ TEXTS = {
 }
 
 
+EDITOR_PERMISSIONS = [
+    "add_campaign",
+    "change_campaign",
+    "view_campaign",
+    "add_noticeversion",
+    "change_noticeversion",
+    "view_noticeversion",
+]
+
+
 class Command(BaseCommand):
     help = "Create the demo notice and an approved campaign starting a minute from now."
 
@@ -56,6 +67,12 @@ class Command(BaseCommand):
         lead = User.objects.get(username="admin")
         editor, _ = User.objects.get_or_create(
             username="editor", defaults={"email": "editor@localhost", "is_staff": True}
+        )
+        # The demo's editor writes and submits; the lead (a superuser) approves.
+        editor.user_permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label="campaigns", codename__in=EDITOR_PERMISSIONS
+            )
         )
         version = self._notice(editor)
         campaign = lifecycle.campaign_create(

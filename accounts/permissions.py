@@ -1,0 +1,34 @@
+"""Staff permissions: every staff action names one, and its service checks it.
+
+Django's add/change/delete/view say who may edit which rows; the workflow needs more
+(approve, operate, resend, clear an address, send a test, read the outbox, send a
+receipt again): custom permissions on the models (``Meta.permissions``), listed in the
+README under "Staff permissions".
+
+A service that acts for staff takes the acting user as ``by`` and calls
+``permission_require`` before it reads or writes anything, so the admin, a command or
+a future console are held to the same rule. ``by=None`` is the system itself (beat,
+workers, management commands, data migrations) and is always allowed: callers pass
+``None`` explicitly, and no request ever does (a request always has a user).
+"""
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+
+
+class PermissionRefused(PermissionDenied):
+    """The acting user lacks the permission a staff action needs.
+
+    A ``PermissionDenied``, so a view that does not catch it answers 403, never 500;
+    the admin shows it as an error message."""
+
+    def __init__(self, perm: str) -> None:
+        self.perm = perm
+        super().__init__(f"you do not have the permission “{perm}”")
+
+
+def permission_require(*, by: AbstractBaseUser | AnonymousUser | None, perm: str) -> None:
+    """Refuse unless ``by`` holds ``perm`` ("app_label.codename"); ``by=None`` (the
+    system) is allowed. Inactive users hold no permissions (Django's backends)."""
+    if by is not None and not by.has_perm(perm):
+        raise PermissionRefused(perm)
