@@ -301,10 +301,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("RENOTIFY_LOGIN_COOLOFF_MINUTES", 
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
-# The address failures are counted by (config.logins.login_client_ip), never a header a
+# Failures are counted by the client's address as the member pages see it: the TCP peer,
+# or what the configured trusted proxies report (config.clientip), never a header a
 # client could vary; failed attempts are kept for the cool-off only, and successful
 # logins are not logged with their address.
-AXES_CLIENT_IP_CALLABLE = "config.logins.login_client_ip"
+AXES_CLIENT_IP_CALLABLE = "config.clientip.client_ip"
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False  # no start-up banner in every command's output
 # Lockouts are listed (and lifted) by accounts.admin's own admin, which needs explicit

@@ -91,6 +91,24 @@ def test_a_forwarded_for_header_does_not_dodge_the_lockout(priya):
     assert response.status_code == 429
 
 
+def test_behind_a_trusted_proxy_each_client_is_counted_on_its_own(priya, settings):
+    """Behind the proxy every login comes from its address: counted by the TCP peer, one
+    person's wrong passwords would lock the username out for every colleague."""
+    settings.RENOTIFY_TRUSTED_PROXIES = "10.0.0.2"
+
+    def via_proxy(client_address: str, password: str):
+        return Client(REMOTE_ADDR="10.0.0.2").post(
+            reverse("admin:login"),
+            {"username": "priya", "password": password, "next": "/admin/"},
+            HTTP_X_FORWARDED_FOR=client_address,
+        )
+
+    for _ in range(6):
+        via_proxy("198.51.100.7", "guess")
+    assert via_proxy("198.51.100.7", PASSWORD).status_code == 429
+    assert via_proxy("203.0.113.9", PASSWORD).status_code == 302
+
+
 def axes_settings(tmp_path, **env_overrides) -> list:
     """The login throttle's settings as built from the environment (none of the caller's
     RENOTIFY_LOGIN_* variables, plus ``env_overrides``)."""
