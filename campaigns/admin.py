@@ -1,8 +1,5 @@
 """The privacy team's console for notices, campaigns and deliveries."""
 
-import csv
-import itertools
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -45,6 +42,7 @@ from campaigns.services.notices import notice_send_test, notice_version_copy
 from campaigns.services.receipts import receipts_retry
 from campaigns.services.reconcile import deliveries_give_up, delivery_resend
 from campaigns.tasks import senders_dispatch
+from config.spreadsheet import csv_lines_for_people
 
 # --- Notices ------------------------------------------------------------------------
 
@@ -546,11 +544,10 @@ class CampaignAdmin(StaffAdmin):
             and request.user.has_perm("accounts.view_member")
         ):
             raise PermissionDenied
-        buffer = _Echo()
-        writer = csv.writer(buffer)
-        rows = (writer.writerow(row) for row in members_not_reached(campaign=campaign))
+        # For people, in a spreadsheet: formula-leading cells are neutralised.
         response = StreamingHttpResponse(
-            itertools.chain([writer.writerow(NOT_REACHED_COLUMNS)], rows), content_type="text/csv"
+            csv_lines_for_people(NOT_REACHED_COLUMNS, members_not_reached(campaign=campaign)),
+            content_type="text/csv",
         )
         response["Content-Disposition"] = f'attachment; filename="campaign-{pk}-not-reached.csv"'
         return response
@@ -611,13 +608,6 @@ RATE_LABELS = {
     "acknowledged": "acknowledged / delivered",
     "objected": "objected / delivered",
 }
-
-
-class _Echo:
-    """A file-like object whose write returns the line: csv.writer into a stream."""
-
-    def write(self, value: str) -> str:
-        return value
 
 
 # --- Deliveries ---------------------------------------------------------------------
