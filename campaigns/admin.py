@@ -126,17 +126,11 @@ class NoticeVersionAdmin(StaffAdmin):
             version = self.get_object(request, object_id)
             refusal = version.edit_refusal() if version is not None else ""
             if refusal:
-                return self._refused(request, object_id, refusal)
+                return self._refused(request, f"Nothing saved: {refusal}")
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except FrozenVersionError as exc:  # raced with a submission; rolled back
-            return self._refused(request, object_id, str(exc))
-
-    def _refused(self, request: HttpRequest, object_id, refusal: str) -> HttpResponse:
-        self.message_user(request, f"Nothing saved: {refusal}", messages.ERROR)
-        return HttpResponseRedirect(
-            reverse("admin:campaigns_noticeversion_change", args=[object_id])
-        )
+            return self._refused(request, f"Nothing saved: {exc}")
 
     def save_model(self, request: HttpRequest, obj: NoticeVersion, form, change: bool) -> None:
         obj.last_edited_by = request.user

@@ -9,7 +9,7 @@ from campaigns.services import lifecycle
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.sending import campaign_send_chunk
-from tests.factories import MemberFactory, campaign
+from tests.factories import MemberFactory, campaign, staff_user
 from tests.mail_backends import FlakyBackend
 
 pytestmark = pytest.mark.django_db
@@ -28,9 +28,9 @@ def flaky_mail(settings):
 
 
 @pytest.fixture
-def amy(django_user_model):
+def amy(db):
     """Amy approves campaigns, and decides whether a paused one goes on."""
-    return django_user_model.objects.create_user("amy", "amy@example.com", is_staff=True)
+    return staff_user("amy", "campaigns.approve_campaign", "campaigns.operate_campaign")
 
 
 def sending_campaign(members: int, *, rejected: list[int]) -> Campaign:

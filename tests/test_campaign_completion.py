@@ -20,7 +20,7 @@ from campaigns.services import lifecycle
 from campaigns.services.fanout import campaign_fan_out, deliveries_insert
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.sending import campaign_send_chunk
-from tests.factories import MemberFactory, campaign, notice_version
+from tests.factories import MemberFactory, campaign, notice_version, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -28,15 +28,20 @@ AUDIENCE = 6
 
 
 @pytest.fixture
-def alice(django_user_model):
-    """Alice writes campaigns."""
-    return django_user_model.objects.create_user("alice", "alice@example.com", is_staff=True)
+def alice(db):
+    """Alice writes campaigns and schedules them."""
+    return staff_user(
+        "alice",
+        "campaigns.add_campaign",
+        "campaigns.change_campaign",
+        "campaigns.operate_campaign",
+    )
 
 
 @pytest.fixture
-def bob(django_user_model):
+def bob(db):
     """Bob approves them."""
-    return django_user_model.objects.create_user("bob", "bob@example.com", is_staff=True)
+    return staff_user("bob", "campaigns.approve_campaign")
 
 
 def scheduled_campaign(alice, bob, **fields) -> Campaign:

@@ -20,6 +20,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core import mail
+from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
 from django.utils import timezone
@@ -593,6 +594,14 @@ SERVICES: dict[str, Service] = {
         lambda: bounced_member(None),
         lambda o, by: members.member_email_status_clear(member=o["obj"], by=by, reason="fixed"),
         system=False,  # staff clear an address, named in its audit row
+    ),
+    "members.member_address_change": Service(
+        "accounts.change_member",
+        lambda: bounced_member(None),
+        lambda o, by: transaction.atomic()(members.member_address_change)(
+            member=o["obj"], email="new@example.com", by=by, reason="moved"
+        ),
+        system=False,  # staff change an address, named in its audit row
     ),
     "policies.purpose_create": Service(
         "accounts.add_purpose",

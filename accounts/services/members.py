@@ -59,7 +59,9 @@ def member_address_change(*, member: Member, email: str, by: AbstractBaseUser, r
     """Give the member a new address; False when it is the one they have.
 
     The new address's health is ``HEALTH_OF_NEW_ADDRESS`` (a bounce or complaint of the
-    old one is audited as cleared); the member's unsubscribe stays as it is."""
+    old one is audited as cleared); the member's unsubscribe stays as it is. Needs
+    ``accounts.change_member``."""
+    permission_require(by=by, perm="accounts.change_member")
     locked = Member.objects.select_for_update().get(pk=member.pk)
     email = address_normal(email)
     if email == locked.email:
