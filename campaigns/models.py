@@ -285,6 +285,9 @@ class Campaign(models.Model):
     breaker_base_bounces = models.PositiveIntegerField(default=0, editable=False)
     breaker_base_complaints = models.PositiveIntegerField(default=0, editable=False)
     breaker_reset_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Permanent refusals since the last message the transport accepted: a relay that
+    # refuses everything trips the breaker long before the rates have enough sends.
+    rejected_in_a_row = models.PositiveIntegerField(default=0, editable=False)
     # Refreshed by every sender chunk; the reconciler restarts senders that went quiet.
     senders_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 

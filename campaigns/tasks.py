@@ -14,7 +14,11 @@ from campaigns.services.lifecycle import TransitionError, campaign_start
 from campaigns.services.receipts import receipts_send
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.reminders import reminders_create
-from campaigns.services.sending import campaign_breaker_check, campaign_send_chunk
+from campaigns.services.sending import (
+    backoff_seconds,
+    campaign_breaker_check,
+    campaign_send_chunk,
+)
 from campaigns.services.tracking import events_process
 
 logger = logging.getLogger(__name__)
@@ -63,20 +67,26 @@ def campaign_fan_out_task(campaign_id: int, wave: int = 0) -> int:
     return added
 
 
-@shared_task(
-    bind=True,
-    autoretry_for=(smtplib.SMTPConnectError, ConnectionError),
-    retry_backoff=30,
-    retry_backoff_max=1800,
-    max_retries=None,
-)
+# Transport errors raised before a chunk could start (the relay refuses the connection);
+# errors while sending are classified per message by the service.
+TRANSIENT = (smtplib.SMTPConnectError, ConnectionError)
+
+
+@shared_task(bind=True)
 def campaign_send(self, campaign_id: int) -> int:
-    """One chunk; then the chain goes on while work is due (one message per chunk)."""
-    outcome = campaign_send_chunk(campaign_id=campaign_id)
+    """One chunk; then the chain goes on while work is due (one message per chunk).
+
+    A failing transport is retried without end, waiting as ``backoff_seconds`` says
+    (the one backoff rule, also used for each delivery's own retries)."""
+    try:
+        outcome = campaign_send_chunk(campaign_id=campaign_id)
+    except TRANSIENT as error:
+        raise self.retry(
+            exc=error, countdown=backoff_seconds(self.request.retries + 1), max_retries=None
+        ) from error
     if outcome.retry_in is not None:
         # The transport is failing: the unsent rest went back to pending.
-        delay = min(30 * 2**self.request.retries, 1800)
-        raise self.retry(countdown=delay, max_retries=None)
+        raise self.retry(countdown=backoff_seconds(self.request.retries + 1), max_retries=None)
     if outcome.next_due_in is not None and outcome.claimed:
         campaign_send.apply_async((campaign_id,), countdown=outcome.next_due_in)
     elif outcome.next_due_in is not None:

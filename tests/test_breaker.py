@@ -129,3 +129,41 @@ def test_the_breaker_counts_each_batch_as_it_is_recorded(flaky_mail):
     campaign_send_chunk(campaign_id=c.pk)
     assert seen == [5]  # the first batch of 5, recorded before the second went out
     assert Campaign.objects.get(pk=c.pk).sent_count == 10
+
+
+def test_a_relay_that_refuses_everything_pauses_after_fifty_refusals_in_a_row(settings):
+    """A relay answering 5xx to every message failed all 163 deliveries of a campaign:
+    the rate breaker waits for RENOTIFY_BREAKER_MIN_SENDS sends first."""
+    settings.RENOTIFY_BREAKER_MIN_SENDS = 500
+    settings.RENOTIFY_CHUNK_SIZE = 1000
+    c = sending_campaign(163, rejected=list(range(163)))
+    c = chunk(c)
+    assert c.state == CampaignState.PAUSED
+    assert "50 permanent refusals in a row" in c.state_reason
+    statuses = Delivery.objects.filter(campaign=c).values_list("status", flat=True)
+    assert list(statuses).count(DeliveryStatus.FAILED) == 50
+    assert list(statuses).count(DeliveryStatus.PENDING) == 113  # given back, not burnt
+
+
+def test_an_accepted_message_ends_the_streak(settings):
+    settings.RENOTIFY_BREAKER_MIN_SENDS = 500
+    settings.RENOTIFY_BREAKER_REJECTIONS_IN_A_ROW = 10
+    # Nine refusals, one accepted, nine refusals...: never ten in a row.
+    c = sending_campaign(60, rejected=[i for i in range(60) if i % 10 != 9])
+    for _ in range(8):
+        c = chunk(c)
+    assert c.state == CampaignState.SENDING
+    assert c.rejected_in_a_row == 0
+    assert Delivery.objects.filter(campaign=c, status=DeliveryStatus.PENDING).count() == 0
+
+
+def test_a_resume_of_a_refusals_pause_starts_the_streak_again(amy, settings):
+    settings.RENOTIFY_BREAKER_MIN_SENDS = 500
+    settings.RENOTIFY_BREAKER_REJECTIONS_IN_A_ROW = 10
+    c = sending_campaign(30, rejected=list(range(30)))
+    c = chunk(c)
+    assert c.state == CampaignState.PAUSED
+    lifecycle.campaign_resume(campaign=c, by=amy)  # say the relay was fixed meanwhile
+    FlakyBackend.rejected = set()
+    c = chunk(Campaign.objects.get(pk=c.pk))
+    assert c.state == CampaignState.SENDING and c.rejected_in_a_row == 0

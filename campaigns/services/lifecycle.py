@@ -241,6 +241,7 @@ def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campa
                 "breaker_base_bounces": locked.hard_bounce_count,
                 "breaker_base_complaints": locked.complaint_count,
                 "breaker_reset_at": timezone.now(),
+                "rejected_in_a_row": 0,
             }
         return _transition(campaign, S.SENDING, by=by, note="resumed", **baseline)
 

@@ -61,7 +61,8 @@ class ChunkOutcome:
     skipped: int = 0
     released: int = 0
     rejected: int = 0  # refused permanently by the receiving server: hard bounces
-    # Set when the transport itself is failing: the caller retries after this many seconds.
+    # Set when the transport itself is failing (the first backoff): the task retries,
+    # waiting longer each time (``backoff_seconds``).
     retry_in: float | None = None
     # Seconds until pending work is due (0: now); None when nothing is pending.
     next_due_in: float | None = None
@@ -214,6 +215,10 @@ def _send_claimed(
             handed = _hand_over(batch, lease)
             results = [sender.send(c) for c in batch if c.id in handed]
             _record(campaign, results, lease, outcome)
+            if any(r.outcome == FAILED for r in results):
+                # A relay refusing everything pauses before it fails the whole campaign;
+                # the next batch's state check then gives the rest back.
+                campaign_breaker_check(campaign=campaign)
             if any(r.outcome == TRANSPORT_DOWN for r in results):
                 outcome.released += _release(rest[len(batch) :], lease)
                 outcome.retry_in = backoff_seconds(1)
@@ -422,12 +427,23 @@ def _record(
             Campaign.objects.filter(pk=campaign.pk).update(
                 sent_count=F("sent_count") + tally[DeliveryStatus.SENT] + rejected,
                 hard_bounce_count=F("hard_bounce_count") + rejected,
+                rejected_in_a_row=_rejected_in_a_row(results),
             )
     outcome.sent += tally[DeliveryStatus.SENT]
     outcome.failed += tally[DeliveryStatus.FAILED]
     outcome.retried += tally[DeliveryStatus.PENDING]
     outcome.unknown += tally[DeliveryStatus.UNKNOWN]
     outcome.rejected += rejected
+
+
+def _rejected_in_a_row(results: list[SendResult]) -> F | int:
+    """The streak of permanent refusals after this batch: those since its last accepted
+    message, or the streak so far plus this batch's when it had none accepted."""
+    outcomes = [r.outcome for r in results]
+    if SENT not in outcomes:
+        return F("rejected_in_a_row") + outcomes.count(FAILED)
+    last_sent = len(outcomes) - 1 - outcomes[::-1].index(SENT)
+    return outcomes[last_sent:].count(FAILED)
 
 
 _RECORD_COLUMNS = [
@@ -492,6 +508,7 @@ def campaign_breaker_check(*, campaign: Campaign) -> bool:
         Campaign.objects.filter(pk=campaign.pk)
         .values(
             "state",
+            "rejected_in_a_row",
             "sent_count",
             "hard_bounce_count",
             "complaint_count",
@@ -502,8 +519,19 @@ def campaign_breaker_check(*, campaign: Campaign) -> bool:
         )
         .get()
     )
+    if counts["state"] != CampaignState.SENDING:
+        return False
+    in_a_row = counts["rejected_in_a_row"]
+    if in_a_row >= settings.RENOTIFY_BREAKER_REJECTIONS_IN_A_ROW:
+        campaign_pause(
+            campaign=campaign,
+            by=None,
+            reason=f"{BREAKER_NOTE}: {in_a_row} permanent refusals in a row, none accepted "
+            "since: the relay or ESP may be refusing every message (see the deliveries' errors)",
+        )
+        return True
     sent = counts["sent_count"] - counts["breaker_base_sent"]
-    if counts["state"] != CampaignState.SENDING or sent < settings.RENOTIFY_BREAKER_MIN_SENDS:
+    if sent < settings.RENOTIFY_BREAKER_MIN_SENDS:
         return False
     bounces = counts["hard_bounce_count"] - counts["breaker_base_bounces"]
     complaints = counts["complaint_count"] - counts["breaker_base_complaints"]
