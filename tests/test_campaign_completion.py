@@ -6,10 +6,9 @@ must not complete with deliveries still to create or to send.
 """
 
 import itertools
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
@@ -20,6 +19,7 @@ from campaigns.services import lifecycle
 from campaigns.services.fanout import campaign_fan_out, deliveries_insert
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.sending import campaign_send_chunk
+from tests.concurrency import at_once
 from tests.factories import MemberFactory, campaign, notice_version, staff_user
 
 pytestmark = pytest.mark.django_db
@@ -172,27 +172,6 @@ def test_reach_never_calls_deliveries_of_a_finished_campaign_in_progress():
 
 
 # --- Concurrently, on PostgreSQL ---------------------------------------------------------
-
-
-def at_once(*calls):
-    """Run the calls in threads released together (each with its own connection)."""
-    start, errors = threading.Barrier(len(calls)), []
-
-    def run(call):
-        try:
-            start.wait()
-            call()
-        except Exception as exc:  # collected for the assertion below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return errors
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks between connections")

@@ -4,41 +4,19 @@ Real threads with their own connections, as gunicorn workers would be: the membe
 ledger locks are what keeps a double tap to one event and the chain in order.
 """
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from accounts import ledger
 from accounts.models import Action, ConsentEvent, EmailStatus, Member, Preference, Source
 from accounts.services.consent import consent_record
+from tests.concurrency import at_once
 from tests.factories import MemberFactory
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="row and advisory locks"),
 ]
-
-
-def at_once(*calls):
-    """Run the calls in threads released together; the errors they raised."""
-    start, errors = threading.Barrier(len(calls)), []
-
-    def run(call):
-        try:
-            start.wait()
-            call()
-        except Exception as exc:  # collected for the assertion below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return errors
 
 
 def chain_intact() -> bool:

@@ -178,7 +178,7 @@ def test_secrets_can_be_rotated(delivery, settings):
     assert DeliveryEvent.objects.count() == 2
 
 
-def test_a_mailgun_payload_with_a_forged_signature_is_refused(delivery):
+def test_a_mailgun_payload_with_a_forged_signature_is_refused(delivery, caplog):
     data = json.loads(body("mailgun/delivered", delivery))
     data["signature"]["signature"] = "0" * 64
     response = Client().post(
@@ -188,6 +188,9 @@ def test_a_mailgun_payload_with_a_forged_signature_is_refused(delivery):
         HTTP_AUTHORIZATION="Basic " + b64encode(GOOD.encode()).decode(),
     )
     assert response.status_code == 400
+    # One WARNING line, no traceback: an attacker decides how many of these there are.
+    assert [r.levelname for r in caplog.records if r.levelno >= 30] == ["WARNING"]
+    assert all(r.exc_info is None for r in caplog.records)
     assert not DeliveryEvent.objects.exists()
 
 
@@ -250,20 +253,6 @@ def test_ses_asks_for_credentials_as_sns_needs(delivery):
 def test_a_refused_request_logs_one_warning_without_a_traceback(delivery, esp, caplog):
     caplog.set_level("INFO")
     response = post(DELIVERED_PAYLOAD[esp], delivery, auth="test:wrong")
-    assert response.status_code == 400
-    assert [r.levelname for r in caplog.records if r.levelno >= 30] == ["WARNING"]
-    assert all(r.exc_info is None for r in caplog.records)
-
-
-def test_a_forged_mailgun_signature_logs_one_warning_without_a_traceback(delivery, caplog):
-    data = json.loads(body("mailgun/delivered", delivery))
-    data["signature"]["signature"] = "0" * 64
-    response = Client().post(
-        "/anymail/mailgun/tracking/",
-        data=json.dumps(data),
-        content_type="application/json",
-        **basic(GOOD),
-    )
     assert response.status_code == 400
     assert [r.levelname for r in caplog.records if r.levelno >= 30] == ["WARNING"]
     assert all(r.exc_info is None for r in caplog.records)
