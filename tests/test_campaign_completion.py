@@ -27,8 +27,7 @@ pytestmark = pytest.mark.django_db
 AUDIENCE = 6
 
 
-@pytest.fixture
-def alice(db):
+def writer():
     """Alice writes campaigns and schedules them."""
     return staff_user(
         "alice",
@@ -38,10 +37,19 @@ def alice(db):
     )
 
 
-@pytest.fixture
-def bob(db):
+def approver():
     """Bob approves them."""
     return staff_user("bob", "campaigns.approve_campaign")
+
+
+@pytest.fixture
+def alice(db):
+    return writer()
+
+
+@pytest.fixture
+def bob(db):
+    return approver()
 
 
 def scheduled_campaign(alice, bob, **fields) -> Campaign:
@@ -206,11 +214,8 @@ def test_completion_racing_a_reminder_wave_never_leaves_pending_deliveries(round
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("round_", range(3))
 def test_start_reconcile_and_fan_out_at_once_end_with_every_delivery_sent(round_, settings):
-    from django.contrib.auth import get_user_model
-
     settings.RENOTIFY_FANOUT_SLICE = 2
-    users = get_user_model().objects
-    c = scheduled_campaign(users.create(username="alice"), users.create(username="bob"))
+    c = scheduled_campaign(writer(), approver())
     errors = at_once(
         lambda: STEPS["start"](c),
         lambda: [deliveries_reconcile() for _ in range(5)],
