@@ -208,6 +208,11 @@ CSV_ROWS = [
     ("u-x,xena@example.com,en,", "unknown country code '(empty)' (expected ISO 3166-1 alpha-2)"),
     ("u-x,xena@example.com,en", "expected 4 fields, found 3"),
     ("u-x,xena@example.com,en,FR,extra", "expected 4 fields, found 5"),
+    # Over the csv module's field limit: this row alone, not the import, fails.
+    (f"u-x,xena@example.com,en,{'F' * 131_073}", "field longer than 131072 characters"),
+    # A quote that never closes would otherwise run on into the rows below.
+    ('u-x,"xena@example.com,en,FR', "unbalanced quotes"),
+    ('"u-x,xena@example.com,en,FR', "unbalanced quotes"),
 ]
 JSONL_OK_1 = '{"external_id": "ok-1", "email": "one@example.com", "country": "GB"}'
 JSONL_OK_2 = '{"external_id": "ok-2", "email": "two@example.com", "country": "DE"}'
@@ -318,6 +323,28 @@ def test_duplicate_id_reports_later_line_and_first_line(tmp_path, fmt):
     ]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_rejected_rows_are_printed_in_line_order(tmp_path, fmt):
+    rows = [
+        {"external_id": "dup", "email": "first@example.com", "locale": "en", "country": "GB"},
+        {"external_id": "dup", "email": "second@example.com", "locale": "en", "country": "GB"},
+        {"external_id": "bad", "email": "not-an-address", "locale": "en", "country": "GB"},
+        {"external_id": "dup", "email": "third@example.com", "locale": "en", "country": "GB"},
+        {"external_id": "far", "email": "far@example.com", "locale": "en", "country": "XX"},
+    ]
+    first = 2 if fmt == "csv" else 1
+    outcome = run_import(write(tmp_path, f"members.{fmt}", render(fmt, rows)))
+
+    assert outcome.errors == [
+        f"line {first + 1}: duplicate external_id (first seen on line {first})",
+        f"line {first + 2}: invalid email address",
+        f"line {first + 3}: duplicate external_id (first seen on line {first})",
+        f"line {first + 4}: unknown country code 'XX' (expected ISO 3166-1 alpha-2)",
+    ]
+    assert outcome.summary == "read 5, created 1, updated 0, unchanged 0, rejected 4"
+    assert outcome.returncode == 1
+
+
 def test_a_rejected_row_does_not_make_a_later_row_a_duplicate(tmp_path):
     text = csv_text("dup,not-an-address,en,GB", "dup,ok@example.com,en,GB")
 
@@ -327,15 +354,31 @@ def test_a_rejected_row_does_not_make_a_later_row_a_duplicate(tmp_path):
     assert stored() == [("dup", "ok@example.com", "en", "GB", "UK")]
 
 
+def test_a_stray_quote_swallows_no_rows_every_line_is_accounted_for(tmp_path):
+    text = csv_text(
+        "ok-1,one@example.com,en,GB",
+        'u-2,"two@example.com,en,GB',
+        "ok-3,three@example.com,en,GB",
+        'ok-4,"four@example.com",en,GB',
+    )
+
+    outcome = run_import(write(tmp_path, "members.csv", text))
+
+    assert outcome.errors == ["line 3: unbalanced quotes"]
+    assert outcome.summary == "read 4, created 3, updated 0, unchanged 0, rejected 1"
+    assert set(Member.objects.values_list("external_id", flat=True)) == {"ok-1", "ok-3", "ok-4"}
+
+
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
-def test_csv_line_numbers_count_physical_lines_across_quoted_multiline_fields(tmp_path, newline):
+def test_csv_quoted_field_spanning_lines_is_rejected_line_by_line(tmp_path, newline):
+    """A member file has no multi-line values: each physical line is one row."""
     text = csv_text(
         "ok-1,a@example.com,en,GB,",
         f'ok-2,b@example.com,en,GB,"called twice,{newline}asked about{newline}the notice"',
         "bad-1,not-an-address,en,GB,",
         "",
         f'ok-3,c@example.com,en,GB,"two{newline}lines"',
-        "bad-2,d@example.com,en,XX,",
+        "ok-4,d@example.com,en,FR,",
         header=f"{HEADER},note",
         newline=newline,
     )
@@ -343,11 +386,42 @@ def test_csv_line_numbers_count_physical_lines_across_quoted_multiline_fields(tm
     outcome = run_import(write(tmp_path, "members.csv", text))
 
     assert outcome.errors == [
+        "line 3: unbalanced quotes",
+        "line 4: expected 5 fields, found 1",
+        "line 5: expected 5 fields, found 1",
         "line 6: invalid email address",
-        "line 10: unknown country code 'XX' (expected ISO 3166-1 alpha-2)",
+        "line 8: unbalanced quotes",
+        "line 9: expected 5 fields, found 1",
     ]
-    assert outcome.summary == "read 5, created 3, updated 0, unchanged 0, rejected 2"
-    assert set(Member.objects.values_list("external_id", flat=True)) == {"ok-1", "ok-2", "ok-3"}
+    assert outcome.summary == "read 8, created 2, updated 0, unchanged 0, rejected 6"
+    assert set(Member.objects.values_list("external_id", flat=True)) == {"ok-1", "ok-4"}
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "header"),
+    [
+        (";", "external_id;email;locale;country"),
+        ("\t", "External_ID\tEmail\tCountry"),
+        ("|", HEADER.replace(",", "|")),
+    ],
+    ids=["semicolon", "tab", "pipe"],
+)
+def test_csv_delimiter_is_taken_from_the_header(tmp_path, delimiter, header):
+    names = [name.lower() for name in header.split(delimiter)]
+    values = {"external_id": "u-1", "email": "one@example.com", "locale": "de", "country": "DE"}
+    row = delimiter.join(values[name] for name in names)
+    # A comma inside a value is only a comma in a file that is not comma-separated.
+    quoted = delimiter.join(
+        '"two, second@example.com"' if name == "email" else values[name].replace("1", "2")
+        for name in names
+    )
+    text = csv_text(row, quoted, header=header)
+
+    outcome = run_import(write(tmp_path, "members.csv", text))
+
+    assert outcome.errors == ["line 3: invalid email address"]
+    assert outcome.summary == "read 2, created 1, updated 0, unchanged 0, rejected 1"
+    assert stored()[0][:2] == ("u-1", "one@example.com")
 
 
 # --- Whole-file errors: nothing imported ------------------------------------------------
@@ -378,17 +452,41 @@ def test_header_missing_a_required_column_imports_nothing(tmp_path, header, miss
         assert Member.objects.count() == 2
     else:
         assert str(outcome.failure) == (
-            f"{path}: header (line 1) lacks column(s): {missing}; nothing was imported"
+            f"{path}: header (line 1) lacks column(s): {missing}"
+            f" (found {len(names)} comma-separated columns); nothing was imported"
         )
         assert Member.objects.count() == 0
 
 
-def test_empty_file_is_refused(tmp_path):
-    outcome = run_import(write(tmp_path, "members.csv", ""))
+@pytest.mark.parametrize(
+    ("header", "found"),
+    [
+        ("external_id email locale country", "found 1 column: separate names by , ; tab or |"),
+        ("external_id;email;locale", "found 3 semicolon-separated columns"),
+        ("external_id\temail", "found 2 tab-separated columns"),
+        ("", "found an empty line"),
+        (" ", "found an empty line"),
+    ],
+)
+def test_header_refusal_says_what_was_found(tmp_path, header, found):
+    path = write(tmp_path, "members.csv", csv_text("u-1 one@example.com en GB", header=header))
 
-    assert "lacks column(s): external_id, email, country; nothing was imported" in str(
-        outcome.failure
-    )
+    outcome = run_import(path)
+
+    assert str(outcome.failure).startswith(f"{path}: header (line 1) lacks column(s): ")
+    assert str(outcome.failure).endswith(f" ({found}); nothing was imported")
+    assert Member.objects.count() == 0
+
+
+@pytest.mark.parametrize("name", ["members.csv", "members.csv.gz"])
+@pytest.mark.parametrize("content", ["", "\ufeff"], ids=["empty", "bom-only"])
+def test_empty_file_is_refused(tmp_path, name, content):
+    path = write(tmp_path, name, content)
+
+    outcome = run_import(path)
+
+    assert str(outcome.failure) == f"{path}: the file is empty; nothing was imported"
+    assert outcome.summary == ""
 
 
 def test_undecodable_bytes_late_in_the_file_import_nothing(tmp_path, settings):
@@ -583,33 +681,42 @@ def test_import_reads_and_stages_the_stream_a_batch_at_a_time(fmt, header_lines)
     assert Member.objects.count() == 10
 
 
-def test_rejected_rows_are_reported_as_they_are_read_and_the_report_keeps_the_first(
-    tmp_path,
-):
+def test_rejected_rows_are_staged_then_reported_in_line_order_and_the_report_keeps_the_first():
     lines = [
         '{"external_id": "a", "email": "a@example.com", "country": "GB"}\n',
         "oops\n",
-        '{"external_id": "b", "email": "b@example.com", "country": "GB"}\n',
+        '{"external_id": "a", "email": "a2@example.com", "country": "GB"}\n',
         "[]\n",
         '{"external_id": "c", "email": "nope", "country": "GB"}\n',
+        '{"external_id": "d", "email": "d@example.com", "country": "GB"}\n',
     ]
     stream = GeneratedText(lines)
-    heard = []
+    heard, staged_rejections = [], []
+
+    def staged_rejection_count() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM renotify_member_import_rejected")
+            return cursor.fetchone()[0]
 
     report = members_import(
         stream=stream,
         fmt="jsonl",
-        on_error=lambda error: heard.append((str(error), stream.pulled)),
+        on_error=lambda error: heard.append(str(error)),
+        on_batch=lambda: staged_rejections.append(staged_rejection_count()),
+        batch_size=1,
         keep_errors=2,
     )
 
+    # Rejections wait in the database, not in memory, until the file is read.
+    assert staged_rejections == [0, 1, 3]
     assert heard == [
-        ("line 2: invalid JSON (Expecting value)", 2),
-        ("line 4: expected a JSON object", 4),
-        ("line 5: invalid email address", 5),
+        "line 2: invalid JSON (Expecting value)",
+        "line 3: duplicate external_id (first seen on line 1)",
+        "line 4: expected a JSON object",
+        "line 5: invalid email address",
     ]
-    assert [str(e) for e in report.first_errors] == [message for message, _ in heard[:2]]
-    assert (report.read, report.created, report.rejected) == (5, 2, 3)
+    assert [str(e) for e in report.first_errors] == heard[:2]
+    assert (report.read, report.created, report.rejected) == (6, 2, 4)
 
 
 def test_import_issues_as_many_queries_for_a_thousand_rows_as_for_ten():

@@ -6,7 +6,12 @@ stays flat whatever the file's size. Once the file is read, duplicates of an
 external_id within the file are found in SQL and rejected with their line
 numbers, and one INSERT ... ON CONFLICT statement upserts the rest. Rows whose
 values did not change are not written at all, so a re-import of an unchanged
-file is read-only for the members table.
+file is read-only for the members table. Rejected rows are staged too, in a
+second temporary table, and reported in line order once the file is read.
+
+A CSV file is read one physical line at a time, each line parsed on its own:
+member fields never hold a line break, so a stray quote costs its own line,
+never the rows below it.
 """
 
 import csv
@@ -31,6 +36,11 @@ from accounts.services.members import address_health_sql
 
 COLUMNS = ("external_id", "email", "locale", "country")
 STAGING = "renotify_member_import"
+REJECTED = "renotify_member_import_rejected"
+# Rows fetched per round trip when the rejections are read back for reporting.
+REJECTED_CHUNK = 2000
+# The delimiters a header may use, named for the message that says which one was found.
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MAX_EXTERNAL_ID = Member._meta.get_field("external_id").max_length
 MAX_EMAIL = Member._meta.get_field("email").max_length
 DEFAULT_LOCALE = settings.LANGUAGE_CODE
@@ -133,23 +143,87 @@ def _nul_error(line: int, *, external_id: str, email: str, locale: str) -> RowEr
 # --- Readers: each yields a RawRow or a RowError -----------------------------------
 
 
+class _OneLine:
+    """The input of a csv.reader that is handed one physical line at a time.
+
+    The reader asks for another line only while a quoted field is still open: that
+    line's quotes do not balance, and ``starved`` says so.
+    """
+
+    __slots__ = ("line", "starved")
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+        self.starved = False
+
+    def __iter__(self) -> "_OneLine":
+        return self
+
+    def __next__(self) -> str:
+        line = self.line
+        if line is None:
+            self.starved = True
+            raise StopIteration
+        self.line = None
+        return line
+
+
+def _sniff_delimiter(header: str) -> str:
+    try:
+        return csv.Sniffer().sniff(header.rstrip("\r\n"), delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:  # one column, or no candidate stands out: read as commas
+        return ","
+
+
+def _csv_reason(error: csv.Error) -> str:
+    if str(error).startswith("field larger than field limit"):
+        return f"field longer than {csv.field_size_limit()} characters"
+    return f"unreadable CSV ({error})"
+
+
 def read_csv(stream: IO[str]) -> Iterator[RawRow | RowError]:
-    reader = csv.reader(stream)
-    header = [name.strip().lower() for name in next(reader, [])]
+    first = stream.readline()
+    if not first:
+        raise ImportFileError("the file is empty")
+    delimiter = _sniff_delimiter(first)
+    try:
+        header = [name.strip().lower() for name in next(csv.reader([first], delimiter=delimiter))]
+    except csv.Error as exc:
+        raise ImportFileError(f"header (line 1): {_csv_reason(exc)}") from exc
     missing = [c for c in ("external_id", "email", "country") if c not in header]
     if missing:
-        raise ImportFileError(f"header (line 1) lacks column(s): {', '.join(missing)}")
+        if not any(header):
+            found = "found an empty line"
+        elif len(header) == 1:
+            found = "found 1 column: separate names by , ; tab or |"
+        else:
+            found = f"found {len(header)} {DELIMITERS[delimiter]}-separated columns"
+        raise ImportFileError(f"header (line 1) lacks column(s): {', '.join(missing)} ({found})")
     ext, mail, ctry = header.index("external_id"), header.index("email"), header.index("country")
     loc = header.index("locale") if "locale" in header else None
     width = len(header)
-    for values in reader:
+    feed = _OneLine()
+    reader = csv.reader(feed, delimiter=delimiter)
+    for line, text in enumerate(stream, start=2):
+        feed.line = text
+        try:
+            values = next(reader)
+        except csv.Error as exc:
+            yield RowError(line, _csv_reason(exc))
+            continue
+        finally:
+            feed.line = None
+        if feed.starved:
+            feed.starved = False
+            yield RowError(line, "unbalanced quotes")
+            continue
         if not values:
             continue
         if len(values) != width:
-            yield RowError(reader.line_num, f"expected {width} fields, found {len(values)}")
+            yield RowError(line, f"expected {width} fields, found {len(values)}")
             continue
         locale = values[loc] if loc is not None else ""
-        yield reader.line_num, values[ext], values[mail], locale, values[ctry]
+        yield line, values[ext], values[mail], locale, values[ctry]
 
 
 def read_jsonl(stream: IO[str]) -> Iterator[RawRow | RowError]:
@@ -194,8 +268,9 @@ def members_import(
 ) -> ImportReport:
     """Validate and upsert every row of ``stream``; the DB work is one transaction.
 
-    ``on_error`` hears of each rejected row as it is found (the report keeps only
-    the first ``keep_errors``); ``on_batch`` is called after each staged batch.
+    ``on_error`` hears of each rejected row, in line order, once the file is read
+    (the report keeps only the first ``keep_errors``); ``on_batch`` is called after
+    each staged batch.
     """
     if fmt not in READERS:
         raise ImportFileError(f"unknown format {fmt!r}; expected one of {', '.join(READERS)}")
@@ -203,21 +278,21 @@ def members_import(
     stager = _Stager.for_vendor(connection.vendor)
     batch_size = batch_size or settings.RENOTIFY_IMPORT_BATCH_SIZE
 
-    def reject(error: RowError) -> None:
-        report.rejected += 1
-        if len(report.first_errors) < keep_errors:
-            report.first_errors.append(error)
-        if on_error:
-            on_error(error)
-
     with transaction.atomic():
         stager.create()
         batch: list[StagedRow] = []
+        # Rejections wait in the database, not in memory: a bad file may have millions,
+        # and the duplicates among them are only known once the whole file is staged.
+        rejections: list[tuple[int, str]] = []
         for item in READERS[fmt](stream):
             report.read += 1
             row = item if isinstance(item, RowError) else validate_row(*item)
             if isinstance(row, RowError):
-                reject(row)
+                report.rejected += 1
+                rejections.append((row.line, row.reason))
+                if len(rejections) >= batch_size:
+                    stager.write_rejected(rejections)
+                    rejections = []
                 continue
             batch.append(row)
             if len(batch) >= batch_size:
@@ -226,12 +301,18 @@ def members_import(
                 if on_batch:
                     on_batch()
         stager.write(batch)
-        for error in stager.reject_duplicates():
-            reject(error)
+        stager.write_rejected(rejections)
+        report.rejected += stager.reject_duplicates()
         if dry_run:
             report.created, report.updated = stager.count_changes()
         else:
             report.created, report.updated = stager.upsert()
+        if report.rejected:
+            for error in stager.rejected():
+                if len(report.first_errors) < keep_errors:
+                    report.first_errors.append(error)
+                if on_error:
+                    on_error(error)
         stager.drop()
         if dry_run:
             # Last: once the block is marked for rollback it refuses further queries.
@@ -255,34 +336,49 @@ class _Stager(ABC):
                 " external_id text NOT NULL, email text NOT NULL, locale text NOT NULL,"
                 " country text NOT NULL, jurisdiction text NOT NULL)"
             )
+            cursor.execute(f"DROP TABLE IF EXISTS {REJECTED}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {REJECTED} (line integer NOT NULL, reason text NOT NULL)"
+            )
 
     def drop(self) -> None:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
+            cursor.execute(f"DROP TABLE IF EXISTS {REJECTED}")
 
     @abstractmethod
     def write(self, rows: list[StagedRow]) -> None:
         """Append rows to the staging table, each vendor its fastest way."""
 
-    def reject_duplicates(self) -> list[RowError]:
-        """Drop every repeat of an external_id after its first line, reporting each."""
-        repeats = (
-            f"SELECT s.line, f.first_line FROM {STAGING} s JOIN ("
-            f" SELECT external_id, min(line) AS first_line FROM {STAGING}"
-            " GROUP BY external_id HAVING count(*) > 1"
-            ") f ON f.external_id = s.external_id AND s.line > f.first_line"
-        )
+    @abstractmethod
+    def write_rejected(self, rows: list[tuple[int, str]]) -> None:
+        """Append (line, reason) rows to the rejected table."""
+
+    def reject_duplicates(self) -> int:
+        """Move every repeat of an external_id after its first line to the rejected table."""
         with connection.cursor() as cursor:
-            cursor.execute(f"{repeats} ORDER BY s.line")
-            duplicates = cursor.fetchall()
+            cursor.execute(
+                f"INSERT INTO {REJECTED} (line, reason)"
+                " SELECT s.line, 'duplicate external_id (first seen on line '"
+                f" || f.first_line || ')' FROM {STAGING} s JOIN ("
+                f" SELECT external_id, min(line) AS first_line FROM {STAGING}"
+                " GROUP BY external_id HAVING count(*) > 1"
+                ") f ON f.external_id = s.external_id AND s.line > f.first_line"
+            )
+            duplicates = cursor.rowcount
             if duplicates:
-                cursor.execute(
-                    f"DELETE FROM {STAGING} WHERE line IN (SELECT line FROM ({repeats}) r)"
-                )
-        return [
-            RowError(line, f"duplicate external_id (first seen on line {first})")
-            for line, first in duplicates
-        ]
+                # Rows rejected while reading were never staged: the staged lines that
+                # are in the rejected table now are exactly the duplicates.
+                cursor.execute(f"DELETE FROM {STAGING} WHERE line IN (SELECT line FROM {REJECTED})")
+        return duplicates
+
+    def rejected(self) -> Iterator[RowError]:
+        """Every rejected row in line order, fetched a chunk at a time."""
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(f"SELECT line, reason FROM {REJECTED} ORDER BY line")
+            while chunk := cursor.fetchmany(REJECTED_CHUNK):
+                for line, reason in chunk:
+                    yield RowError(line, reason)
 
     def count_changes(self) -> tuple[int, int]:
         """(rows that would be created, rows that would be updated)."""
@@ -355,6 +451,17 @@ class _PostgresStager(_Stager):
         ):
             copy.write(text)
 
+    def write_rejected(self, rows: list[tuple[int, str]]) -> None:
+        if not rows:
+            return
+        # A reason may quote part of a value (a locale, a country code), never a NUL.
+        text = "".join(f"{line}\t{_copy_escape(reason)}\n" for line, reason in rows)
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {REJECTED} (line, reason) FROM STDIN") as copy,
+        ):
+            copy.write(text)
+
     def _changed(self, new: str) -> str:
         return (
             "(m.email, m.locale, m.country)"
@@ -385,6 +492,12 @@ class _SqliteStager(_Stager):
                 " VALUES (%s, %s, %s, %s, %s, %s)",
                 rows,
             )
+
+    def write_rejected(self, rows: list[tuple[int, str]]) -> None:
+        if not rows:
+            return
+        with connection.cursor() as cursor:
+            cursor.executemany(f"INSERT INTO {REJECTED} (line, reason) VALUES (%s, %s)", rows)
 
     def _changed(self, new: str) -> str:
         return f"(m.email, m.locale, m.country) IS NOT ({new}.email, {new}.locale, {new}.country)"

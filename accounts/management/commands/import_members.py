@@ -18,8 +18,9 @@ from accounts.services.member_import import (
 class Command(BaseCommand):
     help = (
         "Create or update members from a CSV or JSON Lines file (columns external_id, email, "
-        "locale, country), matched on external_id. Bad rows are reported with their line "
-        "number and skipped; the exit status is 1 when any row was rejected."
+        "locale, country; CSV separated by , ; tab or |), matched on external_id. Bad rows "
+        "are reported in line order with their line number and skipped; the exit status is 1 "
+        "when any row was rejected."
     )
 
     def add_arguments(self, parser) -> None:
