@@ -40,8 +40,7 @@ from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
 from campaigns.services.notices import notice_send_test, notice_version_copy
 from campaigns.services.receipts import receipts_retry
-from campaigns.services.reconcile import deliveries_give_up, delivery_resend
-from campaigns.tasks import senders_dispatch
+from campaigns.services.reconcile import deliveries_give_up, deliveries_resend
 from config.spreadsheet import csv_lines_for_people
 
 # --- Notices ------------------------------------------------------------------------
@@ -316,7 +315,6 @@ def _run_action(name: str, campaign: Campaign, user) -> str:
         lifecycle.campaign_pause(campaign=campaign, by=user, reason=f"paused by {user}")
     elif name == "resume":
         lifecycle.campaign_resume(campaign=campaign, by=user)
-        senders_dispatch(campaign.pk)
     elif name == "cancel":
         lifecycle.campaign_cancel(campaign=campaign, by=user, reason=f"cancelled by {user}")
     campaign.refresh_from_db()
@@ -635,13 +633,7 @@ class DeliveryAdmin(StaffAdmin):
         description="Resend (unknown or failed deliveries only)", permissions=["resend_delivery"]
     )
     def resend(self, request: HttpRequest, queryset) -> None:
-        resent, campaigns = 0, set()
-        for delivery in queryset.filter(status__in=[DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]):
-            if delivery_resend(delivery=delivery, by=request.user):
-                resent += 1
-                campaigns.add(delivery.campaign_id)
-        for campaign_id in campaigns:
-            senders_dispatch(campaign_id, count=1)
+        resent = deliveries_resend(deliveries=queryset, by=request.user)
         self.message_user(request, f"{resent} deliveries queued to be sent again.")
 
     @admin.action(

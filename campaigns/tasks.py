@@ -1,13 +1,15 @@
-"""Celery entry points for campaigns: thin, idempotent wrappers around services."""
+"""Celery entry points for campaigns: thin, idempotent wrappers around services.
+
+They publish nothing themselves: what comes next is asked for through
+``campaigns.enqueue``, after the commit."""
 
 import logging
 import smtplib
 
 from celery import shared_task
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from campaigns import enqueue
 from campaigns.models import Campaign, CampaignState
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.lifecycle import TransitionError, campaign_start
@@ -22,13 +24,6 @@ from campaigns.services.sending import (
 from campaigns.services.tracking import events_process
 
 logger = logging.getLogger(__name__)
-
-
-def senders_dispatch(campaign_id: int, *, count: int | None = None) -> None:
-    """Start ``count`` sender chains for a campaign once the current transaction commits."""
-    count = count or settings.RENOTIFY_SENDERS_PER_CAMPAIGN
-    for _ in range(count):
-        transaction.on_commit(lambda: campaign_send.delay(campaign_id))
 
 
 @shared_task
@@ -52,7 +47,7 @@ def campaigns_start_due() -> list[int]:
             continue
         if campaign.state != CampaignState.SENDING:
             continue  # sent back to draft: its texts are not the ones approved
-        transaction.on_commit(lambda pk=campaign.pk: campaign_fan_out_task.delay(pk))
+        enqueue.fan_out_start(campaign.pk)
         started.append(campaign.pk)
     if failure is not None:
         raise failure
@@ -63,7 +58,7 @@ def campaigns_start_due() -> list[int]:
 def campaign_fan_out_task(campaign_id: int, wave: int = 0) -> int:
     added = campaign_fan_out(campaign=Campaign.objects.get(pk=campaign_id), wave=wave)
     logger.info("campaign %s wave %s: %s deliveries created", campaign_id, wave, added)
-    senders_dispatch(campaign_id)
+    enqueue.senders_start(campaign_id)
     return added
 
 
@@ -88,10 +83,10 @@ def campaign_send(self, campaign_id: int) -> int:
         # The transport is failing: the unsent rest went back to pending.
         raise self.retry(countdown=backoff_seconds(self.request.retries + 1), max_retries=None)
     if outcome.next_due_in is not None and outcome.claimed:
-        campaign_send.apply_async((campaign_id,), countdown=outcome.next_due_in)
+        enqueue.sender_continue(campaign_id, countdown=outcome.next_due_in)
     elif outcome.next_due_in is not None:
         # Nothing claimable now (deferred retries): look again when the first is due.
-        campaign_send.apply_async((campaign_id,), countdown=max(outcome.next_due_in, 1))
+        enqueue.sender_continue(campaign_id, countdown=max(outcome.next_due_in, 1))
     return outcome.sent
 
 
@@ -99,10 +94,10 @@ def campaign_send(self, campaign_id: int) -> int:
 def deliveries_reconcile_task() -> dict:
     report = deliveries_reconcile()
     for campaign_id in report.restart_senders:
-        senders_dispatch(campaign_id)
+        enqueue.senders_start(campaign_id)
     for campaign_id in report.restart_fan_outs:
         logger.warning("reconciler: campaign %s fan-out unfinished, running it again", campaign_id)
-        transaction.on_commit(lambda pk=campaign_id: campaign_fan_out_task.delay(pk))
+        enqueue.fan_out_start(campaign_id)
     if report.unknown or report.requeued:
         logger.warning(
             "reconciler: %s claims re-queued, %s deliveries unknown",
@@ -121,7 +116,7 @@ def reminders_create_task() -> dict[int, int]:
     """Daily (beat): next reminder wave for members who have not responded."""
     added = reminders_create(now=timezone.now())
     for campaign_id in added:
-        senders_dispatch(campaign_id)
+        enqueue.senders_start(campaign_id)
     return added
 
 

@@ -25,14 +25,13 @@ from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import tracking
 from anymail.utils import get_request_basic_auth
 from django.conf import settings
-from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 from django.urls import URLPattern
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
-from campaigns.kicks import PerProcessKick
+from campaigns import enqueue
 from campaigns.services.tracking import event_row, events_store, unparsed_store
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ UNPARSEABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 
 # Kick the processor at most once a second per process: publishing a Celery message
 # on every request would cost more than storing the event.
-_kicks = PerProcessKick(1.0)
 
 
 @contextmanager
@@ -70,18 +68,6 @@ def tracking_event_received(sender, event, esp_name, **kwargs) -> None:
         events_store([row])
     else:
         buffer.append(row)
-
-
-def _kick_processor() -> None:
-    # The events are stored: a broker that is down or hung costs the ESP no error and no
-    # wait (campaigns.kicks); beat's sweep processes them.
-    transaction.on_commit(_processor_kick, robust=True)
-
-
-def _processor_kick() -> None:
-    from campaigns.tasks import delivery_events_process
-
-    _kicks.kick(delivery_events_process)
 
 
 def _credentials_refusal(request: HttpRequest, esp: str) -> HttpResponse | None:
@@ -136,7 +122,7 @@ def stored_once(view: Callable, esp: str, slug: str) -> Callable:
                 return HttpResponse("unparseable payload kept", status=200)
             if response.status_code == 200 and events:
                 events_store(events)
-                _kick_processor()
+                enqueue.events_kick()
         return response
 
     return webhook

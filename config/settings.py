@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "config",
     "accounts",
     "campaigns",
+    "pages",
 ]
 
 MIDDLEWARE = [
@@ -129,7 +130,7 @@ REDIS_URL = env("REDIS_URL", default="")
 
 # Seconds to connect to, and to wait for an answer from, the shared cache (every process:
 # the rate limits' script client is the cache's own); and a web request's broker publish
-# (campaigns.kicks). A Redis that accepts connections but never answers costs a request
+# (campaigns.enqueue). A Redis that accepts connections but never answers costs a request
 # at most these, never a gunicorn timeout.
 RENOTIFY_CACHE_TIMEOUT = env.float("RENOTIFY_CACHE_TIMEOUT", default=0.5)
 RENOTIFY_KICK_TIMEOUT = env.float("RENOTIFY_KICK_TIMEOUT", default=0.5)
@@ -262,7 +263,7 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Site-wide: only same-origin requests carry a referrer. Under "no-referrer" Chromium
 # sends form POSTs with "Origin: null", which Django's CSRF check refuses (the admin
-# login would fail). Public pages tighten it to no-referrer (campaigns.views).
+# login would fail). Public pages tighten it to no-referrer (pages.views).
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 

@@ -13,7 +13,7 @@ admin.site.index_title = "Privacy notices, consent and opt-outs"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", healthz, name="healthz"),
-    path("", include("campaigns.urls")),
+    path("", include("pages.urls")),
     path("admin/outbox/", outbox_list, name="outbox_list"),
     path("admin/outbox/<str:name>", outbox_message, name="outbox_message"),
     path("admin/", admin.site.urls),

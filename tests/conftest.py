@@ -66,7 +66,8 @@ def _fresh_process_copies():
     test's database differs
     (rolled back between tests, which no save signal reports)."""
     from accounts import selectors
-    from campaigns import rendering, views
+    from campaigns import rendering
+    from pages import views
 
     selectors._purposes_copy_drop()
     rendering._frozen_texts.clear()
@@ -81,13 +82,13 @@ def _fresh_process_copies():
 def receipts_inline(monkeypatch):
     """Run the receipt sender in-process whenever an objection commits (no throttle),
     as a worker would."""
-    from campaigns import tasks
-    from campaigns.kicks import PerProcessKick
+    from campaigns import enqueue
     from campaigns.services import receipts
 
-    monkeypatch.setattr(receipts, "_kicks", PerProcessKick(0.0))
-    monkeypatch.setattr(
-        tasks.objection_receipts_send_task,
-        "apply_async",
-        lambda *args, **options: receipts.receipts_send(),
-    )
+    def publish(name, *, countdown=None):
+        if name == enqueue.RECEIPTS_SEND:
+            receipts.receipts_send()
+        return True
+
+    monkeypatch.setattr(enqueue, "receipts_kicks", enqueue.PerProcessKick(0.0))
+    monkeypatch.setattr(enqueue, "quick_publish", publish)

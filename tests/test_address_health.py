@@ -24,9 +24,9 @@ from campaigns.models import CampaignState, Delivery
 from campaigns.selectors import audience_preview, members_not_reached
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.reminders import reminder_candidates
-from campaigns.services.responses import delivery_unsubscribe
 from campaigns.services.tracking import events_process
 from campaigns.webhooks import tracking_event_received
+from pages.services import delivery_unsubscribe
 from tests.factories import MemberFactory, campaign, sent_delivery
 
 pytestmark = pytest.mark.django_db

@@ -16,10 +16,9 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Action, ConsentEvent, Source
-from campaigns import tokens, webhooks
-from campaigns.kicks import PerProcessKick
+from campaigns import enqueue, tokens
+from campaigns.enqueue import PerProcessKick
 from campaigns.models import DeliveryEvent
-from campaigns.services import receipts
 from config.celery import app
 from tests.factories import sent_delivery
 from tests.test_webhooks import post as webhook_post
@@ -95,8 +94,8 @@ def hung_redis(settings, monkeypatch):
     monkeypatch.setattr(app, "_pool", None)
     monkeypatch.setattr(app.amqp, "_producer_pool", None)
     # Kicks are due (another test may just have kicked in this process).
-    monkeypatch.setattr(receipts, "_kicks", PerProcessKick(receipts.KICK_SECONDS))
-    monkeypatch.setattr(webhooks, "_kicks", PerProcessKick(1.0))
+    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.RECEIPTS_KICK_SECONDS))
+    monkeypatch.setattr(enqueue, "events_kicks", PerProcessKick(enqueue.EVENTS_KICK_SECONDS))
     yield server
     server.stop()
 
@@ -138,7 +137,7 @@ def test_an_objection_is_answered_and_recorded_while_redis_hangs(
     )
     confirmation = browser.get(response["Location"])
     assert confirmation.status_code == 200 and 'role="status"' in confirmation.content.decode()
-    kick_warnings = [r for r in caplog.records if r.name == "campaigns.kicks"]
+    kick_warnings = [r for r in caplog.records if r.name == "campaigns.enqueue"]
     assert [r.levelno for r in kick_warnings] == [logging.WARNING]
 
 
@@ -155,7 +154,7 @@ def test_a_webhook_is_answered_and_its_event_stored_while_redis_hangs(
     assert response.status_code == 200, response.content
     assert seconds < ANSWERED_WITHIN, f"answered after {seconds:.1f} s"
     assert DeliveryEvent.objects.count() == 1
-    assert [r.levelno for r in caplog.records if r.name == "campaigns.kicks"] == [logging.WARNING]
+    assert [r.levelno for r in caplog.records if r.name == "campaigns.enqueue"] == [logging.WARNING]
 
 
 def test_webhooks_with_redis_down_are_all_answered_and_stored(
@@ -168,7 +167,7 @@ def test_webhooks_with_redis_down_are_all_answered_and_stored(
     monkeypatch.setitem(app.conf, "broker_url", built["CELERY_BROKER_URL"])
     monkeypatch.setattr(app, "_pool", None)
     monkeypatch.setattr(app.amqp, "_producer_pool", None)
-    monkeypatch.setattr(webhooks, "_kicks", PerProcessKick(0.0))  # every request kicks
+    monkeypatch.setattr(enqueue, "events_kicks", PerProcessKick(0.0))  # every request kicks
     statuses = []
     with caplog.at_level(logging.WARNING):
         for name in ["postmark/delivery", "postmark/open", "postmark/bounce_hard"]:
@@ -177,17 +176,17 @@ def test_webhooks_with_redis_down_are_all_answered_and_stored(
     assert statuses == [200, 200, 200]
     assert DeliveryEvent.objects.count() == 3
     # the first failure pauses this process's kicks: the ESP's next requests do not wait
-    assert len([r for r in caplog.records if r.name == "campaigns.kicks"]) == 1
+    assert len([r for r in caplog.records if r.name == "campaigns.enqueue"]) == 1
 
 
 def test_kicks_pause_after_a_failure_and_resume_after_the_pause(monkeypatch):
     published: list[str] = []
 
-    def publish(task, *, countdown=None):
-        published.append(task)
+    def publish(name, *, countdown=None):
+        published.append(name)
         return len(published) > 1  # the broker is down for the first one only
 
-    monkeypatch.setattr("campaigns.kicks.task_publish", publish)
+    monkeypatch.setattr("campaigns.enqueue.quick_publish", publish)
     kick = PerProcessKick(0.0, pause=0.2)
     assert [kick.kick("task"), kick.kick("task")] == [False, False]
     assert published == ["task"]

@@ -343,7 +343,7 @@ def test_the_purposes_copy_is_refreshed_after_its_time(delivery, purpose, monkey
 def test_the_page_reads_the_delivery_as_the_orm_would(delivery):
     """The hand-written page query gives the same values, aware datetimes included, and
     the columns it does not read still load on access."""
-    from campaigns.services.responses import notice_delivery
+    from pages.services import notice_delivery
 
     Delivery.objects.filter(pk=delivery.pk).update(viewed_at=timezone.now())
     orm = Delivery.objects.select_related("member", "campaign__notice_version").get(pk=delivery.pk)
@@ -385,8 +385,7 @@ def test_a_page_from_the_kept_skeleton_is_the_page_rendered_afresh(browser, deli
     from django.template.loader import render_to_string
     from django.utils import translation
 
-    from campaigns import views
-    from campaigns.services import responses
+    from pages import services, views
 
     _frozen(delivery)
     other = MemberFactory(country="US", locale="de")
@@ -399,15 +398,15 @@ def test_a_page_from_the_kept_skeleton_is_the_page_rendered_afresh(browser, deli
     html = response.content.decode()
     assert notice_url(delivery) in html and notice_url(second) not in html
     request = response.wsgi_request
-    fresh_delivery = responses.delivery_for_token(tokens.notice_token(delivery.pk))
+    fresh_delivery = services.delivery_for_token(tokens.notice_token(delivery.pk))
     context = {
-        "view": responses.notice_view(delivery=fresh_delivery),
+        "view": services.notice_view(delivery=fresh_delivery),
         "done": None,
         "language": "de",
         "action_url": notice_url(delivery),
     }
     with translation.override("de"):
-        fresh = render_to_string("notices/notice.html", context, request)
+        fresh = render_to_string("pages/notice.html", context, request)
     mask = re.compile(r'(name="csrfmiddlewaretoken" value=")[^"]+"')
     assert mask.sub(r'\1"', html) == mask.sub(r'\1"', fresh)
     # The token in the kept page's forms is a valid one for this browser.

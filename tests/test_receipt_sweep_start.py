@@ -12,7 +12,7 @@ from accounts.models import Action, ConsentEvent, Source
 from accounts.services.consent import consent_record
 from campaigns.models import ReceiptSweep
 from campaigns.services import receipts
-from campaigns.services.responses import preference_choose
+from pages.services import preference_choose
 from tests.factories import MemberFactory
 
 BEFORE_RECEIPT_SWEEP = ("campaigns", "0006_delivery_fillfactor")

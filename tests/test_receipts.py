@@ -4,14 +4,15 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from celery import current_app
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from accounts.models import Action, ConsentEvent
-from campaigns import tasks
-from campaigns.kicks import PerProcessKick
+from campaigns import enqueue, tasks
+from campaigns.enqueue import PerProcessKick
 from campaigns.models import ObjectionReceipt
 from campaigns.services import receipts
 from tests.factories import MemberFactory, sent_delivery
@@ -25,12 +26,14 @@ FLAKY = "tests.mail_backends.FlakyBackend"
 def kicks(monkeypatch):
     """The sender tasks the requests ask for (countdowns), none run."""
     asked: list[float | None] = []
-    monkeypatch.setattr(receipts, "_kicks", PerProcessKick(receipts.KICK_SECONDS))
-    monkeypatch.setattr(
-        tasks.objection_receipts_send_task,
-        "apply_async",
-        lambda countdown=None, **options: asked.append(countdown),
-    )
+    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.RECEIPTS_KICK_SECONDS))
+
+    def publish(name, *, countdown=None):
+        if name == enqueue.RECEIPTS_SEND:
+            asked.append(countdown)
+        return True
+
+    monkeypatch.setattr(enqueue, "quick_publish", publish)
     return asked
 
 
@@ -65,7 +68,7 @@ def test_an_objection_kicks_a_sender_which_owes_and_sends_its_receipt_once(
 ):
     assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
     event = ConsentEvent.objects.get(action=Action.OBJECT)
-    assert kicks == [receipts.KICK_SECONDS]  # runs once this second's commits are in
+    assert kicks == [enqueue.RECEIPTS_KICK_SECONDS]  # runs once this second's commits are in
     assert mail.outbox == [] and not ObjectionReceipt.objects.exists()  # the request sends nothing
 
     assert receipts.receipts_send().sent == 1
@@ -80,7 +83,7 @@ def test_an_objection_kicks_a_sender_which_owes_and_sends_its_receipt_once(
 
 
 def test_kicks_are_one_per_second_per_process(purpose, kicks, django_capture_on_commit_callbacks):
-    from campaigns.services.responses import preference_choose
+    from pages.services import preference_choose
 
     members = MemberFactory.create_batch(3, country="US")
     with django_capture_on_commit_callbacks(execute=True):
@@ -93,18 +96,18 @@ def test_kicks_are_one_per_second_per_process(purpose, kicks, django_capture_on_
                 ip=None,
                 user_agent="",
             )
-    assert kicks == [receipts.KICK_SECONDS]
+    assert kicks == [enqueue.RECEIPTS_KICK_SECONDS]
     assert receipts.receipts_collect() == 3 and ObjectionReceipt.objects.count() == 3
 
 
 def test_a_broker_down_at_commit_loses_no_receipt(
     delivery, monkeypatch, django_capture_on_commit_callbacks
 ):
-    def broker_down(countdown=None, **options):
+    def broker_down(name, **options):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(receipts, "_kicks", PerProcessKick(receipts.KICK_SECONDS))
-    monkeypatch.setattr(tasks.objection_receipts_send_task, "apply_async", broker_down)
+    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.RECEIPTS_KICK_SECONDS))
+    monkeypatch.setattr(current_app, "send_task", broker_down)
     assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
     assert ConsentEvent.objects.filter(action=Action.OBJECT).exists()  # the debt is kept
     tasks.objection_receipts_send_task()  # what beat's sweep runs
@@ -177,7 +180,7 @@ def test_the_sweep_reads_on_from_where_it_stopped_and_owes_only_page_objections(
     from accounts.models import Source
     from accounts.services.consent import consent_record
     from campaigns.models import ReceiptSweep
-    from campaigns.services.responses import preference_choose
+    from pages.services import preference_choose
 
     def page_objection(member):
         preference_choose(

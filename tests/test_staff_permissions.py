@@ -579,6 +579,11 @@ SERVICES: dict[str, Service] = {
         lambda: delivery_in(DeliveryStatus.UNKNOWN)(None),
         lambda o, by: reconcile.delivery_resend(delivery=o["obj"], by=by),
     ),
+    "reconcile.deliveries_resend": Service(
+        "campaigns.resend_delivery",
+        lambda: delivery_in(DeliveryStatus.UNKNOWN)(None),
+        lambda o, by: reconcile.deliveries_resend(deliveries=Delivery.objects.all(), by=by),
+    ),
     "reconcile.deliveries_give_up": Service(
         "campaigns.resend_delivery",
         lambda: delivery_in(DeliveryStatus.UNKNOWN)(None),

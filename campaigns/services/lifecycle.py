@@ -27,6 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.permissions import permission_require
+from campaigns import enqueue
 from campaigns.models import (
     UNFINISHED_STATUSES,
     Campaign,
@@ -229,8 +230,9 @@ def campaign_pause(
 
 
 def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
-    """Paused -> sending. Resuming the circuit breaker's pause is a decision about the
-    bounces and complaints so far: from here the breaker counts only what comes after."""
+    """Paused -> sending, and the campaign's senders start again once this commits.
+    Resuming the circuit breaker's pause is a decision about the bounces and complaints
+    so far: from here the breaker counts only what comes after."""
     permission_require(by=by, perm=OPERATE)
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
@@ -243,7 +245,9 @@ def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campa
                 "breaker_reset_at": timezone.now(),
                 "rejected_in_a_row": 0,
             }
-        return _transition(campaign, S.SENDING, by=by, note="resumed", **baseline)
+        resumed = _transition(campaign, S.SENDING, by=by, note="resumed", **baseline)
+        enqueue.senders_start(resumed.pk)
+        return resumed
 
 
 BREAKER_NOTE = "circuit breaker"

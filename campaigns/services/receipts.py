@@ -2,8 +2,8 @@
 
 Every objection made on the notice or preference pages is a ledger event, committed
 with the choice itself, so a receipt cannot be lost to a broker that is down at commit.
-The request only kicks a sender, at most once a second per process (a broker publish
-per objection cost more than the rest of the ledger write), and beat sweeps every 30 s.
+The request only kicks a sender (``campaigns.enqueue.receipts_kick``: at most once a
+second per process), and beat sweeps every 30 s.
 A sender first reads the ledger on from where the last one stopped (``ReceiptSweep``),
 adding an owed ObjectionReceipt per new objection, then claims owed receipts with a
 lease, so concurrent senders never send one receipt twice.
@@ -32,15 +32,12 @@ from django.utils import timezone, translation
 from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
 from accounts.permissions import permission_require
 from accounts.selectors import purpose_wording
-from campaigns import tokens
-from campaigns.kicks import PerProcessKick
+from campaigns import enqueue, tokens
 from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
 from campaigns.services.sending import RETRY, TRANSPORT_DOWN, backoff_seconds, classify
 
 logger = logging.getLogger(__name__)
 
-KICK_SECONDS = 1.0
-_kicks = PerProcessKick(KICK_SECONDS)
 LEASE = timedelta(minutes=5)  # a claimed receipt whose sender died is due again after this
 MAX_ATTEMPTS = 8
 
@@ -53,20 +50,7 @@ SWEEP_BATCH = 5000
 def receipt_expect() -> None:
     """An objection that needs a receipt is being recorded: once the transaction
     commits, have a sender pick it up from the ledger."""
-    transaction.on_commit(receipts_kick, robust=True)
-
-
-def receipts_kick() -> None:
-    """Ask a worker to send owed receipts, at most once per KICK_SECONDS per process.
-
-    The task runs KICK_SECONDS from now, so every receipt this process commits until the
-    next kick is committed before it runs: nothing waits for the 30 s sweep. A broker
-    that is down or hung is given up on quickly and logged (``campaigns.kicks``); the
-    sweep sends the receipts later.
-    """
-    from campaigns.tasks import objection_receipts_send_task
-
-    _kicks.kick(objection_receipts_send_task, countdown=KICK_SECONDS)
+    enqueue.receipts_kick()
 
 
 @dataclass
@@ -128,7 +112,7 @@ def receipts_retry(*, receipts, by: AbstractBaseUser | None) -> int:
         status=ReceiptStatus.OWED, due_at=timezone.now(), attempts=0
     )
     if count:
-        transaction.on_commit(receipts_kick, robust=True)
+        enqueue.receipts_kick()
     return count
 
 

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from accounts.permissions import permission_require
+from campaigns import enqueue
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.selectors import campaign_has_unfinished_deliveries
 from campaigns.services.lifecycle import campaign_complete
@@ -96,18 +97,38 @@ def _sending_since(campaign: Campaign) -> datetime:
 RESEND = "campaigns.resend_delivery"
 
 
+RESENDABLE = [DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]
+
+
 def delivery_resend(*, delivery: Delivery, by: AbstractBaseUser | None) -> bool:
-    """Staff decided an ``unknown`` (or failed) delivery should go out again. Needs
+    """Staff decided an ``unknown`` (or failed) delivery should go out again: it is
+    pending again and a sender starts once this commits. Needs
     ``campaigns.resend_delivery``."""
+    return deliveries_resend(deliveries=Delivery.objects.filter(pk=delivery.pk), by=by) == 1
+
+
+def deliveries_resend(*, deliveries: QuerySet[Delivery], by: AbstractBaseUser | None) -> int:
+    """Staff decided these ``unknown`` or failed deliveries should go out again; the
+    others are left alone. One sender per campaign starts once this commits. Returns
+    how many are pending again. Needs ``campaigns.resend_delivery``."""
     permission_require(by=by, perm=RESEND)
+    resent, campaign_ids = 0, set()
+    candidates = deliveries.filter(status__in=RESENDABLE).values_list("pk", "campaign_id")
+    for delivery_id, campaign_id in candidates:
+        if _pending_again(delivery_id):
+            resent += 1
+            campaign_ids.add(campaign_id)
+    for campaign_id in sorted(campaign_ids):
+        enqueue.senders_start(campaign_id, count=1)
+    return resent
+
+
+def _pending_again(delivery_id: int) -> bool:
+    """Pending again, unless it moved on meanwhile (conditional: another resend, or the
+    sender that was thought lost reported after all)."""
     return bool(
-        Delivery.objects.filter(
-            pk=delivery.pk, status__in=[DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]
-        ).update(
-            status=DeliveryStatus.PENDING,
-            error="",
-            not_before=None,
-            attempts=0,
+        Delivery.objects.filter(pk=delivery_id, status__in=RESENDABLE).update(
+            status=DeliveryStatus.PENDING, error="", not_before=None, attempts=0
         )
     )
 

@@ -28,11 +28,11 @@ from accounts.selectors import (
     purposes_worded,
 )
 from campaigns.models import Delivery
-from campaigns.services import responses
 from campaigns.services.receipts import objection_confirmation
 from campaigns.tokens import BadToken, notice_token
 from config.clientip import client_ip
 from config.ratelimit import Limit, client_network, limits_hit, window_remaining
+from pages import services
 
 SUPPORTED = {code for code, _name in settings.LANGUAGES}
 ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
@@ -53,7 +53,7 @@ def _locale(request: HttpRequest, *preferred: str | None) -> str:
 
 
 def _client(request: HttpRequest) -> tuple[str | None, str]:
-    user_agent = responses.text_printable(request.META.get("HTTP_USER_AGENT", ""))[:300]
+    user_agent = services.text_printable(request.META.get("HTTP_USER_AGENT", ""))[:300]
     return client_ip(request), user_agent
 
 
@@ -72,7 +72,7 @@ def no_referrer(view):
 
 def _bad_link(request: HttpRequest) -> HttpResponse:
     with translation.override(_language(request)):
-        return render(request, "notices/bad_link.html", status=400)
+        return render(request, "pages/bad_link.html", status=400)
 
 
 # Limits exist to stop floods of bad links and repeated taps on one link, never to turn a
@@ -99,7 +99,7 @@ def _limited(token: str) -> bool:
 def _too_many(request: HttpRequest, language: str, rate: str) -> HttpResponse:
     seconds = window_remaining(rate)
     with translation.override(language):
-        response = render(request, "notices/rate_limited.html", {"seconds": seconds}, status=429)
+        response = render(request, "pages/rate_limited.html", {"seconds": seconds}, status=429)
     response["Retry-After"] = str(seconds)
     return response
 
@@ -109,7 +109,7 @@ def _too_many(request: HttpRequest, language: str, rate: str) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def notice_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        delivery = responses.delivery_for_token(
+        delivery = services.delivery_for_token(
             token, viewed=request.method == "GET", page=request.method != "POST"
         )
     except BadToken:
@@ -120,7 +120,7 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
         if _limited(token):
             return _too_many(request, language, settings.RENOTIFY_RATE_PER_TOKEN)
         return _notice_post(request, token, delivery)
-    view = responses.notice_view(
+    view = services.notice_view(
         delivery=delivery, locale=request.GET.get("lang"), reader_locale=locale
     )
     context = {
@@ -146,12 +146,12 @@ _skeletons: dict[tuple, str] = {}
 def _notice_html(request: HttpRequest, context: dict) -> str:
     view = context["view"]
     if context["done"] or not view.version.is_frozen:  # after a POST, or a draft's preview
-        return render_to_string("notices/notice.html", context, request)
+        return render_to_string("pages/notice.html", context, request)
     key = _skeleton_key(view, context["language"])
     skeleton = _skeletons.get(key)
     if skeleton is None:
         skeleton = render_to_string(
-            "notices/notice.html",
+            "pages/notice.html",
             {
                 **context,
                 "action_url": ACTION_URL_MARK,
@@ -167,7 +167,7 @@ def _notice_html(request: HttpRequest, context: dict) -> str:
     )
 
 
-def _skeleton_key(view: responses.NoticeView, language: str) -> tuple:
+def _skeleton_key(view: services.NoticeView, language: str) -> tuple:
     """Everything the page shows that is not the member's link or CSRF token."""
     version, text = view.version, view.text
     return (
@@ -203,12 +203,12 @@ def _notice_post(request: HttpRequest, token: str, delivery: Delivery) -> HttpRe
     ip, user_agent = _client(request)
     action = request.POST.get("action", "")
     if action == "acknowledge":
-        responses.notice_acknowledge(delivery=delivery, ip=ip, user_agent=user_agent)
-    elif action in responses.PREFERENCE_ACTIONS:
+        services.notice_acknowledge(delivery=delivery, ip=ip, user_agent=user_agent)
+    elif action in services.PREFERENCE_ACTIONS:
         purpose = purpose_by_slug(request.POST.get("purpose", ""))
         if purpose is None:
             return _bad_link(request)
-        responses.preference_choose(
+        services.preference_choose(
             member=delivery.member,
             purpose=purpose,
             choice=action,
@@ -232,7 +232,7 @@ def _after(request: HttpRequest, url: str, action: str) -> HttpResponseRedirect:
 
 def _done(request: HttpRequest, locale: str, *, member_id: int) -> dict | None:
     action = request.GET.get("done")
-    if action not in {"acknowledge", *responses.PREFERENCE_ACTIONS}:
+    if action not in {"acknowledge", *services.PREFERENCE_ACTIONS}:
         return None
     purpose = purpose_by_slug(request.GET.get("purpose", ""))
     done = {
@@ -253,7 +253,7 @@ def _done(request: HttpRequest, locale: str, *, member_id: int) -> dict | None:
 def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
     """The member's standing choices, without a campaign (links the platform mints)."""
     try:
-        member = responses.member_for_token(token)
+        member = services.member_for_token(token)
     except BadToken:
         return _bad_token(request)
     locale = _locale(request, member.locale)
@@ -271,16 +271,16 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
         "action_url": _form_url(request, "preferences_page", token),
     }
     with translation.override(language):
-        return render(request, "notices/preferences.html", context)
+        return render(request, "pages/preferences.html", context)
 
 
 def _preferences_post(request: HttpRequest, token: str, member: Member) -> HttpResponse:
     action = request.POST.get("action", "")
     purpose = purpose_by_slug(request.POST.get("purpose", ""))
-    if action not in responses.PREFERENCE_ACTIONS or purpose is None:
+    if action not in services.PREFERENCE_ACTIONS or purpose is None:
         return _bad_link(request)
     ip, user_agent = _client(request)
-    responses.preference_choose(
+    services.preference_choose(
         member=member,
         purpose=purpose,
         choice=action,
@@ -298,7 +298,7 @@ def _preferences_post(request: HttpRequest, token: str, member: Member) -> HttpR
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        delivery = responses.delivery_for_unsubscribe_token(token)
+        delivery = services.delivery_for_unsubscribe_token(token)
     except BadToken:
         return _bad_token(request)
     locale = _locale(request, delivery.locale, delivery.member.locale)
@@ -314,7 +314,7 @@ def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:
             return _too_many(request, language, settings.RENOTIFY_RATE_PER_TOKEN)
         one_click = request.POST.get("List-Unsubscribe") == "One-Click"
         ip, user_agent = _client(request)
-        responses.delivery_unsubscribe(
+        services.delivery_unsubscribe(
             delivery=delivery,
             source=Source.ONE_CLICK if one_click else Source.PREFERENCE_PAGE,
             ip=ip,
@@ -323,9 +323,9 @@ def unsubscribe_page(request: HttpRequest, token: str) -> HttpResponse:
         if one_click:
             return HttpResponse("Unsubscribed.\n", content_type="text/plain; charset=utf-8")
         with translation.override(language):
-            return render(request, "notices/unsubscribed.html", context)
+            return render(request, "pages/unsubscribed.html", context)
     with translation.override(language):
-        return render(request, "notices/unsubscribe.html", context)
+        return render(request, "pages/unsubscribe.html", context)
 
 
 def _notice_url(delivery: Delivery) -> str:

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from campaigns import tokens, views
+from campaigns import tokens
+from pages import views
 
 # The prefixes are part of the token format that campaigns.tokens builds links with.
 urlpatterns = [
