@@ -6,7 +6,6 @@ place that rule is written down: the single-member function looks it up and
 the queryset annotation is generated from it, so the two cannot disagree.
 """
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +23,7 @@ from accounts.models import (
     Purpose,
     locale_normalise,
 )
+from config.cache import ProcessCache
 
 
 class Reason(models.TextChoices):
@@ -152,19 +152,21 @@ def member_effective_states(
 # opens, so pages read them from a copy at most this old. Exports, audiences and the
 # ledger never use the copy: they read the tables.
 PURPOSES_COPY_SECONDS = 30.0
-_purposes_copy: tuple[float, list[tuple[Purpose, dict[str, PolicyInForce]]]] | None = None
+_purposes_copy: ProcessCache[list[tuple[Purpose, dict[str, PolicyInForce]]]] = ProcessCache(
+    "purposes in force", max_size=1, ttl_seconds=PURPOSES_COPY_SECONDS
+)
 
 
 def purposes_in_force() -> list[tuple[Purpose, dict[str, PolicyInForce]]]:
     """Every purpose (by slug, its texts read) with its policy per jurisdiction, from a
     per-process copy refreshed every PURPOSES_COPY_SECONDS (and at once when this process
     changes one)."""
-    global _purposes_copy
-    now = time.monotonic()
-    if _purposes_copy is None or now - _purposes_copy[0] > PURPOSES_COPY_SECONDS:
-        purposes = Purpose.objects.order_by("slug").prefetch_related("policies", "texts")
-        _purposes_copy = (now, [(p, policies_in_force(purpose=p)) for p in purposes])
-    return _purposes_copy[1]
+    return _purposes_copy.get_or_set("all", _purposes_read)
+
+
+def _purposes_read() -> list[tuple[Purpose, dict[str, PolicyInForce]]]:
+    purposes = Purpose.objects.order_by("slug").prefetch_related("policies", "texts")
+    return [(p, policies_in_force(purpose=p)) for p in purposes]
 
 
 def purpose_by_slug(slug: str) -> Purpose | None:
@@ -179,13 +181,8 @@ def purposes_worded(*, locale: str | None) -> list[PurposeWording]:
 def purposes_copy_clear(**_signal_kwargs) -> None:
     """Drop this process's copy now, and again once the change commits (a read in
     between would have copied the old rows)."""
-    _purposes_copy_drop()
-    transaction.on_commit(_purposes_copy_drop)
-
-
-def _purposes_copy_drop() -> None:
-    global _purposes_copy
-    _purposes_copy = None
+    _purposes_copy.clear()
+    transaction.on_commit(_purposes_copy.clear)
 
 
 def members_with_effective_state(

@@ -19,6 +19,7 @@ from django.utils import formats, translation
 from django.utils.safestring import mark_safe
 
 from campaigns.models import NoticeText, NoticeVersion
+from config.cache import ProcessCache
 
 NOTICE_URL = "@@renotify:notice_url@@"
 UNSUBSCRIBE_URL = "@@renotify:unsubscribe_url@@"
@@ -164,14 +165,10 @@ def version_texts(version: NoticeVersion) -> list[NoticeText]:
         prefetch_related_objects([version], "texts")  # once per request, not per call
         return list(version.texts.all())
     key = (version.pk, version.frozen_at)
-    if key not in _frozen_texts:
-        if len(_frozen_texts) >= 64:
-            _frozen_texts.pop(next(iter(_frozen_texts)))
-        _frozen_texts[key] = list(version.texts.all())
-    return _frozen_texts[key]
+    return _frozen_texts.get_or_set(key, lambda: list(version.texts.all()))
 
 
-_frozen_texts: dict[tuple, list[NoticeText]] = {}
+_frozen_texts: ProcessCache[list[NoticeText]] = ProcessCache("frozen notice texts", max_size=64)
 
 
 def text_for_locale(version: NoticeVersion, locale: str) -> NoticeText:

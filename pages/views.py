@@ -30,6 +30,7 @@ from accounts.selectors import (
 from campaigns.models import Delivery
 from campaigns.services.receipts import objection_confirmation
 from campaigns.tokens import BadToken, notice_token
+from config.cache import ProcessCache
 from config.clientip import client_ip
 from config.ratelimit import Limit, client_network, limits_hit, window_remaining
 from pages import services
@@ -140,7 +141,7 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
 ACTION_URL_MARK = "renotify-action-url-8c1f"
 CSRF_TOKEN_MARK = "renotifycsrftoken8c1f"
 SKELETONS_KEPT = 512
-_skeletons: dict[tuple, str] = {}
+_skeletons: ProcessCache[str] = ProcessCache("notice page skeletons", max_size=SKELETONS_KEPT)
 
 
 def _notice_html(request: HttpRequest, context: dict) -> str:
@@ -159,9 +160,7 @@ def _notice_html(request: HttpRequest, context: dict) -> str:
                 "LANGUAGE_CODE": context["language"],
             },
         )
-        if len(_skeletons) >= SKELETONS_KEPT:
-            _skeletons.pop(next(iter(_skeletons)))
-        _skeletons[key] = skeleton
+        _skeletons.set(key, skeleton)
     return skeleton.replace(CSRF_TOKEN_MARK, get_token(request)).replace(
         ACTION_URL_MARK, escape(context["action_url"])
     )

@@ -65,17 +65,11 @@ def _fresh_process_copies():
     """Per-process copies of purposes, frozen texts and notice page skeletons: each
     test's database differs
     (rolled back between tests, which no save signal reports)."""
-    from accounts import selectors
-    from campaigns import rendering
-    from pages import views
+    from config import cache
 
-    selectors._purposes_copy_drop()
-    rendering._frozen_texts.clear()
-    views._skeletons.clear()
+    cache.clear_all()
     yield
-    selectors._purposes_copy_drop()
-    rendering._frozen_texts.clear()
-    views._skeletons.clear()
+    cache.clear_all()
 
 
 @pytest.fixture
