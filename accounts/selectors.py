@@ -92,10 +92,6 @@ class EffectiveState:
     # was asked for).
     wording: PurposeWording
 
-    @property
-    def is_out(self) -> bool:
-        return self.state == Choice.OUT
-
 
 def policies_in_force(*, purpose: Purpose) -> dict[str, PolicyInForce]:
     """The policy for every jurisdiction (the safe default where no row exists)."""

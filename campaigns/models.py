@@ -302,14 +302,6 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def audience_summary(self) -> str:
-        parts = [
-            ", ".join(self.jurisdictions) or "all jurisdictions",
-            f"countries {', '.join(self.countries)}" if self.countries else "",
-            f"locales {', '.join(self.locales)}" if self.locales else "",
-        ]
-        return "; ".join(p for p in parts if p)
-
 
 class CampaignTransition(models.Model):
     """Every state change of a campaign: who, when, from, to and why."""

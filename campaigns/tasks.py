@@ -98,13 +98,15 @@ def deliveries_reconcile_task() -> dict:
     for campaign_id in report.restart_fan_outs:
         logger.warning("reconciler: campaign %s fan-out unfinished, running it again", campaign_id)
         enqueue.fan_out_start(campaign_id)
-    if report.unknown or report.requeued:
+    if report.unknown or report.requeued or report.gave_up:
         logger.warning(
-            "reconciler: %s claims re-queued, %s deliveries unknown",
+            "reconciler: %s claims re-queued, %s given up (failed), %s deliveries unknown",
             report.requeued,
+            report.gave_up,
             report.unknown,
         )
     return {
+        "gave_up": report.gave_up,
         "completed": report.completed,
         "restarted": report.restart_senders,
         "fan_outs_restarted": report.restart_fan_outs,

@@ -36,7 +36,6 @@ from config.ratelimit import Limit, client_network, limits_hit, window_remaining
 from pages import services
 
 SUPPORTED = {code for code, _name in settings.LANGUAGES}
-ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 
 
 def _language(request: HttpRequest, *preferred: str | None) -> str:

@@ -289,6 +289,19 @@ def test_reconciler_requeues_lost_claims_and_marks_lost_sends_unknown():
     assert Delivery.objects.get(pk=b.pk).status == "unknown"
 
 
+def test_the_reconciler_reports_claims_lost_too_often_as_given_up(settings, caplog):
+    from campaigns.tasks import deliveries_reconcile_task
+
+    settings.RENOTIFY_MAX_ATTEMPTS = 2
+    sending_campaign(members=1)
+    past = timezone.now() - timedelta(seconds=1)
+    Delivery.objects.update(status="claimed", lease_expires_at=past, attempts=2)
+    result = deliveries_reconcile_task()
+    assert result["gave_up"] == 1
+    assert Delivery.objects.get().status == "failed"
+    assert "0 claims re-queued, 1 given up (failed)" in caplog.text
+
+
 def test_a_campaign_completes_once_every_delivery_has_ended():
     c = sending_campaign(members=2)
     deliveries_reconcile()

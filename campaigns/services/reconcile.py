@@ -25,11 +25,9 @@ class ReconcileReport:
     requeued: int = 0
     gave_up: int = 0
     unknown: int = 0
-    expired: int = 0
     completed: list[int] = field(default_factory=list)
     restart_senders: list[int] = field(default_factory=list)
     restart_fan_outs: list[int] = field(default_factory=list)
-    paused: list[int] = field(default_factory=list)
 
 
 def deliveries_reconcile() -> ReconcileReport:
@@ -63,14 +61,13 @@ def deliveries_reconcile() -> ReconcileReport:
 
 def _reconcile_campaign(campaign: Campaign, now, report: ReconcileReport) -> None:
     if campaign.window_ends_at and campaign.window_ends_at <= now:
-        report.expired += Delivery.objects.filter(
-            campaign=campaign, status=DeliveryStatus.PENDING
-        ).update(status=DeliveryStatus.EXPIRED, error="the sending window ended")
+        Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.EXPIRED, error="the sending window ended"
+        )
     if campaign.state != CampaignState.SENDING:
         return
     if campaign_breaker_check(campaign=campaign):
-        report.paused.append(campaign.pk)
-        return
+        return  # paused: the pause is recorded with its reason
     if campaign.fanned_out_at is None:
         # Its deliveries are still being created: nothing to complete. A fan-out still
         # unfinished a lease after the start was lost with its worker: run it again (it

@@ -19,7 +19,7 @@ import logging
 import smtplib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,18 +55,11 @@ class Claimed:
 class ChunkOutcome:
     claimed: int = 0
     sent: int = 0
-    failed: int = 0
-    retried: int = 0
-    unknown: int = 0
-    skipped: int = 0
-    released: int = 0
-    rejected: int = 0  # refused permanently by the receiving server: hard bounces
     # Set when the transport itself is failing (the first backoff): the task retries,
     # waiting longer each time (``backoff_seconds``).
     retry_in: float | None = None
     # Seconds until pending work is due (0: now); None when nothing is pending.
     next_due_in: float | None = None
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 # --- What the transport's answer means for one delivery ---------------------------
@@ -202,7 +195,6 @@ def _send_claimed(
     # Someone may have unsubscribed, bounced or complained since the fan-out.
     unreachable = [c for c in claimed if not c.reachable]
     _finish(unreachable, DeliveryStatus.SKIPPED, lease, "address not reachable at send time")
-    outcome.skipped = len(unreachable)
     todo = [c for c in claimed if c.reachable]
     pace = Pace(campaign.throttle_per_minute)
     sender = _Sender(campaign)
@@ -210,7 +202,7 @@ def _send_claimed(
         for start in range(0, len(todo), pace.burst):
             batch, rest = todo[start : start + pace.burst], todo[start:]
             if not _may_continue(campaign, pace, len(batch), lease):
-                outcome.released += _release(rest, lease)
+                _release(rest, lease)
                 return
             handed = _hand_over(batch, lease)
             results = [sender.send(c) for c in batch if c.id in handed]
@@ -220,7 +212,7 @@ def _send_claimed(
                 # the next batch's state check then gives the rest back.
                 campaign_breaker_check(campaign=campaign)
             if any(r.outcome == TRANSPORT_DOWN for r in results):
-                outcome.released += _release(rest[len(batch) :], lease)
+                _release(rest[len(batch) :], lease)
                 outcome.retry_in = backoff_seconds(1)
                 return
     finally:
@@ -430,10 +422,6 @@ def _record(
                 rejected_in_a_row=_rejected_in_a_row(results),
             )
     outcome.sent += tally[DeliveryStatus.SENT]
-    outcome.failed += tally[DeliveryStatus.FAILED]
-    outcome.retried += tally[DeliveryStatus.PENDING]
-    outcome.unknown += tally[DeliveryStatus.UNKNOWN]
-    outcome.rejected += rejected
 
 
 def _rejected_in_a_row(results: list[SendResult]) -> F | int:

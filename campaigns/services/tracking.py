@@ -288,26 +288,19 @@ def unparsed_store(*, esp: str, body: bytes, problem: str) -> None:
 @dataclass
 class BatchReport:
     events: int = 0
-    matched: int = 0
     orphans: int = 0
-    deliveries_updated: int = 0
-    hard_bounces: int = 0
-    complaints: int = 0
-    unsubscribes: int = 0
     campaigns: set[int] = field(default_factory=set)
 
 
 def events_process(*, batch_size: int = 1000, max_batches: int = 1000) -> BatchReport:
     """Process pending events in batches until none is left; safe to run concurrently."""
     total = BatchReport()
-    total.unsubscribes += ledger_consequences_apply()  # any a dead process left behind
+    ledger_consequences_apply()  # any a dead process left behind
     for _ in range(max_batches):
         report = _process_batch(batch_size)
-        report.unsubscribes += ledger_consequences_apply()
-        for name in ("events", "matched", "orphans", "deliveries_updated", "hard_bounces"):
-            setattr(total, name, getattr(total, name) + getattr(report, name))
-        total.complaints += report.complaints
-        total.unsubscribes += report.unsubscribes
+        ledger_consequences_apply()
+        total.events += report.events
+        total.orphans += report.orphans
         total.campaigns |= report.campaigns
         if report.events < batch_size:
             break
@@ -343,11 +336,9 @@ def _process_batch(batch_size: int) -> BatchReport:
         if _fold(delivery, sorted(its_events, key=_when)):
             changed.append((delivery, delivery.soft_bounces - soft_bounces))
     _save_deliveries(changed)
-    _address_health_mark(by_delivery, deliveries, report)
+    _address_health_mark(by_delivery, deliveries)
     _mark_processed(events)
-    report.matched = sum(len(v) for v in by_delivery.values())
-    report.orphans = report.events - report.matched
-    report.deliveries_updated = len(changed)
+    report.orphans = report.events - sum(len(v) for v in by_delivery.values())
     report.campaigns = {deliveries[pk].campaign_id for pk in by_delivery}
     return report
 
@@ -482,7 +473,6 @@ def _ledger_due(event: DeliveryEvent, now: datetime) -> datetime | None:
 def _address_health_mark(
     by_delivery: dict[int, list[DeliveryEvent]],
     deliveries: dict[Any, Delivery],
-    report: BatchReport,
 ) -> None:
     """Hard bounces and complaints mark the address (members in id order, so two
     batches lock them in one order); what goes to the ledger is marked due instead."""
@@ -495,10 +485,8 @@ def _address_health_mark(
             e.event_type == "bounced" and not is_soft_bounce(e.esp, e.raw) for e in events
         )
         if hard_bounce and _mark_address(delivery.member_id, EmailStatus.BOUNCED):
-            report.hard_bounces += 1
             counters[delivery.campaign_id]["bounces"] += 1
         if "complained" in kinds and _mark_address(delivery.member_id, EmailStatus.COMPLAINED):
-            report.complaints += 1
             counters[delivery.campaign_id]["complaints"] += 1
     for campaign_id, counts in counters.items():
         Campaign.objects.filter(pk=campaign_id).update(
