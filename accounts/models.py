@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.jurisdictions import Jurisdiction, jurisdiction_for
+from accounts.locales import locale_normalise
 
 
 class EmailStatus(models.TextChoices):
@@ -115,11 +116,6 @@ class Purpose(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-
-def locale_normalise(locale: str) -> str:
-    """A locale as Django writes language codes: "de_AT", "DE-at" -> "de-at"."""
-    return locale.strip().replace("_", "-").lower()
 
 
 class PurposeText(models.Model):

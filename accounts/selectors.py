@@ -14,6 +14,7 @@ from django.db.models import Case, F, FilteredRelation, Q, QuerySet, Value, When
 from django.db.models.functions import Greatest
 
 from accounts.jurisdictions import Jurisdiction
+from accounts.locales import locale_language, locale_normalise
 from accounts.models import (
     DEFAULT_POLICY_MODE,
     Choice,
@@ -21,7 +22,6 @@ from accounts.models import (
     PolicyMode,
     Preference,
     Purpose,
-    locale_normalise,
 )
 from config.cache import ProcessCache
 
@@ -74,7 +74,7 @@ def purpose_wording(*, purpose: Purpose, locale: str | None) -> PurposeWording:
     wanted = locale_normalise(locale or "")
     if wanted:
         texts = {text.locale: text for text in purpose.texts.all()}
-        for candidate in (wanted, wanted.split("-")[0]):
+        for candidate in (wanted, locale_language(wanted)):
             if text := texts.get(candidate):
                 return PurposeWording(text.name, text.description, text.locale)
     return PurposeWording(purpose.name, purpose.description, "")

@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.utils import formats, translation
 from django.utils.safestring import mark_safe
 
+from accounts.locales import locale_language
 from campaigns.models import NoticeText, NoticeVersion
 from config.cache import ProcessCache
 
@@ -176,7 +177,7 @@ def text_for_locale(version: NoticeVersion, locale: str) -> NoticeText:
     texts = {text.locale: text for text in version_texts(version)}
     if not texts:
         raise ValueError(f"{version} has no text in any locale")
-    language = locale.split("-")[0]
+    language = locale_language(locale)
     for candidate in (locale, language, version.default_locale):
         if candidate in texts:
             return texts[candidate]

@@ -20,7 +20,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from accounts.models import Member, Source
+from accounts.locales import locale_language
+from accounts.models import ConsentEvent, Member, Purpose, Source
 from accounts.selectors import (
     member_effective_states,
     purpose_by_slug,
@@ -32,6 +33,7 @@ from campaigns.services.receipts import objection_confirmation
 from campaigns.tokens import BadToken, notice_token
 from config.cache import ProcessCache
 from config.clientip import client_ip
+from config.fields import clipped
 from config.ratelimit import Limit, client_network, limits_hit, window_remaining
 from pages import services
 
@@ -40,20 +42,22 @@ SUPPORTED = {code for code, _name in settings.LANGUAGES}
 
 def _language(request: HttpRequest, *preferred: str | None) -> str:
     """The first supported of: ?lang=, the delivery's or member's locale, Accept-Language."""
-    return _locale(request, *preferred).split("-")[0].lower()
+    return locale_language(_locale(request, *preferred))
 
 
 def _locale(request: HttpRequest, *preferred: str | None) -> str:
     """``_language``'s choice as it was given (de-AT, not de): purposes can have a text for
     the exact locale."""
     for candidate in (request.GET.get("lang"), *preferred):
-        if candidate and candidate.split("-")[0].lower() in SUPPORTED:
+        if candidate and locale_language(candidate) in SUPPORTED:
             return candidate
     return translation.get_language_from_request(request) or settings.LANGUAGE_CODE
 
 
 def _client(request: HttpRequest) -> tuple[str | None, str]:
-    user_agent = services.text_printable(request.META.get("HTTP_USER_AGENT", ""))[:300]
+    user_agent = clipped(
+        ConsentEvent, "user_agent", services.text_printable(request.META.get("HTTP_USER_AGENT", ""))
+    )
     return client_ip(request), user_agent
 
 
@@ -222,7 +226,7 @@ def _notice_post(request: HttpRequest, token: str, delivery: Delivery) -> HttpRe
 
 def _after(request: HttpRequest, url: str, action: str) -> HttpResponseRedirect:
     """Post/redirect/get: a reload never repeats the choice."""
-    params = {"done": action, "purpose": request.POST.get("purpose", "")[:64]}
+    params = {"done": action, "purpose": clipped(Purpose, "slug", request.POST.get("purpose", ""))}
     if request.GET.get("lang") in SUPPORTED:
         params["lang"] = request.GET["lang"]
     return HttpResponseRedirect(f"{url}?{urlencode(params)}#result")

@@ -45,6 +45,7 @@ from accounts.models import (
     Purpose,
     Source,
 )
+from config.fields import clipped
 
 # What each preference action leaves as the member's explicit choice. Withdrawing
 # an objection clears the choice (back to the jurisdiction's default) rather than
@@ -98,7 +99,7 @@ def consent_record(
         "notice_version_id": notice_version_id,
         "delivery_id": delivery_id,
         "ip_hash": ledger.hash_ip(ip),
-        "user_agent": (user_agent or "")[:300],
+        "user_agent": clipped(ConsentEvent, "user_agent", user_agent or ""),
         "comment": comment or "",
         "metadata": metadata or {},
     }

@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts import ledger
 from accounts.models import CheckKind, ConsentEvent, LedgerCheck
 from accounts.services.ledger_heads import RecordedHead, ledger_head_export, ledger_heads_compare
+from config.fields import clipped
 
 
 def ledger_check_run(*, recorded_heads: Sequence[RecordedHead] = ()) -> LedgerCheck:
@@ -118,6 +119,6 @@ def _check_record(
         first_broken_seq=broken,
         head_seq=verdict.head_seq,
         head_hash=verdict.head_hash,
-        detail=detail[:500],
+        detail=clipped(LedgerCheck, "detail", detail),
         sink_error=sink_error,
     )

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from accounts.models import ConsentEvent
+from accounts.models import ConsentEvent, LedgerCheck
+from config.fields import clipped
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def ledger_head_export(*, seq: int, hash_: str, checked_at: datetime, intact: bo
     except (OSError, ValueError) as error:
         # The sink's kind only: a URL may carry a token.
         logger.error("ledger head sink (%s) failed at seq %d: %s", kind, seq, error)
-        return f"{kind}: {error}"[:300]
+        return clipped(LedgerCheck, "sink_error", f"{kind}: {error}")
     return ""
 
 

@@ -31,6 +31,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.jurisdictions import jurisdiction_for, normalise_country
+from accounts.locales import locale_normalise
 from accounts.models import EmailStatus, Member
 from accounts.services.members import address_health_sql
 
@@ -94,7 +95,7 @@ RawRow = tuple[int, str, str, str, str]
 
 @lru_cache(maxsize=4096)
 def _locale(raw: str) -> str | None:
-    locale = raw.strip().lower().replace("_", "-") or DEFAULT_LOCALE
+    locale = locale_normalise(raw) or DEFAULT_LOCALE
     return locale if LOCALE_RE.fullmatch(locale) else None
 
 

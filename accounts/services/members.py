@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import EmailStatus, EmailStatusChange, Member
 from accounts.permissions import permission_require
+from config.fields import clipped
 
 # Staff may clear what the address did (bounce, complaint), never what the person
 # chose: an unsubscribe is not an address status at all.
@@ -81,7 +82,7 @@ def _health_set(
         from_status=locked.email_status,
         to_status=status,
         changed_by=by,
-        reason=reason[:300],
+        reason=clipped(EmailStatusChange, "reason", reason),
     )
     Member.objects.filter(pk=locked.pk).update(
         email_status=status, email_status_changed_at=change.changed_at

@@ -39,6 +39,7 @@ from campaigns.models import (
     NoticeVersion,
 )
 from campaigns.services.reminders import reminders_possible
+from config.fields import clipped
 
 S = CampaignState
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -96,10 +97,14 @@ def _transition(
         if to not in TRANSITIONS[locked.state]:
             raise TransitionError(f"cannot go from {locked.get_state_display()} to {S(to).label}")
         CampaignTransition.objects.create(
-            campaign=locked, from_state=locked.state, to_state=to, by=by, note=note[:300]
+            campaign=locked,
+            from_state=locked.state,
+            to_state=to,
+            by=by,
+            note=clipped(CampaignTransition, "note", note),
         )
         locked.state = to
-        locked.state_reason = note[:300]
+        locked.state_reason = clipped(Campaign, "state_reason", note)
         for name, value in fields.items():
             setattr(locked, name, value)
         locked.save(update_fields=["state", "state_reason", *fields])

@@ -29,12 +29,14 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from accounts.locales import locale_language
 from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
 from accounts.permissions import permission_require
 from accounts.selectors import purpose_wording
 from campaigns import enqueue, tokens
 from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
 from campaigns.services.sending import RETRY, TRANSPORT_DOWN, backoff_seconds, classify
+from config.fields import clipped
 
 logger = logging.getLogger(__name__)
 
@@ -223,11 +225,15 @@ def _error_summary(exc: Exception) -> str:
         codes = [code for code, _msg in exc.recipients.values()]
     else:
         codes = [getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None)]
-    return " ".join([type(exc).__name__, *(str(c) for c in codes if c)])[:200]
+    return clipped(
+        ObjectionReceipt,
+        "last_error",
+        " ".join([type(exc).__name__, *(str(c) for c in codes if c)]),
+    )
 
 
 def receipt_message(event: ConsentEvent, version: NoticeVersion | None) -> EmailMultiAlternatives:
-    locale = event.member.locale.split("-")[0]
+    locale = locale_language(event.member.locale)
     if locale not in dict(settings.LANGUAGES):
         locale = settings.LANGUAGE_CODE
     context = {

@@ -36,6 +36,7 @@ from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.rendering import CompiledMessage, compile_message
 from campaigns.services.lifecycle import BREAKER_NOTE, campaign_pause
 from campaigns.services.throttle import Pace, throttle_take
+from config.fields import clipped
 from config.sql import Column, update_from_rows
 
 logger = logging.getLogger(__name__)
@@ -308,10 +309,12 @@ class _Sender:
             )
             if outcome in (UNKNOWN, TRANSPORT_DOWN):
                 self.close()  # the session's state is unknown: start the next one afresh
-            return SendResult(claimed, outcome, error=f"{type(exc).__name__}: {exc}"[:500])
+            return SendResult(
+                claimed, outcome, error=clipped(Delivery, "error", f"{type(exc).__name__}: {exc}")
+            )
         status = getattr(message, "anymail_status", None)
         esp_id = getattr(status, "message_id", None) or message.extra_headers["Message-ID"]
-        return SendResult(claimed, SENT, locale, str(esp_id)[:255])
+        return SendResult(claimed, SENT, locale, clipped(Delivery, "esp_message_id", str(esp_id)))
 
     def _message(self, claimed: Claimed) -> tuple[EmailMultiAlternatives, str]:
         compiled = self._compiled(claimed.locale, reminder=claimed.wave > 0)
@@ -468,7 +471,9 @@ def _status_after(result: SendResult, now: datetime, delivery: Delivery) -> Deli
     # RETRY and TRANSPORT_DOWN: not accepted, so safe to try again later, within limits.
     attempts = result.claimed.attempts
     if attempts >= settings.RENOTIFY_MAX_ATTEMPTS:
-        delivery.error = f"gave up after {attempts} attempts; last: {result.error}"[:500]
+        delivery.error = clipped(
+            Delivery, "error", f"gave up after {attempts} attempts; last: {result.error}"
+        )
         return DeliveryStatus.FAILED
     delivery.not_before = now + timedelta(seconds=backoff_seconds(attempts))
     return DeliveryStatus.PENDING

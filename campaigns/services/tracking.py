@@ -36,6 +36,7 @@ from django.utils import timezone
 from accounts.models import Action, EmailStatus, Member, Source
 from accounts.services.consent import consent_record
 from campaigns.models import Campaign, Delivery, DeliveryEvent, DeliveryStatus
+from config.fields import clipped
 from config.sql import Column, update_from_rows
 
 logger = logging.getLogger(__name__)
@@ -175,18 +176,18 @@ def _delivery_id(metadata: Any) -> int | None:
 def event_row(event: Any, esp: str) -> dict[str, Any]:
     """The DeliveryEvent columns (``EVENT_COLUMNS``) for an anymail tracking event (no query)."""
     return {
-        "esp": esp[:32],
+        "esp": clipped(DeliveryEvent, "esp", esp),
         "event_key": event_key(event, esp),
-        "event_id": (event.event_id or "")[:255],
-        "event_type": (event.event_type or "unknown")[:20],
+        "event_id": clipped(DeliveryEvent, "event_id", event.event_id or ""),
+        "event_type": clipped(DeliveryEvent, "event_type", event.event_type or "unknown"),
         "timestamp": event.timestamp,
-        "recipient": (event.recipient or "")[:254],
-        "message_id": (event.message_id or "")[:255],
+        "recipient": clipped(DeliveryEvent, "recipient", event.recipient or ""),
+        "message_id": clipped(DeliveryEvent, "message_id", event.message_id or ""),
         "metadata_delivery_id": _delivery_id(event.metadata),
-        "reject_reason": (event.reject_reason or "")[:32],
+        "reject_reason": clipped(DeliveryEvent, "reject_reason", event.reject_reason or ""),
         "description": event.description or "",
         "mta_response": event.mta_response or "",
-        "user_agent": (event.user_agent or "")[:500],
+        "user_agent": clipped(DeliveryEvent, "user_agent", event.user_agent or ""),
         "click_url": event.click_url or "",
         "raw": _jsonable(event.esp_event),
     }
@@ -269,7 +270,7 @@ def unparsed_store(*, esp: str, body: bytes, problem: str) -> None:
     DeliveryEvent.objects.bulk_create(
         [
             DeliveryEvent(
-                esp=esp[:32],
+                esp=clipped(DeliveryEvent, "esp", esp),
                 event_key=f"unparsed:{digest}",
                 event_type="unparsed",
                 description=problem.replace("\x00", "\\x00")[:2000],
