@@ -38,12 +38,12 @@ CAMPAIGN_FAN_OUT = "campaigns.tasks.campaign_fan_out_task"
 RECEIPTS_SEND = "campaigns.tasks.objection_receipts_send_task"
 EVENTS_PROCESS = "campaigns.tasks.delivery_events_process"
 
-# A receipt sender runs this long after its kick, so every objection this process
-# commits until the next kick is in before it runs.
-RECEIPTS_KICK_SECONDS = 1.0
-EVENTS_KICK_SECONDS = 1.0
-# Beat sweeps every 30 s: a pause as long costs nothing the sweep would not catch up.
-FAILURE_PAUSE = 30.0
+# A process kicks each task at most once this often. A receipt sender also runs this
+# long after its kick, so every objection this process commits until the next kick is
+# in before it runs.
+KICK_SECONDS = 1.0
+# As long as beat's sweeps are apart: a pause costs nothing the sweep would not catch up.
+FAILURE_PAUSE = settings.RENOTIFY_SWEEP_SECONDS
 BROKER_ERRORS = (OperationalError, RedisError, OSError)
 
 
@@ -118,14 +118,14 @@ def quick_publish(name: str, *, countdown: float | None = None) -> bool:
     return True
 
 
-receipts_kicks = PerProcessKick(RECEIPTS_KICK_SECONDS)
-events_kicks = PerProcessKick(EVENTS_KICK_SECONDS)
+receipts_kicks = PerProcessKick(KICK_SECONDS)
+events_kicks = PerProcessKick(KICK_SECONDS)
 
 
 def receipts_kick() -> None:
     """Once the transaction commits, ask for a receipt sender (throttled per process)."""
     transaction.on_commit(
-        lambda: receipts_kicks.kick(RECEIPTS_SEND, countdown=RECEIPTS_KICK_SECONDS), robust=True
+        lambda: receipts_kicks.kick(RECEIPTS_SEND, countdown=KICK_SECONDS), robust=True
     )
 
 

@@ -124,8 +124,9 @@ def reminders_create_task() -> dict[int, int]:
 
 @shared_task
 def delivery_events_process() -> dict:
-    """Kicked after webhooks store events, and every 30 s by beat. Concurrent runs take
-    disjoint batches (SKIP LOCKED), so a second kick while one runs is harmless."""
+    """Kicked after webhooks store events, and every RENOTIFY_SWEEP_SECONDS by beat.
+    Concurrent runs take disjoint batches (SKIP LOCKED), so a second kick while one runs
+    is harmless."""
     report = events_process()
     for campaign_id in report.campaigns:
         campaign_breaker_check(campaign=Campaign.objects.get(pk=campaign_id))
@@ -134,7 +135,8 @@ def delivery_events_process() -> dict:
 
 @shared_task
 def objection_receipts_send_task() -> dict:
-    """Kicked (at most once a second per web process) after objections, and every 30 s
-    by beat. Receipts hold their own retry state; concurrent runs take disjoint batches."""
+    """Kicked (at most once per enqueue.KICK_SECONDS per web process) after objections,
+    and every RENOTIFY_SWEEP_SECONDS by beat. Receipts hold their own retry state;
+    concurrent runs take disjoint batches."""
     report = receipts_send()
     return {"sent": report.sent, "retried": report.retried, "failed": report.failed}

@@ -38,9 +38,6 @@ logger = logging.getLogger(__name__)
 _local = threading.local()
 UNPARSEABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 
-# Kick the processor at most once a second per process: publishing a Celery message
-# on every request would cost more than storing the event.
-
 
 @contextmanager
 def _buffer():

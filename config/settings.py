@@ -207,6 +207,8 @@ if REDIS_URL:
 # cheap); the whole chain is walked nightly.
 
 RENOTIFY_LEDGER_HEAD_CHECK_SECONDS = env.float("RENOTIFY_LEDGER_HEAD_CHECK_SECONDS", default=300.0)
+# Beat's sweeps for work a request's kick did not start (events, receipts).
+RENOTIFY_SWEEP_SECONDS = 30.0
 CELERY_BEAT_SCHEDULE = {
     "start-due-campaigns": {"task": "campaigns.tasks.campaigns_start_due", "schedule": 60.0},
     "reconcile-deliveries": {
@@ -215,11 +217,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "process-delivery-events": {
         "task": "campaigns.tasks.delivery_events_process",
-        "schedule": 30.0,
+        "schedule": RENOTIFY_SWEEP_SECONDS,
     },
     "send-objection-receipts": {
         "task": "campaigns.tasks.objection_receipts_send_task",
-        "schedule": 30.0,
+        "schedule": RENOTIFY_SWEEP_SECONDS,
     },
     "create-reminder-waves": {
         "task": "campaigns.tasks.reminders_create_task",

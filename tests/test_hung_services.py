@@ -94,8 +94,8 @@ def hung_redis(settings, monkeypatch):
     monkeypatch.setattr(app, "_pool", None)
     monkeypatch.setattr(app.amqp, "_producer_pool", None)
     # Kicks are due (another test may just have kicked in this process).
-    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.RECEIPTS_KICK_SECONDS))
-    monkeypatch.setattr(enqueue, "events_kicks", PerProcessKick(enqueue.EVENTS_KICK_SECONDS))
+    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.KICK_SECONDS))
+    monkeypatch.setattr(enqueue, "events_kicks", PerProcessKick(enqueue.KICK_SECONDS))
     yield server
     server.stop()
 

@@ -26,7 +26,7 @@ FLAKY = "tests.mail_backends.FlakyBackend"
 def kicks(monkeypatch):
     """The sender tasks the requests ask for (countdowns), none run."""
     asked: list[float | None] = []
-    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.RECEIPTS_KICK_SECONDS))
+    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.KICK_SECONDS))
 
     def publish(name, *, countdown=None):
         if name == enqueue.RECEIPTS_SEND:
@@ -68,7 +68,7 @@ def test_an_objection_kicks_a_sender_which_owes_and_sends_its_receipt_once(
 ):
     assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
     event = ConsentEvent.objects.get(action=Action.OBJECT)
-    assert kicks == [enqueue.RECEIPTS_KICK_SECONDS]  # runs once this second's commits are in
+    assert kicks == [enqueue.KICK_SECONDS]  # runs once this second's commits are in
     assert mail.outbox == [] and not ObjectionReceipt.objects.exists()  # the request sends nothing
 
     assert receipts.receipts_send().sent == 1
@@ -96,7 +96,7 @@ def test_kicks_are_one_per_second_per_process(purpose, kicks, django_capture_on_
                 ip=None,
                 user_agent="",
             )
-    assert kicks == [enqueue.RECEIPTS_KICK_SECONDS]
+    assert kicks == [enqueue.KICK_SECONDS]
     assert receipts.receipts_collect() == 3 and ObjectionReceipt.objects.count() == 3
 
 
@@ -106,7 +106,7 @@ def test_a_broker_down_at_commit_loses_no_receipt(
     def broker_down(name, **options):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.RECEIPTS_KICK_SECONDS))
+    monkeypatch.setattr(enqueue, "receipts_kicks", PerProcessKick(enqueue.KICK_SECONDS))
     monkeypatch.setattr(current_app, "send_task", broker_down)
     assert object_(delivery, django_capture_on_commit_callbacks).status_code == 302
     assert ConsentEvent.objects.filter(action=Action.OBJECT).exists()  # the debt is kept

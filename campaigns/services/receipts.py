@@ -2,8 +2,8 @@
 
 Every objection made on the notice or preference pages is a ledger event, committed
 with the choice itself, so a receipt cannot be lost to a broker that is down at commit.
-The request only kicks a sender (``campaigns.enqueue.receipts_kick``: at most once a
-second per process), and beat sweeps every 30 s.
+The request only kicks a sender (``campaigns.enqueue.receipts_kick``: at most once per
+``KICK_SECONDS`` per process), and beat sweeps every ``RENOTIFY_SWEEP_SECONDS``.
 A sender first reads the ledger on from where the last one stopped (``ReceiptSweep``),
 adding an owed ObjectionReceipt per new objection, then claims owed receipts with a
 lease, so concurrent senders never send one receipt twice.
