@@ -3,7 +3,7 @@
 The expensive part (Markdown, sanitising, the Django templates, translations)
 runs once per (text, wave kind) and yields a ``CompiledMessage`` whose strings
 hold placeholders for the per-member links. Each message then costs two
-string replacements: that is what lets one worker send thousands per second.
+string replacements, so a worker's time goes to the transport, not to rendering.
 """
 
 from dataclasses import dataclass
@@ -36,7 +36,7 @@ def markdown_to_html(source: str) -> str:
     """Markdown to HTML that is safe to embed: raw HTML, scripts and odd URLs removed.
 
     Cached by the source itself: notice pages render the same few bodies for every
-    member, and conversion plus sanitising costs milliseconds."""
+    member, and conversion plus sanitising is the slow part of rendering them."""
     html = markdown.markdown(source, output_format="html")
     return nh3.clean(
         html,

@@ -7,8 +7,8 @@ Other caches (the file cache of the embedded defaults) use ``add`` then ``incr``
 
 Why not django-ratelimit, which did this before: it counts each limit with ``add``,
 then ``incr`` when the key exists, one Redis call each, through django-redis's pickling
-and its Lua ``incr``. The notice page's two limits took 0.67 ms of a 2.4 ms objection
-(measured in-process on the 1M-member benchmark database); here they take 0.1 ms.
+and its Lua ``incr``; on the notice page those calls were a large share of an
+objection's time, where one script for all the limits is a small one.
 
 Counted values are hashed into the key: the cache never holds a link's token or a
 client's address. A window is ``period`` seconds long, the same for every key.

@@ -116,8 +116,8 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if env.bool("DB_PREPARED_STATEMENTS", default=True):
         # Statements a connection runs again and again (every page view's and objection's)
-        # are prepared once per connection: planning the notice page's statement took
-        # four times as long as running it. Needs server-side binding (psycopg 3). Turn it
+        # are prepared once per connection: planning the notice page's statement costs
+        # more than running it. Needs server-side binding (psycopg 3). Turn it
         # off behind a pooler that cannot keep prepared statements (PgBouncer in
         # transaction mode before 1.21).
         DATABASES["default"].setdefault("OPTIONS", {}).update(

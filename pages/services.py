@@ -51,9 +51,9 @@ def delivery_for_token(token: str, *, viewed: bool = False, page: bool = True) -
     return delivery
 
 
-# Every view and objection of a notice page starts here, so this is plain SQL: on the
-# machines measured, building the same query with the ORM (select_related, only,
-# Exists) took four times as long as running it. Columns not read here stay deferred
+# Every view and objection of a notice page starts here, so this is plain SQL: building
+# the same query with the ORM (select_related, only, Exists) costs more than running
+# it. Columns not read here stay deferred
 # on the instances (loaded on access), exactly as with .only().
 _NOTICE_DELIVERY_SQL = """
 SELECT d.id, d.campaign_id, d.member_id, d.locale, d.sent_at, d.viewed_at,

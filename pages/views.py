@@ -140,7 +140,7 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
 # A notice page differs between members only in its link and CSRF token once the notice
 # version (frozen), language, acknowledgement and each purpose's state are the same, so
 # the page is rendered once per such combination with markers in their place, as the
-# emails are (rendering it took as long as everything else in a view together).
+# emails are (rendering the template is the costliest part of the view).
 ACTION_URL_MARK = "renotify-action-url-8c1f"
 CSRF_TOKEN_MARK = "renotifycsrftoken8c1f"
 SKELETONS_KEPT = 512

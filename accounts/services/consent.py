@@ -170,8 +170,8 @@ def _record_held(
 
 
 # Plain SQL from the member lock to the commit: each statement from the ledger lock on
-# holds up every other choice being recorded (the ledger is one chain), and on the
-# machines measured the ORM's query building cost more than running the queries.
+# holds up every other choice being recorded (the ledger is one chain), and building
+# these queries with the ORM costs more than running them.
 #
 # Lock order, everywhere: the member's row first, then the ledger. (A writer holding the
 # ledger and waiting for a member row that another holds while it waits for the ledger

@@ -47,7 +47,7 @@ MAX_EMAIL = Member._meta.get_field("email").max_length
 DEFAULT_LOCALE = settings.LANGUAGE_CODE
 
 # Deliberately simple, like the checks ESPs apply: one @, no spaces, a dotted
-# domain. Django's EmailValidator costs ~10x more per row and the ESP is the
+# domain. Django's EmailValidator costs far more per row, and the ESP is the
 # final judge anyway (a hard bounce marks the address).
 EMAIL_RE = re.compile(
     r"[^@\s\"(),:;<>\[\\\]]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"

@@ -111,7 +111,7 @@ def _insert_new(campaign_id: int, wave: int, members: QuerySet, id_range: tuple[
     table = Delivery._meta.db_table
     with connection.cursor() as cursor:
         # NOT EXISTS rather than ON CONFLICT DO NOTHING: the same result (rows already
-        # there are left alone), and a third faster on a large first fan-out, where
+        # there are left alone), and faster on a large first fan-out, where
         # ON CONFLICT checks the unique index once more for every row it inserts. The
         # member-id range keeps the anti-join to this slice's rows: without it, every
         # slice would read all the rows the slices before it inserted.
