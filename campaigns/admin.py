@@ -12,7 +12,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from accounts.admin import EstimatedCountPaginator, ReadOnlyAdmin, StaffAdmin
 from accounts.jurisdictions import Jurisdiction, normalise_country
 from accounts.permissions import PermissionRefused
 from campaigns.models import (
@@ -42,6 +41,7 @@ from campaigns.services.notices import notice_send_test, notice_version_copy
 from campaigns.services.receipts import receipts_retry
 from campaigns.services.reconcile import deliveries_give_up, delivery_resend
 from campaigns.tasks import senders_dispatch
+from config.admin_base import EstimatedCountPaginator, ReadOnlyAdmin, StaffAdmin
 from config.spreadsheet import csv_lines_for_people
 
 # --- Notices ------------------------------------------------------------------------
