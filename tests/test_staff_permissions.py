@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from accounts.permissions import PermissionRefused
 from accounts.services import members, policies
-from campaigns.admin import CAMPAIGN_ACTIONS
+from campaigns.admin.campaigns import CAMPAIGN_ACTIONS
 from campaigns.models import (
     Campaign,
     CampaignState,
