@@ -3,6 +3,6 @@
 Django's autodiscover imports this package: importing each module registers its admins.
 """
 
-from campaigns.admin import campaigns, deliveries, notices
+from campaigns.admin import campaigns, deliveries, notices, reports
 
-__all__ = ["campaigns", "deliveries", "notices"]
+__all__ = ["campaigns", "deliveries", "notices", "reports"]

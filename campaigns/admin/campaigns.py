@@ -1,33 +1,26 @@
-"""Campaigns: the form staff fill in, the history of their states, the buttons that
-move a campaign through its lifecycle, and its progress and reach reports."""
+"""Campaigns: the form staff fill in, the history of their states, and the buttons
+that move a campaign through its lifecycle (its reports are in reports.py)."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from accounts.jurisdictions import Jurisdiction, normalise_country
 from accounts.permissions import PermissionRefused
-from campaigns.models import Campaign, CampaignState, CampaignTransition, DeliveryStatus
-from campaigns.selectors import (
-    NOT_REACHED_COLUMNS,
-    audience_preview,
-    campaign_reach,
-    delivery_status_counts,
-    members_not_reached,
-)
+from campaigns.admin import reports
+from campaigns.models import Campaign, CampaignState, CampaignTransition
+from campaigns.selectors import audience_preview
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
 from campaigns.tasks import senders_dispatch
 from config.admin_base import StaffAdmin
-from config.spreadsheet import csv_lines_for_people
 
 
 class CommaListField(forms.CharField):
@@ -266,7 +259,7 @@ class CampaignAdmin(StaffAdmin):
             return "-"
         return render_to_string(
             "admin/campaigns/campaign/_progress.html",
-            {**_progress(campaign), "watch_url": _progress_url(campaign)},
+            {**reports.progress_context(campaign), "watch_url": reports.progress_url(campaign)},
         )
 
     @admin.display(description="Reach")
@@ -283,17 +276,17 @@ class CampaignAdmin(StaffAdmin):
         return [
             path(
                 "<int:pk>/reach/",
-                self.admin_site.admin_view(self.reach_view),
+                self.admin_site.admin_view(reports.reach_view),
                 name="campaigns_campaign_reach",
             ),
             path(
                 "<int:pk>/not-reached.csv",
-                self.admin_site.admin_view(self.not_reached_view),
+                self.admin_site.admin_view(reports.not_reached_view),
                 name="campaigns_campaign_not_reached",
             ),
             path(
                 "<int:pk>/progress/",
-                self.admin_site.admin_view(self.progress_view),
+                self.admin_site.admin_view(reports.progress_view),
                 name="campaigns_campaign_progress",
             ),
             path(
@@ -303,61 +296,6 @@ class CampaignAdmin(StaffAdmin):
             ),
             *super().get_urls(),
         ]
-
-    def progress_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        """The progress alone, refreshing itself while the campaign sends (no JavaScript)."""
-        campaign = get_object_or_404(Campaign, pk=pk)
-        if not self.has_view_permission(request, campaign):
-            raise PermissionDenied
-        context = {
-            **self.admin_site.each_context(request),
-            **_progress(campaign),
-            "title": f"Progress of {campaign}",
-            "refresh": campaign.state == CampaignState.SENDING,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/campaigns/campaign/progress.html", context)
-
-    def reach_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        campaign = get_object_or_404(Campaign, pk=pk)
-        if not self.has_view_permission(request, campaign):
-            raise PermissionDenied
-        reach = campaign_reach(campaign=campaign)
-        columns = [*REACH_COLUMNS]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Reach of {campaign}",
-            "campaign": campaign,
-            "reach": reach,
-            "columns": columns,
-            "totals": [reach.totals[c] for c in columns],
-            "rates": [(label, reach.rate(name)) for name, label in RATE_LABELS.items()],
-            "by_jurisdiction": [
-                (key, [row[c] for c in columns])
-                for key, row in sorted(reach.by_jurisdiction.items())
-            ],
-            "by_locale": [
-                (key, [row[c] for c in columns]) for key, row in sorted(reach.by_locale.items())
-            ],
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/campaigns/campaign/reach.html", context)
-
-    def not_reached_view(self, request: HttpRequest, pk: int) -> StreamingHttpResponse:
-        campaign = get_object_or_404(Campaign, pk=pk)
-        # A list of members (external ids): needs leave to view members too.
-        if not (
-            self.has_view_permission(request, campaign)
-            and request.user.has_perm("accounts.view_member")
-        ):
-            raise PermissionDenied
-        # For people, in a spreadsheet: formula-leading cells are neutralised.
-        response = StreamingHttpResponse(
-            csv_lines_for_people(NOT_REACHED_COLUMNS, members_not_reached(campaign=campaign)),
-            content_type="text/csv",
-        )
-        response["Content-Disposition"] = f'attachment; filename="campaign-{pk}-not-reached.csv"'
-        return response
 
     def action_view(self, request: HttpRequest, pk: int, action: str) -> HttpResponse:
         """A button: the lifecycle service decides (permission, state, four eyes)."""
@@ -381,37 +319,3 @@ class CampaignAdmin(StaffAdmin):
                 if obj.state in states and request.user.has_perm(perm)
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
-
-
-def _progress_url(campaign: Campaign) -> str:
-    return reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
-
-
-def _progress(campaign: Campaign) -> dict:
-    """Deliveries per status and how many are finished, for the progress templates."""
-    counts = delivery_status_counts(campaign=campaign)
-    total = sum(counts.values())
-    done = total - sum(counts.get(s, 0) for s in ("pending", "claimed", "sending"))
-    return {
-        "campaign": campaign,
-        "rows": [(DeliveryStatus(s).label, n) for s, n in sorted(counts.items())],
-        "total": total,
-        "done": done,
-        "percent": round(100 * done / total) if total else 0,
-    }
-
-
-REACH_COLUMNS = [
-    "deliveries", "sent", "delivered", "deferred", "bounced_hard", "bounced_soft",
-    "complained", "opened", "clicked", "acknowledged", "objected", "failed", "unknown",
-    "not_sent", "in_progress",
-]  # fmt: skip
-RATE_LABELS = {
-    "delivered": "delivered / sent",
-    "bounced_hard": "hard bounces / sent",
-    "complained": "complaints / delivered",
-    "opened": "opened (people) / delivered",
-    "clicked": "clicked (people) / delivered",
-    "acknowledged": "acknowledged / delivered",
-    "objected": "objected / delivered",
-}
