@@ -1,5 +1,9 @@
 """Campaigns: the form staff fill in, the history of their states, and the buttons
-that move a campaign through its lifecycle (its reports are in reports.py)."""
+that move a campaign through its lifecycle (one table, CAMPAIGN_ACTIONS: each button's
+label, the states it shows in, the permission it needs and the service it calls)."""
+
+from collections.abc import Callable, Collection
+from typing import Any, NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
@@ -83,50 +87,59 @@ class TransitionInline(admin.TabularInline):
         return False
 
 
-# Buttons on a campaign's page: (service name, label, states it shows in, permission).
-# The permission only decides whether the button shows: the service checks it again.
-CAMPAIGN_ACTIONS = [
-    ("submit", "Submit for approval", {CampaignState.DRAFT}, lifecycle.EDIT),
-    ("approve", "Approve", {CampaignState.AWAITING_APPROVAL}, lifecycle.APPROVE),
-    ("reject", "Send back to draft", {CampaignState.AWAITING_APPROVAL}, lifecycle.APPROVE),
-    ("schedule", "Schedule", {CampaignState.APPROVED}, lifecycle.OPERATE),
-    ("pause", "Pause", {CampaignState.SENDING}, lifecycle.OPERATE),
-    ("resume", "Resume", {CampaignState.PAUSED}, lifecycle.OPERATE),
-    (
-        "cancel",
-        "Cancel campaign",
-        {
-            CampaignState.DRAFT,
-            CampaignState.AWAITING_APPROVAL,
-            CampaignState.APPROVED,
-            CampaignState.SCHEDULED,
-            CampaignState.SENDING,
-            CampaignState.PAUSED,
-        },
-        lifecycle.OPERATE,
-    ),
-]
+class Button(NamedTuple):
+    """A button on a campaign's page. ``permission`` only decides whether it shows:
+    the service ``press`` calls checks it again (and the state, and four eyes)."""
+
+    name: str
+    label: str
+    states: Collection[str]
+    permission: str
+    press: Callable[[Campaign, Any], object]  # (campaign, acting user)
 
 
-def _run_action(name: str, campaign: Campaign, user) -> str:
-    """Call the lifecycle service for a button; returns what to tell the user."""
-    if name == "submit":
-        lifecycle.campaign_submit(campaign=campaign, by=user)
-    elif name == "approve":
-        lifecycle.campaign_approve(campaign=campaign, by=user)
-    elif name == "reject":
-        lifecycle.campaign_reject(campaign=campaign, by=user, note="sent back by the approver")
-    elif name == "schedule":
-        lifecycle.campaign_schedule(campaign=campaign, by=user)
-    elif name == "pause":
-        lifecycle.campaign_pause(campaign=campaign, by=user, reason=f"paused by {user}")
-    elif name == "resume":
-        lifecycle.campaign_resume(campaign=campaign, by=user)
-        senders_dispatch(campaign.pk)
-    elif name == "cancel":
-        lifecycle.campaign_cancel(campaign=campaign, by=user, reason=f"cancelled by {user}")
+def _resume(campaign: Campaign, by) -> None:
+    lifecycle.campaign_resume(campaign=campaign, by=by)
+    senders_dispatch(campaign.pk)  # the paused campaign's senders stopped: start them again
+
+
+S = CampaignState
+EDIT, APPROVE, OPERATE = lifecycle.EDIT, lifecycle.APPROVE, lifecycle.OPERATE
+SENT_BACK = "sent back by the approver"
+# fmt: off
+CAMPAIGN_ACTIONS = (
+    Button("submit", "Submit for approval", {S.DRAFT}, EDIT,
+           lambda c, by: lifecycle.campaign_submit(campaign=c, by=by)),
+    Button("approve", "Approve", {S.AWAITING_APPROVAL}, APPROVE,
+           lambda c, by: lifecycle.campaign_approve(campaign=c, by=by)),
+    Button("reject", "Send back to draft", {S.AWAITING_APPROVAL}, APPROVE,
+           lambda c, by: lifecycle.campaign_reject(campaign=c, by=by, note=SENT_BACK)),
+    Button("schedule", "Schedule", {S.APPROVED}, OPERATE,
+           lambda c, by: lifecycle.campaign_schedule(campaign=c, by=by)),
+    Button("pause", "Pause", {S.SENDING}, OPERATE,
+           lambda c, by: lifecycle.campaign_pause(campaign=c, by=by, reason=f"paused by {by}")),
+    Button("resume", "Resume", {S.PAUSED}, OPERATE,
+           _resume),
+    Button("cancel", "Cancel campaign",
+           {S.DRAFT, S.AWAITING_APPROVAL, S.APPROVED, S.SCHEDULED, S.SENDING, S.PAUSED}, OPERATE,
+           lambda c, by: lifecycle.campaign_cancel(campaign=c, by=by, reason=f"cancelled by {by}")),
+)
+# fmt: on
+BUTTONS = {button.name: button for button in CAMPAIGN_ACTIONS}
+
+
+def _press(button: Button, campaign: Campaign, user) -> str:
+    """Call the button's service; returns what to tell the user."""
+    button.press(campaign, user)
     campaign.refresh_from_db()
     return f"{campaign}: now {campaign.get_state_display().lower()}."
+
+
+# Shown on a campaign's page, never edited there: the lifecycle sets them, or they are computed.
+APPROVAL_AND_STATE = [
+    "state", "state_reason", "last_edited_by", "last_edited_at", "approved_by", "approved_at",
+    "approved_texts", "fanned_out_at", "progress", "reach",
+]  # fmt: skip
 
 
 @admin.register(Campaign)
@@ -169,37 +182,9 @@ class CampaignAdmin(StaffAdmin):
                 ]
             },
         ),
-        (
-            "Approval and state",
-            {
-                "fields": [
-                    "state",
-                    "state_reason",
-                    "last_edited_by",
-                    "last_edited_at",
-                    "approved_by",
-                    "approved_at",
-                    "approved_texts",
-                    "fanned_out_at",
-                    "progress",
-                    "reach",
-                ]
-            },
-        ),
+        ("Approval and state", {"fields": APPROVAL_AND_STATE}),
     ]
-    readonly_fields = [
-        "state",
-        "state_reason",
-        "last_edited_by",
-        "last_edited_at",
-        "approved_by",
-        "approved_at",
-        "approved_texts",
-        "fanned_out_at",
-        "audience",
-        "progress",
-        "reach",
-    ]
+    readonly_fields = [*APPROVAL_AND_STATE, "audience"]
 
     def save_model(self, request: HttpRequest, obj: Campaign, form, change: bool) -> None:
         # A refusal propagates: the admin's transaction rolls back, and changeform_view
@@ -302,11 +287,12 @@ class CampaignAdmin(StaffAdmin):
         campaign = get_object_or_404(Campaign, pk=pk)
         if not self.has_view_permission(request, campaign):
             raise PermissionDenied
-        if action not in {name for name, *_ in CAMPAIGN_ACTIONS}:
+        button = BUTTONS.get(action)
+        if button is None:
             return HttpResponse(status=404)
         try:
             with transaction.atomic():
-                self.message_user(request, _run_action(action, campaign, request.user))
+                self.message_user(request, _press(button, campaign, request.user))
         except (TransitionError, PermissionRefused) as exc:
             self.message_user(request, f"Not done: {exc}.", messages.ERROR)
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
@@ -314,8 +300,8 @@ class CampaignAdmin(StaffAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context["campaign_actions"] = [
-                (name, label)
-                for name, label, states, perm in CAMPAIGN_ACTIONS
-                if obj.state in states and request.user.has_perm(perm)
+                (button.name, button.label)
+                for button in CAMPAIGN_ACTIONS
+                if obj.state in button.states and request.user.has_perm(button.permission)
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
