@@ -25,7 +25,7 @@ from accounts.services.members import (
     member_email_status_clear,
 )
 from accounts.services.policies import policy_set_mode, purpose_create
-from config.admin_base import EstimatedCountPaginator, ReadOnlyAdmin, StaffAdmin
+from config.admin_base import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline, StaffAdmin
 
 LEDGER_ROWS_ON_MEMBER = 50
 
@@ -138,16 +138,10 @@ class MemberAdmin(StaffAdmin):
         )
 
 
-class PolicyInline(admin.TabularInline):
+class PolicyInline(ReadOnlyInline):
     model = JurisdictionPolicy
     fields = ["jurisdiction", "mode", "mode_since"]
-    readonly_fields = ["jurisdiction", "mode", "mode_since"]
-    extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class PurposeTextForm(forms.ModelForm):
@@ -191,15 +185,9 @@ class PurposeAdmin(StaffAdmin):
         obj._state.adding = False
 
 
-class PolicyChangeInline(admin.TabularInline):
+class PolicyChangeInline(ReadOnlyInline):
     model = JurisdictionPolicyChange
     fields = ["changed_at", "changed_by", "from_mode", "to_mode", "note"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(JurisdictionPolicy)

@@ -1,6 +1,7 @@
 """Admin helpers both apps' consoles share: refusals shown as errors (StaffAdmin),
-evidence tables nobody edits (ReadOnlyAdmin), and a paginator that does not count
-big tables row by row (EstimatedCountPaginator)."""
+evidence tables nobody edits (ReadOnlyAdmin), rows listed under their parent and never
+edited there (ReadOnlyInline), and a paginator that does not count big tables row by
+row (EstimatedCountPaginator)."""
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import model_format_dict
@@ -96,4 +97,18 @@ class ReadOnlyAdmin(StaffAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows listed under their parent and never added, edited or deleted there: a
+    history, or rows changed on their own page (``show_change_link``)."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [*self.fields]
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

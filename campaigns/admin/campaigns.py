@@ -24,7 +24,7 @@ from campaigns.selectors import audience_preview
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
 from campaigns.tasks import senders_dispatch
-from config.admin_base import StaffAdmin
+from config.admin_base import ReadOnlyInline, StaffAdmin
 
 
 class CommaListField(forms.CharField):
@@ -75,16 +75,10 @@ class CampaignForm(forms.ModelForm):
         return data
 
 
-class TransitionInline(admin.TabularInline):
+class TransitionInline(ReadOnlyInline):
     model = CampaignTransition
     fields = ["at", "from_state", "to_state", "by", "note"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "History"
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class Button(NamedTuple):

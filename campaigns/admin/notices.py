@@ -13,19 +13,13 @@ from accounts.permissions import PermissionRefused
 from campaigns.models import FrozenVersionError, Notice, NoticeText, NoticeVersion
 from campaigns.rendering import compile_message
 from campaigns.services.notices import notice_send_test, notice_version_copy
-from config.admin_base import StaffAdmin
+from config.admin_base import ReadOnlyInline, StaffAdmin
 
 
-class NoticeVersionInline(admin.TabularInline):
+class NoticeVersionInline(ReadOnlyInline):
     model = NoticeVersion
     fields = ["number", "default_locale", "effective_date", "objection_deadline", "frozen_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Notice)
