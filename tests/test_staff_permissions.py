@@ -25,10 +25,9 @@ from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
 from django.utils import timezone
 
-from accounts.admin import StaffAdmin
 from accounts.permissions import PermissionRefused
 from accounts.services import members, policies
-from campaigns.admin import CAMPAIGN_ACTIONS
+from campaigns.admin.campaigns import CAMPAIGN_ACTIONS
 from campaigns.models import (
     Campaign,
     CampaignState,
@@ -41,6 +40,7 @@ from campaigns.models import (
 )
 from campaigns.services import lifecycle, notices, receipts, reconcile
 from campaigns.services.sending import campaign_send_chunk
+from config.admin_base import StaffAdmin
 from tests.factories import MemberFactory, ai_training, campaign, notice_version
 
 pytestmark = pytest.mark.django_db
