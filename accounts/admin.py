@@ -25,7 +25,13 @@ from accounts.services.members import (
     member_email_status_clear,
 )
 from accounts.services.policies import policy_set_mode, purpose_create
-from config.admin_base import EstimatedCountPaginator, ReadOnlyAdmin, ReadOnlyInline, StaffAdmin
+from config.admin_base import (
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    StaffAdmin,
+    acting_user,
+)
 
 LEDGER_ROWS_ON_MEMBER = 50
 
@@ -68,7 +74,7 @@ class MemberAdmin(StaffAdmin):
         cleared = 0
         for member in queryset.filter(email_status__in=CLEARABLE):
             reason = f"cleared in the admin by {request.user}"
-            if member_email_status_clear(member=member, by=request.user, reason=reason):
+            if member_email_status_clear(member=member, by=acting_user(request), reason=reason):
                 cleared += 1
         skipped = queryset.count() - cleared
         self.message_user(
@@ -89,7 +95,9 @@ class MemberAdmin(StaffAdmin):
             obj.save(update_fields=fields)
         if "email" in form.changed_data:
             reason = f"address changed in the admin by {request.user}"
-            member_address_change(member=obj, email=obj.email, by=request.user, reason=reason)
+            member_address_change(
+                member=obj, email=obj.email, by=acting_user(request), reason=reason
+            )
 
     @admin.display(description="Effective preferences")
     def effective_preferences(self, member: Member) -> str:
@@ -179,7 +187,7 @@ class PurposeAdmin(StaffAdmin):
             super().save_model(request, obj, form, change)
             return
         created = purpose_create(
-            slug=obj.slug, name=obj.name, description=obj.description, by=request.user
+            slug=obj.slug, name=obj.name, description=obj.description, by=acting_user(request)
         )
         obj.pk, obj.created_at = created.pk, created.created_at
         obj._state.adding = False
@@ -208,7 +216,7 @@ class JurisdictionPolicyAdmin(StaffAdmin):
     def save_model(self, request: HttpRequest, obj: JurisdictionPolicy, form, change) -> None:
         # Through the service, so every change leaves an audit row with who and when.
         if "mode" in form.changed_data:
-            policy_set_mode(policy=obj, mode=form.cleaned_data["mode"], by=request.user)
+            policy_set_mode(policy=obj, mode=form.cleaned_data["mode"], by=acting_user(request))
 
 
 @admin.register(ConsentEvent)

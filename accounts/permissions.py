@@ -12,7 +12,7 @@ workers, management commands, data migrations) and is always allowed: callers pa
 ``None`` explicitly, and no request ever does (a request always has a user).
 """
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 
 
@@ -27,7 +27,7 @@ class PermissionRefused(PermissionDenied):
         super().__init__(f"you do not have the permission “{perm}”")
 
 
-def permission_require(*, by: AbstractBaseUser | AnonymousUser | None, perm: str) -> None:
+def permission_require(*, by: User | AnonymousUser | None, perm: str) -> None:
     """Refuse unless ``by`` holds ``perm`` ("app_label.codename"); ``by=None`` (the
     system) is allowed. Inactive users hold no permissions (Django's backends)."""
     if by is not None and not by.has_perm(perm):

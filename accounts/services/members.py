@@ -6,7 +6,7 @@ only the member's own ledger events (``consent_record``) set or clear the unsubs
 Nothing here touches ``Member.unsubscribed_at``.
 """
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,9 +42,7 @@ def address_health_sql(*, old: str, new: str) -> tuple[str, str]:
 
 
 @transaction.atomic
-def member_email_status_clear(
-    *, member: Member, by: AbstractBaseUser, reason: str
-) -> EmailStatusChange | None:
+def member_email_status_clear(*, member: Member, by: User, reason: str) -> EmailStatusChange | None:
     """Set a bounced or complained address back to OK, with an audit row; None if not
     clearable. A member who unsubscribed stays unsubscribed (and unreachable). Needs
     ``accounts.clear_address``."""
@@ -56,7 +54,7 @@ def member_email_status_clear(
 
 
 @transaction.atomic
-def member_address_change(*, member: Member, email: str, by: AbstractBaseUser, reason: str) -> bool:
+def member_address_change(*, member: Member, email: str, by: User, reason: str) -> bool:
     """Give the member a new address; False when it is the one they have.
 
     The new address's health is ``HEALTH_OF_NEW_ADDRESS`` (a bounce or complaint of the
@@ -74,9 +72,7 @@ def member_address_change(*, member: Member, email: str, by: AbstractBaseUser, r
     return True
 
 
-def _health_set(
-    locked: Member, status: EmailStatus, *, by: AbstractBaseUser, reason: str
-) -> EmailStatusChange:
+def _health_set(locked: Member, status: EmailStatus, *, by: User, reason: str) -> EmailStatusChange:
     change = EmailStatusChange.objects.create(
         member=locked,
         from_status=locked.email_status,

@@ -1,6 +1,6 @@
 """Purposes and the per-jurisdiction policy that decides their defaults."""
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from accounts.jurisdictions import Jurisdiction
@@ -21,7 +21,7 @@ def purpose_create(
     name: str,
     description: str = "",
     modes: dict[str, PolicyMode] | None = None,
-    by: AbstractBaseUser | None = None,
+    by: User | None = None,
 ) -> Purpose:
     """Create a purpose with a policy row for every jurisdiction (opt-in where not given).
     Needs ``accounts.add_purpose``."""
@@ -43,7 +43,7 @@ def policy_set_mode(
     *,
     policy: JurisdictionPolicy,
     mode: PolicyMode | str,
-    by: AbstractBaseUser | None,
+    by: User | None,
     note: str = "",
 ) -> JurisdictionPolicyChange | None:
     """Change a jurisdiction's mode for a purpose, with an audit row; None if unchanged.

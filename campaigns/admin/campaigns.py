@@ -23,7 +23,7 @@ from campaigns.models import Campaign, CampaignState, CampaignTransition
 from campaigns.selectors import audience_preview
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
-from config.admin_base import ReadOnlyInline, StaffAdmin
+from config.admin_base import ReadOnlyInline, StaffAdmin, acting_user
 
 
 class CommaListField(forms.CharField):
@@ -179,7 +179,7 @@ class CampaignAdmin(StaffAdmin):
         # shows it as an error (StaffAdmin), with no "changed successfully" or log entry.
         data = {name: form.cleaned_data[name] for name in form.changed_data}
         if change:
-            lifecycle.campaign_edit(campaign=obj, by=request.user, **data)
+            lifecycle.campaign_edit(campaign=obj, by=acting_user(request), **data)
             return
         fields = {
             k: v
@@ -188,7 +188,7 @@ class CampaignAdmin(StaffAdmin):
             and k not in {"name", "notice_version"}
         }
         created = lifecycle.campaign_create(
-            by=request.user,
+            by=acting_user(request),
             name=form.cleaned_data["name"],
             notice_version=form.cleaned_data["notice_version"],
             **fields,

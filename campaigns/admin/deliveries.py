@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from campaigns.models import Delivery, DeliveryEvent, ObjectionReceipt
 from campaigns.services.receipts import receipts_retry
 from campaigns.services.reconcile import deliveries_give_up, deliveries_resend
-from config.admin_base import EstimatedCountPaginator, ReadOnlyAdmin, StaffAdmin
+from config.admin_base import EstimatedCountPaginator, ReadOnlyAdmin, StaffAdmin, acting_user
 
 
 @admin.register(Delivery)
@@ -38,7 +38,7 @@ class DeliveryAdmin(StaffAdmin):
         description="Resend (unknown or failed deliveries only)", permissions=["resend_delivery"]
     )
     def resend(self, request: HttpRequest, queryset) -> None:
-        resent = deliveries_resend(deliveries=queryset, by=request.user)
+        resent = deliveries_resend(deliveries=queryset, by=acting_user(request))
         self.message_user(request, f"{resent} deliveries queued to be sent again.")
 
     @admin.action(
@@ -46,7 +46,7 @@ class DeliveryAdmin(StaffAdmin):
         permissions=["resend_delivery"],
     )
     def give_up(self, request: HttpRequest, queryset) -> None:
-        count = deliveries_give_up(deliveries=queryset, by=request.user)
+        count = deliveries_give_up(deliveries=queryset, by=acting_user(request))
         self.message_user(request, f"{count} unknown deliveries marked failed.")
 
 
@@ -93,5 +93,5 @@ class ObjectionReceiptAdmin(ReadOnlyAdmin):
         description="Send again (failed receipts only)", permissions=["send_receipt_again"]
     )
     def send_again(self, request: HttpRequest, queryset) -> None:
-        count = receipts_retry(receipts=queryset, by=request.user)
+        count = receipts_retry(receipts=queryset, by=acting_user(request))
         self.message_user(request, f"{count} failed receipts queued to be sent again.")

@@ -13,7 +13,7 @@ from accounts.permissions import PermissionRefused
 from campaigns.models import FrozenVersionError, Notice, NoticeText, NoticeVersion
 from campaigns.rendering import compile_message
 from campaigns.services.notices import notice_send_test, notice_version_copy
-from config.admin_base import ReadOnlyInline, StaffAdmin
+from config.admin_base import ReadOnlyInline, StaffAdmin, acting_user
 
 
 class NoticeVersionInline(ReadOnlyInline):
@@ -96,7 +96,7 @@ class NoticeVersionAdmin(StaffAdmin):
             return self._refused(request, f"Nothing saved: {exc}")
 
     def save_model(self, request: HttpRequest, obj: NoticeVersion, form, change: bool) -> None:
-        obj.last_edited_by = request.user
+        obj.last_edited_by = acting_user(request)
         super().save_model(request, obj, form, change)
 
     @admin.display(description="Preview")
@@ -116,7 +116,7 @@ class NoticeVersionAdmin(StaffAdmin):
     @admin.action(description="Copy to a new editable version", permissions=["add"])
     def copy_to_new_version(self, request: HttpRequest, queryset) -> None:
         for version in queryset:
-            copy = notice_version_copy(version=version, by=request.user)
+            copy = notice_version_copy(version=version, by=acting_user(request))
             self.message_user(request, f"Created {copy} from {version}.", messages.SUCCESS)
 
     def get_urls(self):
@@ -159,18 +159,17 @@ class NoticeVersionAdmin(StaffAdmin):
         version = get_object_or_404(NoticeVersion, pk=pk)
         if not self.has_view_permission(request, version):
             raise PermissionDenied
-        if not request.user.email:
+        user = acting_user(request)
+        if not user.email:
             self.message_user(request, "Your staff account has no email address.", messages.ERROR)
         else:
             try:
-                notice_send_test(
-                    version=version, locale=locale, to=request.user.email, by=request.user
-                )
+                notice_send_test(version=version, locale=locale, to=user.email, by=user)
             except PermissionRefused as exc:
                 self.message_user(request, f"Not sent: {exc}.", messages.ERROR)
             else:
                 self.message_user(
-                    request, f"Test sent to {request.user.email} (not counted).", messages.SUCCESS
+                    request, f"Test sent to {user.email} (not counted).", messages.SUCCESS
                 )
         return HttpResponseRedirect(
             reverse("admin:campaigns_noticeversion_preview", args=[pk, locale])

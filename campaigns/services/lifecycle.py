@@ -22,7 +22,7 @@ editing and submitting ``campaigns.change_campaign``; approving and sending back
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -88,7 +88,7 @@ def _transition(
     campaign: Campaign,
     to: CampaignState,
     *,
-    by: AbstractBaseUser | None,
+    by: User | None,
     note: str = "",
     **fields: Any,
 ) -> Campaign:
@@ -113,7 +113,7 @@ def _transition(
 
 
 def campaign_create(
-    *, by: AbstractBaseUser | None, name: str, notice_version: NoticeVersion, **fields: Any
+    *, by: User | None, name: str, notice_version: NoticeVersion, **fields: Any
 ) -> Campaign:
     permission_require(by=by, perm="campaigns.add_campaign")
     unknown = set(fields) - APPROVED_FIELDS - OPERATIONAL_FIELDS
@@ -124,7 +124,7 @@ def campaign_create(
     )
 
 
-def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes: Any) -> Campaign:
+def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Campaign:
     """Apply ``changes``; an edit to what was approved sends the campaign back to draft."""
     permission_require(by=by, perm=EDIT)
     unknown = set(changes) - APPROVED_FIELDS - OPERATIONAL_FIELDS
@@ -154,7 +154,7 @@ def campaign_edit(*, campaign: Campaign, by: AbstractBaseUser | None, **changes:
     return campaign
 
 
-def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:
     permission_require(by=by, perm=EDIT)
     with transaction.atomic():
         # An edit of the version's texts holds its row: it commits before we hold the
@@ -166,7 +166,7 @@ def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
         return _transition(campaign, S.AWAITING_APPROVAL, by=by)
 
 
-def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
+def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
     permission_require(by=by, perm=APPROVE)
     if campaign.last_edited_by_id == by.pk:
         raise TransitionError("approval must come from someone other than the last editor")
@@ -182,13 +182,13 @@ def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser) -> Campaign:
         )
 
 
-def campaign_reject(*, campaign: Campaign, by: AbstractBaseUser, note: str) -> Campaign:
+def campaign_reject(*, campaign: Campaign, by: User, note: str) -> Campaign:
     permission_require(by=by, perm=APPROVE)
     return _transition(campaign, S.DRAFT, by=by, note=note or "sent back by the approver")
 
 
 def campaign_schedule(
-    *, campaign: Campaign, by: AbstractBaseUser, starts_at: datetime | None = None
+    *, campaign: Campaign, by: User, starts_at: datetime | None = None
 ) -> Campaign:
     permission_require(by=by, perm=OPERATE)
     starts_at = starts_at or campaign.starts_at
@@ -227,14 +227,12 @@ def _hashes_differ(approved: dict[str, str], current: dict[str, str]) -> list[st
     return sorted(loc for loc in locales if approved.get(loc) != current.get(loc))
 
 
-def campaign_pause(
-    *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
-) -> Campaign:
+def campaign_pause(*, campaign: Campaign, by: User | None, reason: str = "") -> Campaign:
     permission_require(by=by, perm=OPERATE)
     return _transition(campaign, S.PAUSED, by=by, note=reason or "paused")
 
 
-def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
+def campaign_resume(*, campaign: Campaign, by: User | None) -> Campaign:
     """Paused -> sending, and the campaign's senders start again once this commits.
     Resuming the circuit breaker's pause is a decision about the bounces and complaints
     so far: from here the breaker counts only what comes after."""
@@ -299,9 +297,7 @@ def campaign_is_done(*, campaign: Campaign, now: datetime) -> bool:
     return not reminders_possible(campaign=campaign, now=now)
 
 
-def campaign_cancel(
-    *, campaign: Campaign, by: AbstractBaseUser | None, reason: str = ""
-) -> Campaign:
+def campaign_cancel(*, campaign: Campaign, by: User | None, reason: str = "") -> Campaign:
     """Cancel, and mark every delivery not yet handed to the transport cancelled."""
     permission_require(by=by, perm=OPERATE)
     with transaction.atomic():

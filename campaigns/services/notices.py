@@ -1,7 +1,7 @@
 """Notice versions: copy a frozen version into an editable one, preview, send a test."""
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.mail import get_connection
 from django.db import transaction
 from django.urls import reverse
@@ -15,7 +15,7 @@ TEST_SUBJECT_PREFIX = "[TEST] "
 
 
 @transaction.atomic
-def notice_version_copy(*, version: NoticeVersion, by: AbstractBaseUser | None) -> NoticeVersion:
+def notice_version_copy(*, version: NoticeVersion, by: User | None) -> NoticeVersion:
     """A new, editable version with the same texts and dates (how a sent notice is changed).
     Needs ``campaigns.add_noticeversion``."""
     permission_require(by=by, perm="campaigns.add_noticeversion")
@@ -39,9 +39,7 @@ def preview_url(version: NoticeVersion, locale: str) -> str:
     )
 
 
-def notice_send_test(
-    *, version: NoticeVersion, locale: str, to: str, by: AbstractBaseUser | None
-) -> None:
+def notice_send_test(*, version: NoticeVersion, locale: str, to: str, by: User | None) -> None:
     """Send the rendered notice to a staff address. No Delivery row: never counted in stats.
     Its links lead to the staff preview, not to a member's page. Needs
     ``campaigns.send_test_notice``."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
 from django.db.models import F
@@ -105,7 +105,7 @@ def receipts_send(*, batch_size: int = 100, max_batches: int = 100) -> ReceiptRe
     return report
 
 
-def receipts_retry(*, receipts, by: AbstractBaseUser | None) -> int:
+def receipts_retry(*, receipts, by: User | None) -> int:
     """Staff: send failed receipts again (e.g. after the mail settings were fixed), with
     a fresh set of attempts. Returns how many were queued. Needs
     ``campaigns.send_receipt_again``."""

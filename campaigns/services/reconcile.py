@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
@@ -97,14 +97,14 @@ RESEND = "campaigns.resend_delivery"
 RESENDABLE = [DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED]
 
 
-def delivery_resend(*, delivery: Delivery, by: AbstractBaseUser | None) -> bool:
+def delivery_resend(*, delivery: Delivery, by: User | None) -> bool:
     """Staff decided an ``unknown`` (or failed) delivery should go out again: it is
     pending again and a sender starts once this commits. Needs
     ``campaigns.resend_delivery``."""
     return deliveries_resend(deliveries=Delivery.objects.filter(pk=delivery.pk), by=by) == 1
 
 
-def deliveries_resend(*, deliveries: QuerySet[Delivery], by: AbstractBaseUser | None) -> int:
+def deliveries_resend(*, deliveries: QuerySet[Delivery], by: User | None) -> int:
     """Staff decided these ``unknown`` or failed deliveries should go out again; the
     others are left alone. One sender per campaign starts once this commits. Returns
     how many are pending again. Needs ``campaigns.resend_delivery``."""
@@ -130,7 +130,7 @@ def _pending_again(delivery_id: int) -> bool:
     )
 
 
-def deliveries_give_up(*, deliveries, by: AbstractBaseUser | None) -> int:
+def deliveries_give_up(*, deliveries, by: User | None) -> int:
     """Staff decided not to resend ``unknown`` deliveries: they end as failed. Needs
     ``campaigns.resend_delivery``."""
     permission_require(by=by, perm=RESEND)
