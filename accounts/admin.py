@@ -267,8 +267,13 @@ class LoginLockoutAdmin(StaffAdmin):
 
     list_display = ["attempt_time", "username", "ip_address", "failures_since_start"]
     search_fields = ["=username"]
-    fields = ["attempt_time", "username", "ip_address", "user_agent", "failures_since_start"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "attempt_time",
+        "username",
+        "ip_address",
+        "user_agent",
+        "failures_since_start",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

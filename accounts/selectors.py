@@ -8,6 +8,7 @@ the queryset annotation is generated from it, so the two cannot disagree.
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db import models, transaction
 from django.db.models import Case, F, FilteredRelation, Q, QuerySet, Value, When
@@ -24,6 +25,9 @@ from accounts.models import (
     Purpose,
 )
 from config.cache import ProcessCache
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 
 class Reason(models.TextChoices):
@@ -118,7 +122,11 @@ def _effective_state(
 ) -> EffectiveState:
     choice = Choice(pref.choice) if pref and pref.choice else None
     state, reason = STATE_TABLE[(policy.mode, choice)]
-    since = pref.chosen_at if reason in CHOICE_REASONS else max(member.created_at, policy.since)
+    since = (
+        pref.chosen_at
+        if pref is not None and reason in CHOICE_REASONS
+        else max(member.created_at, policy.since)
+    )
     wording = purpose_wording(purpose=purpose, locale=locale)
     return EffectiveState(purpose, state, reason, since, policy.mode, choice, wording)
 
@@ -181,9 +189,17 @@ def purposes_copy_clear(**_signal_kwargs) -> None:
     transaction.on_commit(_purposes_copy.clear)
 
 
+class EffectiveStateColumns(TypedDict):
+    """The columns ``members_with_effective_state`` adds to each member (for mypy)."""
+
+    effective_state: str
+    effective_reason: str
+    effective_since: datetime
+
+
 def members_with_effective_state(
     *, purpose: Purpose, members: QuerySet[Member] | None = None
-) -> QuerySet[Member]:
+) -> "QuerySet[WithAnnotations[Member, EffectiveStateColumns]]":
     """``members`` annotated with ``effective_state``, ``effective_reason`` and
     ``effective_since`` for ``purpose``: one LEFT JOIN, no per-member query."""
     policies = policies_in_force(purpose=purpose)

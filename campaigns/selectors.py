@@ -37,7 +37,7 @@ def audience_members(*, campaign: Campaign) -> QuerySet[Member]:
             notice_version_id__in=campaign.notice_version.notice.versions.values("pk"),
         )
         members = members.filter(~Exists(acknowledged))
-    if campaign.purpose_id and campaign.purpose_state:
+    if campaign.purpose_state and campaign.purpose is not None:
         members = members_with_effective_state(purpose=campaign.purpose, members=members).filter(
             effective_state=campaign.purpose_state
         )

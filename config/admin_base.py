@@ -7,7 +7,7 @@ row (EstimatedCountPaginator), and the acting staff user for the services' ``by`
 from typing import cast
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import model_format_dict
+from django.contrib.admin.utils import flatten, model_format_dict
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db import connection
@@ -121,7 +121,7 @@ class ReadOnlyInline(admin.TabularInline):
     can_delete = False
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        return [*(self.fields or ())]
+        return flatten(self.fields or ())
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

@@ -9,6 +9,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from celery.schedules import crontab
@@ -162,7 +163,7 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 if REDIS_URL:
     # Must exceed the longest task, or Redis hands an unacked task to a second worker.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
 else:
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
@@ -249,7 +250,7 @@ EMAIL_FILE_PATH = str(VAR_DIR / "outbox")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Privacy team <privacy@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # Every ANYMAIL_<NAME> environment variable becomes ANYMAIL["<NAME>"].
-ANYMAIL = {
+ANYMAIL: dict[str, Any] = {
     key.removeprefix("ANYMAIL_"): value
     for key, value in os.environ.items()
     if key.startswith("ANYMAIL_")

@@ -34,6 +34,7 @@ from accounts.jurisdictions import jurisdiction_for, normalise_country
 from accounts.locales import locale_normalise
 from accounts.models import EmailStatus, Member
 from accounts.services.members import address_health_sql
+from config.fields import column_length
 
 COLUMNS = ("external_id", "email", "locale", "country")
 STAGING = "renotify_member_import"
@@ -42,8 +43,8 @@ REJECTED = "renotify_member_import_rejected"
 REJECTED_CHUNK = 2000
 # The delimiters a header may use, named for the message that says which one was found.
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
-MAX_EXTERNAL_ID = Member._meta.get_field("external_id").max_length
-MAX_EMAIL = Member._meta.get_field("email").max_length
+MAX_EXTERNAL_ID = column_length(Member, "external_id")
+MAX_EMAIL = column_length(Member, "email")
 DEFAULT_LOCALE = settings.LANGUAGE_CODE
 
 # Deliberately simple, like the checks ESPs apply: one @, no spaces, a dotted
@@ -241,7 +242,10 @@ def read_jsonl(stream: IO[str]) -> Iterator[RawRow | RowError]:
         if not isinstance(obj, dict):
             yield RowError(line, "expected a JSON object")
             continue
-        yield (line, *(str(obj[name]) if obj.get(name) is not None else "" for name in COLUMNS))
+        external_id, email, locale, country = (
+            str(obj[name]) if obj.get(name) is not None else "" for name in COLUMNS
+        )
+        yield line, external_id, email, locale, country
 
 
 READERS: dict[str, Callable[[IO[str]], Iterator]] = {"csv": read_csv, "jsonl": read_jsonl}
@@ -524,6 +528,5 @@ def open_text(path: str, wrap: Callable[[IO[bytes]], IO[bytes]] | None = None) -
     raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     if wrap:
         raw = wrap(raw)
-    if path.endswith(".gz"):
-        raw = gzip.GzipFile(fileobj=raw)
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    stream = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")

@@ -3,10 +3,11 @@ that move a campaign through its lifecycle (one table, CAMPAIGN_ACTIONS: each bu
 label, the states it shows in, the permission it needs and the service it calls)."""
 
 from collections.abc import Callable, Collection
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,7 +27,7 @@ from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionErro
 from config.admin_base import ReadOnlyInline, StaffAdmin, acting_user
 
 
-class CommaListField(forms.CharField):
+class CommaListField(forms.Field):
     """A JSON list edited as "GB, DE, FR"."""
 
     def __init__(self, *, upper: bool = False, **kwargs) -> None:
@@ -61,11 +62,11 @@ class CampaignForm(forms.ModelForm):
         ]
 
     def clean_countries(self) -> list[str]:
-        codes = self.cleaned_data["countries"]
-        unknown = [code for code in codes if normalise_country(code) is None]
+        pairs = [(code, normalise_country(code)) for code in self.cleaned_data["countries"]]
+        unknown = [code for code, known in pairs if known is None]
         if unknown:
             raise forms.ValidationError(f"Unknown country code(s): {', '.join(unknown)}")
-        return [normalise_country(code) for code in codes]
+        return [known for _, known in pairs if known is not None]
 
     def clean(self):
         data = super().clean()
@@ -88,7 +89,7 @@ class Button(NamedTuple):
     label: str
     states: Collection[str]
     permission: str
-    press: Callable[[Campaign, Any], object]  # (campaign, acting user)
+    press: Callable[[Campaign, User], object]  # (campaign, acting user)
 
 
 S = CampaignState
@@ -116,7 +117,7 @@ CAMPAIGN_ACTIONS = (
 BUTTONS = {button.name: button for button in CAMPAIGN_ACTIONS}
 
 
-def _press(button: Button, campaign: Campaign, user) -> str:
+def _press(button: Button, campaign: Campaign, user: User) -> str:
     """Call the button's service; returns what to tell the user."""
     button.press(campaign, user)
     campaign.refresh_from_db()
@@ -124,10 +125,10 @@ def _press(button: Button, campaign: Campaign, user) -> str:
 
 
 # Shown on a campaign's page, never edited there: the lifecycle sets them, or they are computed.
-APPROVAL_AND_STATE = [
+APPROVAL_AND_STATE = (
     "state", "state_reason", "last_edited_by", "last_edited_at", "approved_by", "approved_at",
     "approved_texts", "fanned_out_at", "progress", "reach",
-]  # fmt: skip
+)  # fmt: skip
 
 
 @admin.register(Campaign)
@@ -280,7 +281,7 @@ class CampaignAdmin(StaffAdmin):
             return HttpResponse(status=404)
         try:
             with transaction.atomic():
-                self.message_user(request, _press(button, campaign, request.user))
+                self.message_user(request, _press(button, campaign, acting_user(request)))
         except (TransitionError, PermissionRefused) as exc:
             self.message_user(request, f"Not done: {exc}.", messages.ERROR)
         return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))

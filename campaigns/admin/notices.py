@@ -2,6 +2,7 @@
 to themselves as a test (NoticeText is edited inline, on its version's page)."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -74,7 +75,7 @@ class NoticeVersionAdmin(StaffAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         if obj is not None and obj.edit_refusal():
-            return [*self.fields]  # sent, or approved (or awaiting it): not a draft
+            return flatten(self.fields or ())  # sent, or approved (or awaiting it): not a draft
         return self.readonly_fields
 
     @admin.display(description="Can be edited")

@@ -31,6 +31,8 @@ def reminders_possible(*, campaign: Campaign, now: datetime) -> bool:
 def reminder_candidates(*, campaign: Campaign, wave: int, now: datetime):
     """Members whose wave-``wave`` delivery reached them ``remind_after_days`` ago and who
     have not acknowledged, objected, bounced, complained or unsubscribed since."""
+    if campaign.remind_after_days is None:
+        raise ValueError(f"{campaign} sends no reminders")
     cutoff = now - timedelta(days=campaign.remind_after_days)
     reached = Delivery.objects.filter(
         campaign=campaign, wave=wave, member=OuterRef("pk"), status__in=REACHED, sent_at__lte=cutoff

@@ -167,7 +167,7 @@ def _jsonable(raw: Any) -> Any:
 
 def _delivery_id(metadata: Any) -> int | None:
     try:
-        value = int((metadata or {}).get("delivery_id"))
+        value = int(metadata.get("delivery_id"))  # no metadata (None): AttributeError
     except (TypeError, ValueError, AttributeError):
         return None
     return value if value > 0 else None
@@ -393,9 +393,11 @@ def _fold(delivery: Delivery, events: list[DeliveryEvent]) -> bool:
 
 def _implied(status: str) -> list[str]:
     """An open implies delivery, a click implies an open: milestones follow."""
-    return {S.OPENED: [S.DELIVERED, S.OPENED], S.CLICKED: [S.DELIVERED, S.OPENED, S.CLICKED]}.get(
-        status, [status]
-    )
+    implied: dict[str, list[str]] = {
+        S.OPENED: [S.DELIVERED, S.OPENED],
+        S.CLICKED: [S.DELIVERED, S.OPENED, S.CLICKED],
+    }
+    return implied.get(status, [status])
 
 
 def _rank_sql(column: str) -> str:
