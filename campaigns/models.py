@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from accounts.models import Choice, Member, Purpose
+from accounts.models import Choice, Member, Preference, Purpose
 
 
 class FrozenVersionError(Exception):
@@ -182,6 +182,8 @@ def version_refuse_change(version_id: int | None) -> None:
     Locks the version's row to the end of the caller's transaction: a submission locks
     it too, so an edit and a submission of the same version take turns, and the later
     one sees the earlier one (the edit is refused, or the approver sees the edit)."""
+    if version_id is None:  # not saved yet
+        return
     version = NoticeVersion.objects.select_for_update().filter(pk=version_id).first()
     if version is None:
         return
@@ -387,6 +389,12 @@ class Delivery(models.Model):
     soft_bounces = models.PositiveSmallIntegerField(default=0, db_default=0)
     # First GET of the notice page from this delivery's link (not a consent event).
     viewed_at = models.DateTimeField(null=True, blank=True)
+
+    # Not columns: set only on the instance read for a notice page (see
+    # pages.services.notice_delivery), None when read without the page: whether the
+    # member acknowledged this version, and the member's preferences by purpose id.
+    acknowledged: bool | None
+    preferences: dict[int, Preference] | None
 
     class Meta:
         verbose_name_plural = "deliveries"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, models
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -115,7 +115,7 @@ def notice_delivery(
     with_json = one_statement and page
     shown = (_ACKNOWLEDGED_SQL + (_PREFERENCES_JSON if with_json else "")) if page else ""
     sql = _NOTICE_DELIVERY_SQL.format(**tables, page=shown.format(**tables))
-    params = {"delivery": delivery_id}
+    params: dict[str, int | str | datetime] = {"delivery": delivery_id}
     if page:
         params["acknowledge"] = Action.ACKNOWLEDGE.value
     if one_statement and viewed:
@@ -158,7 +158,7 @@ def _viewed_mark(delivery: Delivery) -> None:
         )
 
 
-def _instance(model: type, names: tuple[str, ...], values) -> Any:
+def _instance(model: type[models.Model], names: tuple[str, ...], values) -> Any:
     # Every datetime column here is named *_at; SQLite hands raw SQL naive UTC values.
     values = [_aware(v) if n.endswith("_at") else v for n, v in zip(names, values, strict=True)]
     return model.from_db(connection.alias, names, values)
@@ -223,7 +223,7 @@ def notice_view(
             preferences=delivery.preferences,
             locale=reader_locale or wanted,
         ),
-        acknowledged=delivery.acknowledged,
+        acknowledged=bool(delivery.acknowledged),
     )
 
 
@@ -274,7 +274,8 @@ def preference_choose(
         comment=text_printable(comment).strip()[:2000],
         metadata=_timing(delivery),
     )
-    if recorded.created and recorded.event.action == receipts.RECEIPT_ACTION:
+    event = recorded.event
+    if recorded.created and event is not None and event.action == receipts.RECEIPT_ACTION:
         receipts.receipt_expect()  # the event itself is the receipt's outbox entry
     return recorded
 

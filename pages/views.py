@@ -236,16 +236,15 @@ def _done(request: HttpRequest, locale: str, *, member_id: int) -> dict | None:
     action = request.GET.get("done")
     if action not in {"acknowledge", *services.PREFERENCE_ACTIONS}:
         return None
-    purpose = purpose_by_slug(request.GET.get("purpose", ""))
-    done = {
+    slug = request.GET.get("purpose", "")
+    purpose = purpose_by_slug(slug)
+    done: dict[str, object] = {
         "action": action,
-        "purpose": request.GET.get("purpose", ""),
+        "purpose": slug,
         "purpose_name": purpose_wording(purpose=purpose, locale=locale).name if purpose else "",
     }
     if action == "object":  # its reference, and whether a receipt will be emailed
-        done["objection"] = objection_confirmation(
-            member_id=member_id, purpose_slug=done["purpose"]
-        )
+        done["objection"] = objection_confirmation(member_id=member_id, purpose_slug=slug)
     return done
 
 

@@ -142,7 +142,7 @@ def _record_held(
     with transaction.atomic(savepoint=False, durable=True):
         if action in PREFERENCE_EFFECT:
             # The member's row and the chain, with the preference and head as they stand.
-            held = _ledger_hold(member_id=member.pk, purpose_id=purpose.pk)
+            held = _ledger_hold(member_id=member.pk, purpose_id=fields["purpose_id"])
             if _preference_stands(action, held.preference):
                 pref = held.preference
                 return Recorded(pref.last_event if pref else None, created=False)
@@ -245,7 +245,7 @@ def _preference(pref_id: int | None, choice: str | None, last_event_id: int | No
 
 
 def _head(seq: int | None, hash_: str | None) -> tuple[int, str] | None:
-    return (seq, hash_) if seq is not None else None
+    return (seq, hash_) if seq is not None and hash_ is not None else None
 
 
 def _preference_stands(action: Action, pref: Preference | None) -> bool:

@@ -65,7 +65,8 @@ def _jsonl_writer(text: IO[str]):
 def _copy_csv(purpose: Purpose, out: IO[bytes]) -> int:
     sql, params = suppressions(purpose=purpose).query.sql_with_params()
     columns = ", ".join(f"c{i}" for i in range(len(SUPPRESSION_COLUMNS)))
-    query = connection.ops.compose_sql(
+    # PostgreSQL's DatabaseOperations (COPY runs there only); the stubs type the base class.
+    query = connection.ops.compose_sql(  # type: ignore[attr-defined]
         f"SELECT c0, c1, c2, to_char(c3 AT TIME ZONE 'UTC', '{PG_SINCE_FORMAT}')"
         f" FROM ({sql}) AS s ({columns})",
         params,

@@ -222,7 +222,7 @@ def _failed(receipt: ObjectionReceipt, exc: Exception, *, retry: bool) -> None:
 def _error_summary(exc: Exception) -> str:
     """The error's kind and the server's codes: never its text, which may hold the address."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _msg in exc.recipients.values()]
+        codes: list[object] = [code for code, _msg in exc.recipients.values()]
     else:
         codes = [getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None)]
     return clipped(
@@ -233,6 +233,8 @@ def _error_summary(exc: Exception) -> str:
 
 
 def receipt_message(event: ConsentEvent, version: NoticeVersion | None) -> EmailMultiAlternatives:
+    if event.purpose is None:
+        raise ValueError(f"consent event {event.seq} names no purpose: no objection to confirm")
     locale = locale_language(event.member.locale)
     if locale not in dict(settings.LANGUAGES):
         locale = settings.LANGUAGE_CODE
@@ -250,8 +252,9 @@ def receipt_message(event: ConsentEvent, version: NoticeVersion | None) -> Email
         html = render_to_string("emails/objection-receipt-body.html", context)
     message = EmailMultiAlternatives(subject=subject, body=text, to=[event.member.email])
     message.attach_alternative(html, "text/html")
-    message.metadata = {"consent_event": str(event.seq)}
-    message.tags = ["objection-receipt"]
+    # For the ESP, through django-anymail (attributes django-stubs does not declare).
+    message.metadata = {"consent_event": str(event.seq)}  # type: ignore[attr-defined]
+    message.tags = ["objection-receipt"]  # type: ignore[attr-defined]
     return message
 
 

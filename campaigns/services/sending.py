@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
 from django.db.models import F, Min, Q
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from accounts.models import UNREACHABLE_REASON, Member
@@ -378,8 +379,9 @@ def notice_email(
     )
     message.attach_alternative(html, "text/html")
     # django-anymail passes these to the ESP; its webhooks hand them back with each event.
-    message.metadata = {"delivery_id": str(delivery_id), "campaign_id": str(campaign_id)}
-    message.tags = [f"campaign-{campaign_id}"]
+    # (Attributes django-anymail reads; django-stubs knows only Django's own.)
+    message.metadata = {"delivery_id": str(delivery_id), "campaign_id": str(campaign_id)}  # type: ignore[attr-defined]
+    message.tags = [f"campaign-{campaign_id}"]  # type: ignore[attr-defined]
     return message
 
 
@@ -390,7 +392,8 @@ def _record(
     campaign: Campaign, results: list[SendResult], lease: datetime, outcome: ChunkOutcome
 ) -> None:
     now = timezone.now()
-    rows, tally = [], Counter()
+    rows: list[tuple[object, ...]] = []
+    tally: Counter[DeliveryStatus] = Counter()
     for result in results:
         delivery = Delivery(id=result.claimed.id, error=result.error)
         delivery.sent_at, delivery.not_before = None, None
@@ -427,7 +430,7 @@ def _record(
     outcome.sent += tally[DeliveryStatus.SENT]
 
 
-def _rejected_in_a_row(results: list[SendResult]) -> F | int:
+def _rejected_in_a_row(results: list[SendResult]) -> Combinable | int:
     """The streak of permanent refusals after this batch: those since its last accepted
     message, or the streak so far plus this batch's when it had none accepted."""
     outcomes = [r.outcome for r in results]

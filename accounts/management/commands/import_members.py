@@ -1,5 +1,6 @@
 import os
 import sys
+from typing import IO, cast
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             file=sys.stderr,
         )
         try:
-            stream = open_text(path, wrap=lambda raw: CallbackIOWrapper(bar.update, raw, "read"))
+            stream = open_text(path, wrap=lambda raw: _counted(raw, bar))
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
         try:
@@ -65,3 +66,9 @@ class Command(BaseCommand):
 
     def _print_error(self, error: RowError) -> None:
         self.stderr.write(str(error))
+
+
+def _counted(raw: IO[bytes], bar: tqdm) -> IO[bytes]:
+    """``raw``, its reads counted on the progress bar. tqdm's wrapper passes every other
+    attribute through to ``raw``, which its stubs do not say."""
+    return cast(IO[bytes], CallbackIOWrapper(bar.update, raw, "read"))
