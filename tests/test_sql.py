@@ -92,3 +92,36 @@ def test_the_first_column_must_be_the_primary_key():
             rows=[("x", T0)],
             assignments={"error": "v.error"},
         )
+
+
+def test_it_writes_what_the_orms_updates_would_with_its_own_parameters(monkeypatch):
+    """Assignments take their values as parameters (before the rows'), on every batch."""
+    monkeypatch.setattr(sql, "SQLITE_MAX_PARAMETERS", 8)  # one parameter, two rows a batch
+    ours, theirs = deliveries(5), deliveries(5)
+    for twins in (ours, theirs):
+        Delivery.objects.filter(pk__in=[twins[1].pk, twins[3].pk]).update(status="sent")
+    values = [(f"e{i}", T0 + timedelta(minutes=i)) for i in range(5)]
+    updated = update_from_rows(
+        model=Delivery,
+        columns=COLUMNS,
+        rows=[(d.pk, *v) for d, v in zip(ours, values, strict=True)],
+        assignments={
+            "error": "CASE WHEN d.status = %s THEN v.error ELSE d.error END",
+            "sent_at": "v.sent_at",
+        },
+        params=["pending"],
+    )
+    assert updated == 5
+    for d, (error, sent_at) in zip(theirs, values, strict=True):
+        Delivery.objects.filter(pk=d.pk, status="pending").update(error=error)
+        Delivery.objects.filter(pk=d.pk).update(sent_at=sent_at)
+
+    def written(twins):
+        return list(
+            Delivery.objects.filter(pk__in=[d.pk for d in twins])
+            .order_by("pk")
+            .values("status", "error", "sent_at")
+        )
+
+    assert written(ours) == written(theirs)
+    assert [row["error"] for row in written(ours)] == ["e0", "", "e2", "", "e4"]
