@@ -5,10 +5,13 @@ Raw SQL is used where the ORM cannot say it (COPY, ``unnest``, a data-modifying
 ``WITH``, ``SKIP LOCKED`` with a ``LIMIT`` that holds) or where building the ORM's
 query cost more than running it on a hot path. Every statement here follows one rule:
 
-- **Identifiers** (tables, columns) reach the SQL text only through the helpers below,
-  which quote them with ``connection.ops.quote_name``: ``table(Model)`` and
-  ``column(Model, "field")`` read the model's ``_meta``, so a renamed table or column
-  follows; ``name("...")`` quotes a name the models do not own (a temporary table).
+- **Identifiers** reach the SQL text only through the helpers below, which quote them
+  with ``connection.ops.quote_name``: tables always as ``table(Model)`` (from the
+  model's ``_meta``, so a renamed table follows), columns as ``column(Model, "field")``
+  wherever a list of them is built from fields, and ``name("...")`` for a name the
+  models do not own (a temporary table, a function). Column names a statement writes
+  out in its own fixed text (``WHERE campaign_id = %s``) are never formatted from
+  anything; each statement's comparison test with the ORM fails if one changes.
 - **Values** travel only as query parameters, never formatted into the text.
 - **Rows** are read by column name, never by offset: ``row_dicts`` / ``row_dict`` for
   the few rows most statements return, ``row_index`` (a name -> offset map computed

@@ -67,7 +67,8 @@ def _select(alias: str, part: str, model, fields: tuple[str, ...]) -> list[tuple
 
 @functools.cache
 def _statement(*, page: bool, with_preferences: bool, viewed: bool, vendor: str) -> _Statement:
-    """The statement for one combination of what is read (built once per process)."""
+    """The statement for one combination of what is read (built once per process; per
+    vendor, as quoting is the backend's)."""
     selected = [
         *_select("d", "delivery", Delivery, DELIVERY_FIELDS),
         *_select("m", "member", Member, MEMBER_FIELDS),
