@@ -25,7 +25,6 @@ and on PostgreSQL (``tests/test_db.py`` and the feature's own tests). ruff's S60
 (SQL built from strings) is on everywhere else in the project.
 """
 
-from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
@@ -45,12 +44,6 @@ def table(model: type[Model]) -> str:
 def column(model: type[Model], field: str) -> str:
     """The column of the model's ``field`` (a field name or attname), quoted."""
     return name(model._meta.get_field(field).column)
-
-
-def columns(model: type[Model], fields: Sequence[str], *, alias: str = "") -> str:
-    """``fields``' columns, quoted, comma separated, each prefixed by ``alias.``."""
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(prefix + column(model, field) for field in fields)
 
 
 def placeholders(count: int) -> str:
