@@ -10,11 +10,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten, model_format_dict
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.functional import cached_property
 
 from accounts.permissions import PermissionRefused
+from db.estimates import table_row_estimate
+
+# Below this many rows an exact count is cheap enough, and exact.
+ESTIMATE_ABOVE = 100_000
 
 
 def acting_user(request: HttpRequest) -> User:
@@ -25,20 +28,15 @@ def acting_user(request: HttpRequest) -> User:
 
 class EstimatedCountPaginator(Paginator):
     """On PostgreSQL, use the planner's row estimate for big unfiltered tables:
-    an exact count(*) of a multi-million-row ledger takes seconds per page view."""
+    an exact count(*) of a multi-million-row ledger costs more than the page view."""
 
     @cached_property
     def count(self) -> int:
         query = getattr(self.object_list, "query", None)
-        if connection.vendor == "postgresql" and query is not None and not query.where:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
-                    [query.model._meta.db_table],
-                )
-                row = cursor.fetchone()
-            if row and row[0] > 100_000:
-                return row[0]
+        if query is not None and not query.where:
+            estimate = table_row_estimate(query.model)
+            if estimate is not None and estimate > ESTIMATE_ABOVE:
+                return estimate
         return super().count
 
 

@@ -14,13 +14,14 @@ from django.db import connection, models
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.models import Action, ConsentEvent, Member, Preference, Purpose, Source
+from accounts.models import Action, Member, Preference, Purpose, Source
 from accounts.selectors import EffectiveState, member_effective_states
 from accounts.services.consent import Recorded, consent_record
 from campaigns import tokens
 from campaigns.models import Campaign, Delivery, NoticeText, NoticeVersion
 from campaigns.rendering import markdown_to_html, text_for_locale, version_texts
 from campaigns.services import receipts
+from db import notice_page as db_notice_page
 
 # Actions a member can take for a purpose on the page, by the form's value.
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
@@ -51,111 +52,40 @@ def delivery_for_token(token: str, *, viewed: bool = False, page: bool = True) -
     return delivery
 
 
-# Every view and objection of a notice page starts here, so this is plain SQL: building
-# the same query with the ORM (select_related, only, Exists) costs more than running
-# it. Columns not read here stay deferred
-# on the instances (loaded on access), exactly as with .only().
-_NOTICE_DELIVERY_SQL = """
-SELECT d.id, d.campaign_id, d.member_id, d.locale, d.sent_at, d.viewed_at,
-       m.id, m.locale, m.jurisdiction, m.email_status, m.created_at,
-       v.id, v.notice_id, v.number, v.default_locale, v.effective_date,
-       v.objection_deadline, v.frozen_at{page}
-FROM {delivery} d
-JOIN {member} m ON m.id = d.member_id
-JOIN {campaign} c ON c.id = d.campaign_id
-JOIN {version} v ON v.id = c.notice_version_id
-WHERE d.id = %(delivery)s
-"""
-# What the page shows of the member's responses, read for a page only (an objection
-# POST shows none of it): whether they acknowledged this version and, on PostgreSQL in
-# the same statement (elsewhere one more query), their preferences.
-_ACKNOWLEDGED_SQL = """,
-       EXISTS (SELECT 1 FROM {event} e WHERE e.member_id = d.member_id
-               AND e.action = %(acknowledge)s AND e.notice_version_id = v.id)"""
-# On PostgreSQL the same statement also carries the member's preferences and notes the
-# first view (a data-modifying WITH runs once, whatever the query reads of it): one
-# round trip per page view instead of three (the SELECT sees the row as it was before);
-# an objection POST, which shows neither, reads only the delivery.
-_PREFERENCES_JSON = """,
-       (SELECT json_agg(json_build_array(p.id, p.purpose_id, p.choice, p.chosen_at,
-                                         p.last_event_id))
-        FROM {preference} p WHERE p.member_id = d.member_id)"""
-_VIEWED_MARK_SQL = """
-WITH viewed AS (
-    UPDATE {delivery} SET viewed_at = %(now)s
-    WHERE id = %(delivery)s AND viewed_at IS NULL
-    RETURNING id
-)"""
-_DELIVERY_FIELDS = ("id", "campaign_id", "member_id", "locale", "sent_at", "viewed_at")
-_MEMBER_FIELDS = ("id", "locale", "jurisdiction", "email_status", "created_at")
-_VERSION_FIELDS = (
-    "id",
-    "notice_id",
-    "number",
-    "default_locale",
-    "effective_date",
-    "objection_deadline",
-    "frozen_at",
-)
-_PREFERENCE_FIELDS = ("id", "purpose_id", "choice", "chosen_at", "last_event_id")
-
-
 def notice_delivery(
     *, delivery_id: int, viewed: bool = False, page: bool = True
 ) -> Delivery | None:
-    one_statement = connection.vendor == "postgresql"
-    tables = {
-        "event": ConsentEvent._meta.db_table,
-        "delivery": Delivery._meta.db_table,
-        "member": Member._meta.db_table,
-        "campaign": Campaign._meta.db_table,
-        "version": NoticeVersion._meta.db_table,
-        "preference": Preference._meta.db_table,
-    }
-    with_json = one_statement and page
-    shown = (_ACKNOWLEDGED_SQL + (_PREFERENCES_JSON if with_json else "")) if page else ""
-    sql = _NOTICE_DELIVERY_SQL.format(**tables, page=shown.format(**tables))
-    params: dict[str, int | str | datetime] = {"delivery": delivery_id}
-    if page:
-        params["acknowledge"] = Action.ACKNOWLEDGE.value
-    if one_statement and viewed:
-        sql = _VIEWED_MARK_SQL.format(**tables) + sql
-        params["now"] = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
+    read = db_notice_page.notice_delivery_read(
+        delivery_id=delivery_id,
+        page=page,
+        acknowledge=Action.ACKNOWLEDGE.value,
+        viewed_at=timezone.now() if viewed else None,
+    )
+    if read is None:
         return None
-    m, v = len(_DELIVERY_FIELDS), len(_DELIVERY_FIELDS) + len(_MEMBER_FIELDS)
-    a = v + len(_VERSION_FIELDS)
-    delivery = _instance(Delivery, _DELIVERY_FIELDS, row[:m])
-    delivery.member = _instance(Member, _MEMBER_FIELDS, row[m:v])
-    version = _instance(NoticeVersion, _VERSION_FIELDS, row[v:a])
-    delivery.campaign = _instance(Campaign, ("id", "notice_version_id"), [row[1], version.pk])
+    delivery = _instance(Delivery, db_notice_page.DELIVERY_FIELDS, read.delivery)
+    delivery.member = _instance(Member, db_notice_page.MEMBER_FIELDS, read.member)
+    version = _instance(NoticeVersion, db_notice_page.VERSION_FIELDS, read.version)
+    delivery.campaign = _instance(
+        Campaign, ("id", "notice_version_id"), [delivery.campaign_id, version.pk]
+    )
     delivery.campaign.notice_version = version
-    delivery.acknowledged = bool(row[a]) if page else None
+    delivery.acknowledged = read.acknowledged
     delivery.preferences = None
     if page:
         rows = (
-            [_instance(Preference, _PREFERENCE_FIELDS, values) for values in row[a + 1] or ()]
-            if with_json
+            [
+                _instance(Preference, db_notice_page.PREFERENCE_FIELDS, values)
+                for values in read.preferences
+            ]
+            if read.preferences is not None
             else Preference.objects.filter(member_id=delivery.member_id)
         )
         delivery.preferences = {p.purpose_id: p for p in rows}
-    if viewed and not one_statement:
-        _viewed_mark(delivery)
+    if viewed and not read.viewed_noted and delivery.viewed_at is None:
+        # The usual case for a page opened again (viewed_at set) writes nothing.
+        db_notice_page.delivery_viewed_mark(delivery_id=delivery.pk, at=timezone.now())
     return delivery
-
-
-def _viewed_mark(delivery: Delivery) -> None:
-    if delivery.viewed_at is not None:
-        return  # the usual case for a page opened again: no write
-    with connection.cursor() as cursor:  # plain SQL: compiling the ORM's took longer
-        cursor.execute(
-            f"UPDATE {Delivery._meta.db_table} SET viewed_at = %s"
-            " WHERE id = %s AND viewed_at IS NULL",
-            [connection.ops.adapt_datetimefield_value(timezone.now()), delivery.pk],
-        )
 
 
 def _instance(model: type[models.Model], names: tuple[str, ...], values) -> Any:

@@ -15,7 +15,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import EmailStatus, Member
-from accounts.services.member_import import STAGING, ImportFileError, members_import
+from accounts.services.member_import import ImportFileError, members_import
+from db import member_import as db_member_import
 from tests.factories import MemberFactory
 
 pytestmark = pytest.mark.django_db
@@ -659,9 +660,7 @@ def generated_rows(count: int, fmt: str):
 
 
 def staged_count() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {STAGING}")
-        return cursor.fetchone()[0]
+    return db_member_import.stager(connection.vendor).staged_count()
 
 
 @pytest.mark.parametrize(("fmt", "header_lines"), [("csv", 1), ("jsonl", 0)])
@@ -694,9 +693,7 @@ def test_rejected_rows_are_staged_then_reported_in_line_order_and_the_report_kee
     heard, staged_rejections = [], []
 
     def staged_rejection_count() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM renotify_member_import_rejected")
-            return cursor.fetchone()[0]
+        return db_member_import.stager(connection.vendor).rejected_count()
 
     report = members_import(
         stream=stream,

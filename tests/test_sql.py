@@ -1,12 +1,12 @@
-"""config.sql.update_from_rows: one statement, per-row values, merged with the row."""
+"""db.rows.update_from_rows: one statement, per-row values, merged with the row."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from campaigns.models import Delivery
-from config import sql
-from config.sql import Column, update_from_rows
+from db import rows as sql
+from db.rows import Column, update_from_rows
 from tests.factories import MemberFactory, campaign
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ def test_each_row_gets_its_own_values_in_one_statement(django_assert_num_queries
     rows = deliveries(3)
     with django_assert_num_queries(1):
         updated = update_from_rows(
-            table=Delivery._meta.db_table,
+            model=Delivery,
             columns=COLUMNS,
             rows=[(d.pk, f"e{i}", T0 + timedelta(minutes=i)) for i, d in enumerate(rows)],
             assignments=KEEP_EARLIER,
@@ -49,7 +49,7 @@ def test_assignments_can_merge_with_the_stored_value():
     Delivery.objects.filter(pk=first.pk).update(sent_at=T0)
     Delivery.objects.filter(pk=second.pk).update(sent_at=T0 + timedelta(hours=2))
     update_from_rows(
-        table=Delivery._meta.db_table,
+        model=Delivery,
         columns=COLUMNS,
         rows=[(d.pk, "", T0 + timedelta(hours=1)) for d in (first, second)],
         assignments=KEEP_EARLIER,
@@ -62,7 +62,7 @@ def test_assignments_can_merge_with_the_stored_value():
 def test_rows_that_do_not_exist_are_ignored_and_nulls_pass_through():
     (d,) = deliveries(1)
     updated = update_from_rows(
-        table=Delivery._meta.db_table,
+        model=Delivery,
         columns=COLUMNS,
         rows=[(d.pk, "kept", None), (d.pk + 1000, "nobody", T0)],
         assignments={"error": "v.error", "sent_at": "v.sent_at"},
@@ -75,7 +75,7 @@ def test_many_rows_are_split_below_sqlites_parameter_cap(monkeypatch):
     monkeypatch.setattr(sql, "SQLITE_MAX_PARAMETERS", 7)  # two rows per statement there
     rows = deliveries(5)
     updated = update_from_rows(
-        table=Delivery._meta.db_table,
+        model=Delivery,
         columns=COLUMNS,
         rows=[(d.pk, str(d.pk), T0) for d in rows],
         assignments={"error": "v.error"},
@@ -87,8 +87,41 @@ def test_many_rows_are_split_below_sqlites_parameter_cap(monkeypatch):
 def test_the_first_column_must_be_the_primary_key():
     with pytest.raises(ValueError, match="primary key"):
         update_from_rows(
-            table=Delivery._meta.db_table,
+            model=Delivery,
             columns=COLUMNS[1:],
             rows=[("x", T0)],
             assignments={"error": "v.error"},
         )
+
+
+def test_it_writes_what_the_orms_updates_would_with_its_own_parameters(monkeypatch):
+    """Assignments take their values as parameters (before the rows'), on every batch."""
+    monkeypatch.setattr(sql, "SQLITE_MAX_PARAMETERS", 8)  # one parameter, two rows a batch
+    ours, theirs = deliveries(5), deliveries(5)
+    for twins in (ours, theirs):
+        Delivery.objects.filter(pk__in=[twins[1].pk, twins[3].pk]).update(status="sent")
+    values = [(f"e{i}", T0 + timedelta(minutes=i)) for i in range(5)]
+    updated = update_from_rows(
+        model=Delivery,
+        columns=COLUMNS,
+        rows=[(d.pk, *v) for d, v in zip(ours, values, strict=True)],
+        assignments={
+            "error": "CASE WHEN d.status = %s THEN v.error ELSE d.error END",
+            "sent_at": "v.sent_at",
+        },
+        params=["pending"],
+    )
+    assert updated == 5
+    for d, (error, sent_at) in zip(theirs, values, strict=True):
+        Delivery.objects.filter(pk=d.pk, status="pending").update(error=error)
+        Delivery.objects.filter(pk=d.pk).update(sent_at=sent_at)
+
+    def written(twins):
+        return list(
+            Delivery.objects.filter(pk__in=[d.pk for d in twins])
+            .order_by("pk")
+            .values("status", "error", "sent_at")
+        )
+
+    assert written(ours) == written(theirs)
+    assert [row["error"] for row in written(ours)] == ["e0", "", "e2", "", "e4"]

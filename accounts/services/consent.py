@@ -28,7 +28,6 @@ Two ways of writing keep it so:
   the one statement.
 """
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +45,7 @@ from accounts.models import (
     Source,
 )
 from config.fields import clipped
+from db import ledger as db_ledger
 
 # What each preference action leaves as the member's explicit choice. Withdrawing
 # an objection clears the choice (back to the jurisdiction's default) rather than
@@ -169,35 +169,15 @@ def _record_held(
     return Recorded(event, created=True)
 
 
-# Plain SQL from the member lock to the commit: each statement from the ledger lock on
-# holds up every other choice being recorded (the ledger is one chain), and building
-# these queries with the ORM costs more than running them.
-#
-# Lock order, everywhere: the member's row first, then the ledger. (A writer holding the
-# ledger and waiting for a member row that another holds while it waits for the ledger
-# would deadlock.) On PostgreSQL the function renotify_ledger_hold (migration accounts
-# 0006) takes both and reads the preference and head in one round trip; on SQLite the
-# IMMEDIATE transaction already holds the database's write lock.
-_MEMBER_LOCK_SQL = "SELECT unsubscribed_at FROM {member} WHERE id = %s{for_update}"
-_LEDGER_HOLD_SQL = "SELECT * FROM renotify_ledger_hold(%s, %s, %s)"
-_PREFERENCE_AND_HEAD_SQL = """
-SELECT p.id, p.choice, p.last_event_id, head.seq, head.hash
-FROM (SELECT 1) one
-LEFT JOIN {preference} p ON p.member_id = %s AND p.purpose_id = %s
-LEFT JOIN (SELECT seq, hash FROM {event} ORDER BY seq DESC LIMIT 1) head ON true
-"""
+# The statements run in db.ledger (lock order, plain SQL: see there).
 
 
 def _member_lock(member_id: int) -> Any:
     """Lock the member's row until commit; when they unsubscribed, as it now stands."""
-    for_update = " FOR UPDATE" if connection.vendor == "postgresql" else ""
-    sql = _MEMBER_LOCK_SQL.format(member=Member._meta.db_table, for_update=for_update)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [member_id])
-        row = cursor.fetchone()
+    row = db_ledger.member_lock(member_id=member_id)
     if row is None:
         raise Member.DoesNotExist(f"no member {member_id}")
-    return row[0]
+    return row["unsubscribed_at"]
 
 
 @dataclass(frozen=True)
@@ -215,26 +195,22 @@ def _ledger_hold(*, member_id: int | None, purpose_id: int | None) -> _Held:
         if member_id is not None:
             _member_lock(member_id)
         return _Held(*_preference_and_head(member_id, purpose_id))
-    with connection.cursor() as cursor:
-        cursor.execute(_LEDGER_HOLD_SQL, [member_id, purpose_id, LEDGER_LOCK_ID])
-        row = cursor.fetchone()
+    row = db_ledger.ledger_hold(member_id=member_id, purpose_id=purpose_id, lock_id=LEDGER_LOCK_ID)
     if row is None:
         raise Member.DoesNotExist(f"no member {member_id}")
-    _email_status, *preference, seq, hash_ = row
-    return _Held(_preference(*preference), _head(seq, hash_))
+    return _Held(*_read(row))
 
 
 def _preference_and_head(
     member_id: int | None, purpose_id: int | None
 ) -> tuple[Preference | None, tuple[int, str] | None]:
     """The member's Preference for the purpose and the chain's head, in one snapshot."""
-    sql = _PREFERENCE_AND_HEAD_SQL.format(
-        preference=Preference._meta.db_table, event=ConsentEvent._meta.db_table
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [member_id, purpose_id])
-        pref_id, choice, last_event_id, seq, hash_ = cursor.fetchone()
-    return _preference(pref_id, choice, last_event_id), _head(seq, hash_)
+    return _read(db_ledger.preference_and_head(member_id=member_id, purpose_id=purpose_id))
+
+
+def _read(row: dict[str, Any]) -> tuple[Preference | None, tuple[int, str] | None]:
+    preference = _preference(row["pref_id"], row["pref_choice"], row["pref_last_event_id"])
+    return preference, _head(row["head_seq"], row["head_hash"])
 
 
 def _preference(pref_id: int | None, choice: str | None, last_event_id: int | None):
@@ -283,56 +259,15 @@ def _event_new(head: tuple[int, str] | None, **fields: Any) -> ConsentEvent:
     return ConsentEvent(**fields)
 
 
-# The member's row (KEY SHARE: what the event's foreign key takes anyway), then the
-# ledger, as every writer takes them; then the event, unless its seq exists already
-# (appended since the head was read, or in flight: the insert waits for that one's
-# commit, then does nothing); then the Preference it leaves. Nothing is written when the
-# member is gone or the event was not inserted.
-_EVENT_WITH_PREFERENCE_SQL = """
-WITH member AS MATERIALIZED (
-    SELECT id FROM {member} WHERE id = %s FOR KEY SHARE
-), ledger AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock(%s) FROM member
-), event AS (
-    INSERT INTO {event} ({columns}) SELECT {values} FROM ledger
-    ON CONFLICT DO NOTHING RETURNING id
-)
-INSERT INTO {preference} (member_id, purpose_id, choice, chosen_at, last_event_id)
-SELECT %s, %s, %s, %s, id FROM event
-ON CONFLICT (member_id, purpose_id) DO UPDATE
-SET choice = EXCLUDED.choice, chosen_at = EXCLUDED.chosen_at,
-    last_event_id = EXCLUDED.last_event_id
-RETURNING last_event_id
-"""
-
-
-@functools.cache
-def _event_with_preference_sql() -> tuple[str, list]:
-    """The statement, and the event's fields in its column order (built once)."""
-    fields = [f for f in ConsentEvent._meta.concrete_fields if not f.primary_key]
-    sql = _EVENT_WITH_PREFERENCE_SQL.format(
-        member=Member._meta.db_table,
-        event=ConsentEvent._meta.db_table,
-        preference=Preference._meta.db_table,
-        columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
-        values=", ".join(["%s"] * len(fields)),
-    )
-    return sql, fields
-
-
 def _insert_with_preference(event: ConsentEvent, *, choice: Choice | None) -> bool:
     """PostgreSQL: the event and the Preference it leaves in one statement; False when
     the event's seq was taken (the chain moved on since its head was read)."""
-    sql, fields = _event_with_preference_sql()
-    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
-    chosen_at = connection.ops.adapt_datetimefield_value(event.created_at)
-    params = [event.member_id, LEDGER_LOCK_ID, *values]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, event.member_id, event.purpose_id, choice, chosen_at])
-        row = cursor.fetchone()
-    if row is None:
+    event_id = db_ledger.event_with_preference_insert(
+        event=event, lock_id=LEDGER_LOCK_ID, choice=choice, chosen_at=event.created_at
+    )
+    if event_id is None:
         return False
-    event.pk = row[0]
+    event.pk = event_id
     event._state.adding, event._state.db = False, connection.alias
     return True
 

@@ -20,7 +20,6 @@ import io
 import json
 import re
 import sys
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,12 +32,11 @@ from django.utils import timezone
 from accounts.jurisdictions import jurisdiction_for, normalise_country
 from accounts.locales import locale_normalise
 from accounts.models import EmailStatus, Member
-from accounts.services.members import address_health_sql
+from accounts.services.members import HEALTH_OF_NEW_ADDRESS
 from config.fields import column_length
+from db import member_import as db_member_import
 
 COLUMNS = ("external_id", "email", "locale", "country")
-STAGING = "renotify_member_import"
-REJECTED = "renotify_member_import_rejected"
 # Rows fetched per round trip when the rejections are read back for reporting.
 REJECTED_CHUNK = 2000
 # The delimiters a header may use, named for the message that says which one was found.
@@ -89,7 +87,7 @@ class ImportReport:
 
 # A valid row as staged: (line, external_id, email, locale, country, jurisdiction).
 # A plain tuple, not a dataclass: a million of them pass through here.
-StagedRow = tuple[int, str, str, str, str, str]
+StagedRow = db_member_import.StagedRow
 # A row as read: (line, external_id, email, locale, country), untrimmed.
 RawRow = tuple[int, str, str, str, str]
 
@@ -280,7 +278,7 @@ def members_import(
     if fmt not in READERS:
         raise ImportFileError(f"unknown format {fmt!r}; expected one of {', '.join(READERS)}")
     report = ImportReport(dry_run=dry_run)
-    stager = _Stager.for_vendor(connection.vendor)
+    stager = db_member_import.stager(connection.vendor)
     batch_size = batch_size or settings.RENOTIFY_IMPORT_BATCH_SIZE
 
     with transaction.atomic():
@@ -311,9 +309,14 @@ def members_import(
         if dry_run:
             report.created, report.updated = stager.count_changes()
         else:
-            report.created, report.updated = stager.upsert()
+            report.created, report.updated = stager.upsert(
+                status=EmailStatus.OK.value,
+                new_address_health=HEALTH_OF_NEW_ADDRESS.value,
+                now=timezone.now(),
+            )
         if report.rejected:
-            for error in stager.rejected():
+            for line, reason in stager.rejected(chunk=REJECTED_CHUNK):
+                error = RowError(line, reason)
                 if len(report.first_errors) < keep_errors:
                     report.first_errors.append(error)
                 if on_error:
@@ -324,200 +327,6 @@ def members_import(
             transaction.set_rollback(True)
     report.unchanged = report.read - report.rejected - report.created - report.updated
     return report
-
-
-class _Stager(ABC):
-    """Staging-table SQL; the vendors differ only in bulk load and change counting."""
-
-    @staticmethod
-    def for_vendor(vendor: str) -> "_Stager":
-        return {"postgresql": _PostgresStager, "sqlite": _SqliteStager}[vendor]()
-
-    def create(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {STAGING} (line integer NOT NULL,"
-                " external_id text NOT NULL, email text NOT NULL, locale text NOT NULL,"
-                " country text NOT NULL, jurisdiction text NOT NULL)"
-            )
-            cursor.execute(f"DROP TABLE IF EXISTS {REJECTED}")
-            cursor.execute(
-                f"CREATE TEMPORARY TABLE {REJECTED} (line integer NOT NULL, reason text NOT NULL)"
-            )
-
-    def drop(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
-            cursor.execute(f"DROP TABLE IF EXISTS {REJECTED}")
-
-    @abstractmethod
-    def write(self, rows: list[StagedRow]) -> None:
-        """Append rows to the staging table, each vendor its fastest way."""
-
-    @abstractmethod
-    def write_rejected(self, rows: list[tuple[int, str]]) -> None:
-        """Append (line, reason) rows to the rejected table."""
-
-    def reject_duplicates(self) -> int:
-        """Move every repeat of an external_id after its first line to the rejected table."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {REJECTED} (line, reason)"
-                " SELECT s.line, 'duplicate external_id (first seen on line '"
-                f" || f.first_line || ')' FROM {STAGING} s JOIN ("
-                f" SELECT external_id, min(line) AS first_line FROM {STAGING}"
-                " GROUP BY external_id HAVING count(*) > 1"
-                ") f ON f.external_id = s.external_id AND s.line > f.first_line"
-            )
-            duplicates = cursor.rowcount
-            if duplicates:
-                # Rows rejected while reading were never staged: the staged lines that
-                # are in the rejected table now are exactly the duplicates.
-                cursor.execute(f"DELETE FROM {STAGING} WHERE line IN (SELECT line FROM {REJECTED})")
-        return duplicates
-
-    def rejected(self) -> Iterator[RowError]:
-        """Every rejected row in line order, fetched a chunk at a time."""
-        with connection.chunked_cursor() as cursor:
-            cursor.execute(f"SELECT line, reason FROM {REJECTED} ORDER BY line")
-            while chunk := cursor.fetchmany(REJECTED_CHUNK):
-                for line, reason in chunk:
-                    yield RowError(line, reason)
-
-    def count_changes(self) -> tuple[int, int]:
-        """(rows that would be created, rows that would be updated)."""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT count(*) FILTER (WHERE m.id IS NULL),"
-                f" count(*) FILTER (WHERE m.id IS NOT NULL AND {self._changed('s')})"
-                f" FROM {STAGING} s LEFT JOIN {Member._meta.db_table} m"
-                " ON m.external_id = s.external_id"
-            )
-            created, updated = cursor.fetchone()
-        return created, updated
-
-    @abstractmethod
-    def _changed(self, new: str) -> str:
-        """SQL true when member ``m`` differs from the row aliased ``new``."""
-
-    def _upsert_sql(self) -> str:
-        table = Member._meta.db_table
-        health, health_changed_at = address_health_sql(old="m", new="excluded")
-        return (
-            f"INSERT INTO {table} AS m (external_id, email, locale, country, jurisdiction,"
-            " email_status, email_status_changed_at, created_at, updated_at)"
-            " SELECT external_id, email, locale, country, jurisdiction, %s, NULL, %s, %s"
-            f" FROM {STAGING} s"
-            # Unchanged rows never reach ON CONFLICT, which would lock (and so write)
-            # every conflicting row before looking at its WHERE.
-            f" WHERE NOT EXISTS (SELECT 1 FROM {table} o WHERE o.external_id = s.external_id"
-            " AND o.email = s.email AND o.locale = s.locale AND o.country = s.country)"
-            # In index order: inserts into the unique index stay local.
-            " ORDER BY s.external_id"
-            " ON CONFLICT (external_id) DO UPDATE SET email = excluded.email,"
-            " locale = excluded.locale, country = excluded.country,"
-            " jurisdiction = excluded.jurisdiction, updated_at = excluded.updated_at,"
-            # The rule ``member_address_change`` applies: a new address's health starts
-            # again; the unsubscribe is the member's (``unsubscribed_at``, untouched).
-            f" email_status = {health}, email_status_changed_at = {health_changed_at}"
-            # Still checked here: a concurrent writer may have changed the row since.
-            f" WHERE {self._changed('excluded')}"
-        )
-
-    @abstractmethod
-    def upsert(self) -> tuple[int, int]:
-        """Write the staged rows; return (created, updated)."""
-
-
-_COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_escape(value: str) -> str:
-    return value.translate(_COPY_SPECIAL)
-
-
-class _PostgresStager(_Stager):
-    def write(self, rows: list[StagedRow]) -> None:
-        if not rows:
-            return
-        # COPY text format, one write per batch. Only external_id can hold a character
-        # COPY treats specially: the other fields were validated to exclude them.
-        text = "".join(
-            f"{line}\t{_copy_escape(external_id)}\t{email}\t{locale}\t{country}\t{place}\n"
-            for line, external_id, email, locale, country, place in rows
-        )
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(
-                f"COPY {STAGING} (line, external_id, email, locale, country, jurisdiction)"
-                " FROM STDIN"
-            ) as copy,
-        ):
-            copy.write(text)
-
-    def write_rejected(self, rows: list[tuple[int, str]]) -> None:
-        if not rows:
-            return
-        # A reason may quote part of a value (a locale, a country code), never a NUL.
-        text = "".join(f"{line}\t{_copy_escape(reason)}\n" for line, reason in rows)
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {REJECTED} (line, reason) FROM STDIN") as copy,
-        ):
-            copy.write(text)
-
-    def _changed(self, new: str) -> str:
-        return (
-            "(m.email, m.locale, m.country)"
-            f" IS DISTINCT FROM ({new}.email, {new}.locale, {new}.country)"
-        )
-
-    def upsert(self) -> tuple[int, int]:
-        now = timezone.now()
-        with connection.cursor() as cursor:
-            # xmax = 0 on a row version that INSERT created, non-zero on one ON CONFLICT updated.
-            cursor.execute(
-                f"WITH up AS ({self._upsert_sql()} RETURNING (xmax = 0) AS inserted)"
-                " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)"
-                " FROM up",
-                [EmailStatus.OK.value, now, now],
-            )
-            created, updated = cursor.fetchone()
-        return created, updated
-
-
-class _SqliteStager(_Stager):
-    def write(self, rows: list[StagedRow]) -> None:
-        if not rows:
-            return
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {STAGING} (line, external_id, email, locale, country, jurisdiction)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                rows,
-            )
-
-    def write_rejected(self, rows: list[tuple[int, str]]) -> None:
-        if not rows:
-            return
-        with connection.cursor() as cursor:
-            cursor.executemany(f"INSERT INTO {REJECTED} (line, reason) VALUES (%s, %s)", rows)
-
-    def _changed(self, new: str) -> str:
-        return f"(m.email, m.locale, m.country) IS NOT ({new}.email, {new}.locale, {new}.country)"
-
-    def upsert(self) -> tuple[int, int]:
-        # SQLite has one writer at a time, so the count difference is exact.
-        now = connection.ops.adapt_datetimefield_value(timezone.now())  # as the ORM stores it
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM {Member._meta.db_table}")
-            before = cursor.fetchone()[0]
-            cursor.execute(self._upsert_sql(), [EmailStatus.OK.value, now, now])
-            written = cursor.rowcount
-            cursor.execute(f"SELECT count(*) FROM {Member._meta.db_table}")
-            created = cursor.fetchone()[0] - before
-        return created, written - created
 
 
 def open_text(path: str, wrap: Callable[[IO[bytes]], IO[bytes]] | None = None) -> IO[str]:

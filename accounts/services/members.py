@@ -19,7 +19,7 @@ from config.fields import clipped
 CLEARABLE = (EmailStatus.BOUNCED, EmailStatus.COMPLAINED)
 
 # A new address has no history with mail servers: its health starts again here. The
-# importer's set-based upsert applies the same rule in SQL (``address_health_sql``).
+# importer's set-based upsert applies the same rule in SQL (``db.member_import``).
 HEALTH_OF_NEW_ADDRESS = EmailStatus.OK
 
 
@@ -27,18 +27,6 @@ def address_normal(email: str) -> str:
     """The address as stored: trimmed, domain in lower case (as the importer stores it)."""
     local, _, domain = email.strip().rpartition("@")
     return f"{local}@{domain.lower()}"
-
-
-def address_health_sql(*, old: str, new: str) -> tuple[str, str]:
-    """SQL for (email_status, email_status_changed_at) after an upsert of the row
-    aliased ``old`` (as stored) with ``new`` (as written): the health of a new address
-    is ``HEALTH_OF_NEW_ADDRESS``, noted as changed only when it was something else."""
-    changed = f"{old}.email <> {new}.email"
-    reset = f"{changed} AND {old}.email_status <> '{HEALTH_OF_NEW_ADDRESS}'"
-    return (
-        f"CASE WHEN {changed} THEN '{HEALTH_OF_NEW_ADDRESS}' ELSE {old}.email_status END",
-        f"CASE WHEN {reset} THEN {new}.updated_at ELSE {old}.email_status_changed_at END",
-    )
 
 
 @transaction.atomic

@@ -17,6 +17,7 @@ from django.db import connection
 
 from accounts.models import Purpose
 from accounts.selectors import SUPPRESSION_COLUMNS, suppressions
+from db import suppression_export as db_suppression_export
 
 FORMATS = ("csv", "jsonl")
 SINCE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -63,17 +64,8 @@ def _jsonl_writer(text: IO[str]):
 
 
 def _copy_csv(purpose: Purpose, out: IO[bytes]) -> int:
-    sql, params = suppressions(purpose=purpose).query.sql_with_params()
-    columns = ", ".join(f"c{i}" for i in range(len(SUPPRESSION_COLUMNS)))
-    # PostgreSQL's DatabaseOperations (COPY runs there only); the stubs type the base class.
-    query = connection.ops.compose_sql(  # type: ignore[attr-defined]
-        f"SELECT c0, c1, c2, to_char(c3 AT TIME ZONE 'UTC', '{PG_SINCE_FORMAT}')"
-        f" FROM ({sql}) AS s ({columns})",
-        params,
-    )
+    query_sql, query_params = suppressions(purpose=purpose).query.sql_with_params()
     out.write((",".join(SUPPRESSION_COLUMNS) + "\n").encode())
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy:
-            for block in copy:
-                out.write(block)
-        return cursor.cursor.rowcount
+    return db_suppression_export.suppressions_copy_csv(
+        query_sql=query_sql, query_params=query_params, since_format=PG_SINCE_FORMAT, out=out
+    )

@@ -16,13 +16,14 @@ last step records ``fanned_out_at``; until then the campaign cannot complete.
 """
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Min, QuerySet
 from django.utils import timezone
 
 from accounts.models import Member
-from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
+from campaigns.models import Campaign, CampaignState, DeliveryStatus
 from campaigns.selectors import audience_members, audience_preview, reachable
+from db import fanout as db_fanout
 
 # The states in which a campaign may gain deliveries.
 GROWS_IN = (CampaignState.SENDING, CampaignState.PAUSED)
@@ -96,43 +97,18 @@ SLICE_ATTEMPTS = 3
 
 def _may_grow(campaign_id: int) -> bool:
     """Whether the campaign is sending or paused, holding its row (see the module's
-    docstring) until the caller's transaction ends. SQLite has one writer at a time."""
-    lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT state FROM {Campaign._meta.db_table} WHERE id = %s{lock}", [campaign_id]
-        )
-        row = cursor.fetchone()
-    return row is not None and row[0] in GROWS_IN
+    docstring) until the caller's transaction ends."""
+    return db_fanout.campaign_state_hold(campaign_id=campaign_id) in GROWS_IN
 
 
 def _insert_new(campaign_id: int, wave: int, members: QuerySet, id_range: tuple[int, int]) -> int:
-    select_sql, params = members.query.sql_with_params()
-    table = Delivery._meta.db_table
-    with connection.cursor() as cursor:
-        # NOT EXISTS rather than ON CONFLICT DO NOTHING: the same result (rows already
-        # there are left alone), and faster on a large first fan-out, where
-        # ON CONFLICT checks the unique index once more for every row it inserts. The
-        # member-id range keeps the anti-join to this slice's rows: without it, every
-        # slice would read all the rows the slices before it inserted.
-        cursor.execute(
-            f"INSERT INTO {table} (campaign_id, member_id, wave, status, created_at, attempts,"
-            " locale, esp_message_id, error)"
-            " SELECT %s, audience.audience_member_id, %s, %s, %s, 0, '', '', ''"
-            f" FROM ({select_sql}) audience"
-            f" WHERE NOT EXISTS (SELECT 1 FROM {table} existing"
-            " WHERE existing.campaign_id = %s AND existing.wave = %s"
-            " AND existing.member_id > %s AND existing.member_id <= %s"
-            " AND existing.member_id = audience.audience_member_id)",
-            [
-                campaign_id,
-                wave,
-                DeliveryStatus.PENDING.value,
-                connection.ops.adapt_datetimefield_value(timezone.now()),
-                *params,
-                campaign_id,
-                wave,
-                *id_range,
-            ],
-        )
-        return cursor.rowcount
+    audience_sql, audience_params = members.query.sql_with_params()
+    return db_fanout.deliveries_insert_missing(
+        campaign_id=campaign_id,
+        wave=wave,
+        status=DeliveryStatus.PENDING.value,
+        created_at=timezone.now(),
+        audience_sql=audience_sql,
+        audience_params=audience_params,
+        member_id_range=id_range,
+    )

@@ -26,7 +26,7 @@ from typing import Any
 from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Min, Q
 from django.db.models.expressions import Combinable
 from django.utils import timezone
@@ -38,7 +38,7 @@ from campaigns.rendering import CompiledMessage, compile_message
 from campaigns.services.lifecycle import BREAKER_NOTE, campaign_pause
 from campaigns.services.throttle import Pace, throttle_take
 from config.fields import clipped
-from config.sql import Column, update_from_rows
+from db import sending as db_sending
 
 logger = logging.getLogger(__name__)
 
@@ -149,44 +149,24 @@ def campaign_send_chunk(*, campaign_id: int) -> ChunkOutcome:
 
 def deliveries_claim(*, campaign: Campaign, limit: int, lease: datetime) -> list[Claimed]:
     """Move up to ``limit`` due pending deliveries to ``claimed``; commits on return."""
-    table = Delivery._meta.db_table
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    # Raw SQL: adapt datetimes as the ORM does, or SQLite compares differing strings.
-    db_lease = connection.ops.adapt_datetimefield_value(lease)
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        # MATERIALIZED: the LIMIT holds only if the subquery runs once. Inlined, PostgreSQL
-        # may plan a nested loop that re-runs it per row (e.g. on fresh statistics right
-        # after a fan-out) and claim every pending row of the campaign.
-        cursor.execute(
-            f"WITH due AS MATERIALIZED (SELECT id FROM {table} WHERE campaign_id = %s"
-            " AND status = %s AND (not_before IS NULL OR not_before <= %s)"
-            f" ORDER BY id LIMIT %s{skip_locked})"
-            f" UPDATE {table} SET status = %s, attempts = attempts + 1, lease_expires_at = %s"
-            " WHERE id IN (SELECT id FROM due) AND status = %s"
-            " RETURNING id, wave, attempts, member_id",
-            [
-                campaign.pk,
-                DeliveryStatus.PENDING.value,
-                now,
-                limit,
-                DeliveryStatus.CLAIMED.value,
-                db_lease,
-                DeliveryStatus.PENDING.value,
-            ],
-        )
-        rows = cursor.fetchall()
+    rows = db_sending.deliveries_claim(
+        campaign_id=campaign.pk,
+        due_status=DeliveryStatus.PENDING.value,
+        due_at=timezone.now(),
+        limit=limit,
+        claimed_status=DeliveryStatus.CLAIMED.value,
+        lease=lease,
+    )
     members = {
         pk: (email, locale, not reason)
-        for pk, email, locale, reason in Member.objects.filter(pk__in=[row[-1] for row in rows])
+        for pk, email, locale, reason in Member.objects.filter(
+            pk__in=[row.member_id for row in rows]
+        )
         .annotate(reason=UNREACHABLE_REASON)
         .values_list("pk", "email", "locale", "reason")
     }
     return sorted(
-        (
-            Claimed(pk, wave, attempts, *members[member_id])
-            for pk, wave, attempts, member_id in rows
-        ),
+        (Claimed(row.id, row.wave, row.attempts, *members[row.member_id]) for row in rows),
         key=lambda c: c.id,
     )
 
@@ -239,20 +219,12 @@ def _may_continue(campaign: Campaign, pace: Pace, n: int, lease: datetime) -> bo
 
 def _hand_over(batch: list[Claimed], lease: datetime) -> set[int]:
     """claimed -> sending for the rows this claim still owns (the lease is the fence)."""
-    table = Delivery._meta.db_table
-    ids = [c.id for c in batch]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s WHERE id IN ({', '.join(['%s'] * len(ids))})"
-            " AND status = %s AND lease_expires_at = %s RETURNING id",
-            [
-                DeliveryStatus.SENDING.value,
-                *ids,
-                DeliveryStatus.CLAIMED.value,
-                connection.ops.adapt_datetimefield_value(lease),
-            ],
-        )
-        return {row[0] for row in cursor.fetchall()}
+    return db_sending.deliveries_hand_over(
+        ids=[c.id for c in batch],
+        from_status=DeliveryStatus.CLAIMED.value,
+        lease=lease,
+        to_status=DeliveryStatus.SENDING.value,
+    )
 
 
 def _release(rest: list[Claimed], lease: datetime) -> int:
@@ -415,12 +387,9 @@ def _record(
     # deliveries instead): a lost worker or a chunk in flight leaves them behind by
     # nothing already recorded.
     with transaction.atomic():
-        update_from_rows(
-            table=Delivery._meta.db_table,
-            columns=_RECORD_COLUMNS,
-            rows=rows,
-            assignments=_RECORD_ASSIGNMENTS,
-        )
+        # The status only from "sending": an ESP webhook can be faster than this write,
+        # and a delivery never moves back from "delivered" to "sent".
+        db_sending.deliveries_record(rows=rows, status_only_from=DeliveryStatus.SENDING.value)
         if tally[DeliveryStatus.SENT] or rejected:
             Campaign.objects.filter(pk=campaign.pk).update(
                 sent_count=F("sent_count") + tally[DeliveryStatus.SENT] + rejected,
@@ -438,29 +407,6 @@ def _rejected_in_a_row(results: list[SendResult]) -> Combinable | int:
         return F("rejected_in_a_row") + outcomes.count(FAILED)
     last_sent = len(outcomes) - 1 - outcomes[::-1].index(SENT)
     return outcomes[last_sent:].count(FAILED)
-
-
-_RECORD_COLUMNS = [
-    Column("id", "bigint"),
-    Column("status", "text"),
-    Column("sent_at", "timestamptz"),
-    Column("not_before", "timestamptz"),
-    Column("esp_message_id", "text"),
-    Column("locale", "text"),
-    Column("error", "text"),
-]
-_RECORD_ASSIGNMENTS = {
-    # Status only from "sending": an ESP webhook can be faster than this write,
-    # and a delivery never moves back from "delivered" to "sent".
-    "status": f"CASE WHEN d.status = '{DeliveryStatus.SENDING.value}' THEN v.status"
-    " ELSE d.status END",
-    "lease_expires_at": "NULL",
-    "sent_at": "v.sent_at",
-    "not_before": "v.not_before",
-    "esp_message_id": "v.esp_message_id",
-    "locale": "v.locale",
-    "error": "v.error",
-}
 
 
 def _status_after(result: SendResult, now: datetime, delivery: Delivery) -> DeliveryStatus:

@@ -37,7 +37,7 @@ from accounts.models import Action, EmailStatus, Member, Source
 from accounts.services.consent import consent_record
 from campaigns.models import Campaign, Delivery, DeliveryEvent, DeliveryStatus
 from config.fields import clipped
-from config.sql import Column, update_from_rows
+from db import tracking as db_tracking
 
 logger = logging.getLogger(__name__)
 S = DeliveryStatus
@@ -228,18 +228,7 @@ def events_store(rows: list[dict[str, Any]]) -> int:
     document = json.dumps(rows, default=_json_default)
     if "\\u0000" in document:  # PostgreSQL text and jsonb cannot hold NUL: drop it
         document = json.dumps(_without_nul(rows), default=_json_default)
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(name) for name in EVENT_COLUMNS)
-    record = ", ".join(f"{quote(name)} {kind}" for name, kind in EVENT_COLUMNS.items())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {DeliveryEvent._meta.db_table}"
-            f" ({names}, received_at, is_orphan, is_machine)"
-            f" SELECT {names}, now(), false, false"
-            f" FROM jsonb_to_recordset(%s::jsonb) AS event ({record})"
-            " ON CONFLICT (esp, event_key) DO NOTHING",
-            [document],
-        )
+    db_tracking.events_insert_json(document=document, columns=EVENT_COLUMNS)
     return len(rows)
 
 
@@ -400,71 +389,35 @@ def _implied(status: str) -> list[str]:
     return implied.get(status, [status])
 
 
-def _rank_sql(column: str) -> str:
-    whens = " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in RANK.items())
-    return f"CASE {column} {whens} ELSE 0 END"
-
-
-def _earliest_sql(name: str) -> str:
-    return (
-        f"CASE WHEN v.{name} IS NOT NULL AND (d.{name} IS NULL OR v.{name} < d.{name})"
-        f" THEN v.{name} ELSE d.{name} END"
-    )
-
-
-_DELIVERY_COLUMNS = [
-    Column("id", "bigint"),
-    Column("status", "text"),
-    Column("soft_bounces_added", "integer"),
-    *(Column(name, "timestamptz") for name in MILESTONE.values()),
-]
-# Merged with the row as it is now, not assigned: the highest rank and the earliest
-# milestones win, so two processors (or a sender recording its send) touching the
-# same delivery at once cannot undo each other's progress.
-_DELIVERY_ASSIGNMENTS = {
-    "status": f"CASE WHEN {_rank_sql('v.status')} > {_rank_sql('d.status')}"
-    " THEN v.status ELSE d.status END",
-    "soft_bounces": "d.soft_bounces + v.soft_bounces_added",
-    **{name: _earliest_sql(name) for name in MILESTONE.values()},
-}
-
-
 def _save_deliveries(changed: list[tuple[Delivery, int]]) -> None:
     """Write each changed delivery's folded state; ``int`` is its new soft bounces."""
-    update_from_rows(
-        table=Delivery._meta.db_table,
-        columns=_DELIVERY_COLUMNS,
+    # Merged with the row as it is now, not assigned: the highest rank and the earliest
+    # milestones win, so two processors (or a sender recording its send) touching the
+    # same delivery at once cannot undo each other's progress.
+    db_tracking.deliveries_merge(
         rows=[
             (d.pk, d.status, added, *(getattr(d, name) for name in MILESTONE.values()))
             for d, added in changed
         ],
-        assignments=_DELIVERY_ASSIGNMENTS,
+        ranks=_RANKS,
+        milestones=list(MILESTONE.values()),
     )
 
 
-_EVENT_COLUMNS = [
-    Column("id", "bigint"),
-    Column("delivery_id", "bigint"),
-    Column("is_orphan", "boolean"),
-    Column("is_machine", "boolean"),
-    Column("processed_at", "timestamptz"),
-    Column("ledger_due_at", "timestamptz"),
-]
-_EVENT_ASSIGNED = ("delivery_id", "is_orphan", "is_machine", "processed_at", "ledger_due_at")
+_RANKS = {str(status): rank for status, rank in RANK.items()}
+
+
 # The event types that are the member's unsubscribe, with how the ledger notes each.
 LEDGER_UNSUBSCRIBE: dict[str, str] = {"complained": "complaint", "unsubscribed": "ESP unsubscribe"}
 
 
 def _mark_processed(events: list[DeliveryEvent]) -> None:
     now = timezone.now()
-    update_from_rows(
-        table=DeliveryEvent._meta.db_table,
-        columns=_EVENT_COLUMNS,
+    db_tracking.events_mark_processed(
         rows=[
             (e.pk, e.delivery_id, e.is_orphan, e.is_machine, now, _ledger_due(e, now))
             for e in events
-        ],
-        assignments={name: f"v.{name}" for name in _EVENT_ASSIGNED},
+        ]
     )
 
 

@@ -4,9 +4,10 @@ Django's ``bulk_update`` writes ``SET col = CASE id WHEN ... END`` for every
 column, which PostgreSQL plans and evaluates per row in O(rows x columns), and
 it can only assign values, never merge them with what the row holds now. Here
 the rows travel as a relation ``v`` (``unnest`` of one array per column on
-PostgreSQL, a ``VALUES`` list elsewhere) and the caller writes the assignments
-in SQL, so they can be conditional (``CASE WHEN d.status = ...``) and commute
-with concurrent writers (keep the earlier of two timestamps, the higher rank).
+PostgreSQL, a ``VALUES`` list elsewhere) and the caller (a module of this package)
+writes the assignments in SQL, so they can be conditional (``CASE WHEN d.status =
+...``) and commute with concurrent writers (keep the earlier of two timestamps, the
+higher rank).
 """
 
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import Model
+
+from db import column, name, placeholders
 
 SQLITE_MAX_PARAMETERS = 30_000
 
@@ -26,35 +30,41 @@ class Column:
 
 def update_from_rows(
     *,
-    table: str,
+    model: type[Model],
     columns: Sequence[Column],
     rows: Sequence[Sequence[Any]],
     assignments: Mapping[str, str],
+    params: Sequence[Any] = (),
 ) -> int:
     """``UPDATE table AS d SET <assignments> FROM <rows> AS v WHERE d.id = v.id``.
 
     ``columns`` name the values of each row; the first is the primary key ``id``.
-    ``assignments`` map a column of ``table`` to an SQL expression over ``d`` (the
-    row as it is) and ``v`` (the values given for it). Returns the rows updated.
+    ``assignments`` map a field of ``model`` to an SQL expression over ``d`` (the
+    row as it is) and ``v`` (the values given for it), whose own values are
+    ``params``, in the order the expressions name them. Returns the rows updated.
     """
     if not rows:
         return 0
     if columns[0].name != "id":
         raise ValueError("the first column must be the primary key, id")
-    sets = ", ".join(f"{target} = {expression}" for target, expression in assignments.items())
+    sets = ", ".join(
+        f"{column(model, target)} = {expression}" for target, expression in assignments.items()
+    )
     if connection.vendor == "postgresql":
         batches = [_unnest(columns, rows)]
     else:
         # SQLite caps the parameters of one statement (32,766 since 3.32).
-        size = max(1, SQLITE_MAX_PARAMETERS // len(columns))
+        size = max(1, (SQLITE_MAX_PARAMETERS - len(params)) // len(columns))
         batches = [_values(columns, rows[i : i + size]) for i in range(0, len(rows), size)]
+    table = name(model._meta.db_table)
     updated = 0
     with connection.cursor() as cursor:
-        for source, params in batches:
+        for source, values in batches:
             # The statement starts with UPDATE (not WITH): SQLite reports the rowcount
             # of plain DML statements only.
             cursor.execute(
-                f"UPDATE {table} AS d SET {sets} FROM {source} WHERE d.id = v.id", params
+                f"UPDATE {table} AS d SET {sets} FROM {source} WHERE d.id = v.id",
+                [*params, *values],
             )
             updated += cursor.rowcount
     return updated
@@ -63,16 +73,16 @@ def update_from_rows(
 def _unnest(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> tuple[str, list]:
     arrays = [list(values) for values in zip(*rows, strict=True)]
     casts = ", ".join(f"%s::{column.pg_type}[]" for column in columns)
-    names = ", ".join(column.name for column in columns)
+    names = ", ".join(name(column.name) for column in columns)
     return f"unnest({casts}) AS v ({names})", arrays
 
 
 def _values(columns: Sequence[Column], rows: Sequence[Sequence[Any]]) -> tuple[str, list]:
     adapt = [_adapter(column) for column in columns]
-    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    row_sql = f"({placeholders(len(columns))})"
     params = [adapt[i](value) for row in rows for i, value in enumerate(row)]
     # A VALUES list names its columns column1, column2, ...
-    names = ", ".join(f"column{i} AS {column.name}" for i, column in enumerate(columns, 1))
+    names = ", ".join(f"column{i} AS {name(column.name)}" for i, column in enumerate(columns, 1))
     values = ", ".join([row_sql] * len(rows))
     return f"(SELECT {names} FROM (VALUES {values})) AS v", params
 

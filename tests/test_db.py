@@ -1,0 +1,726 @@
+"""db/: each statement does what the ORM's equivalent does, on SQLite and on PostgreSQL.
+
+Statements only PostgreSQL runs (COPY, SKIP LOCKED, jsonb_to_recordset, the ledger's
+hold function and one-statement append) are compared there; the rest on both.
+The update_from_rows statement has its own tests (tests/test_sql.py) and the notice
+page's read one more (tests/test_notice_pages.py).
+"""
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils.dateparse import parse_datetime
+
+import db
+from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
+from accounts.selectors import suppressions
+from accounts.services import consent
+from accounts.services.consent import PREFERENCE_EFFECT, consent_record
+from accounts.services.ledger_replay import UNSUBSCRIBE_EFFECT
+from campaigns.models import Campaign, Delivery, DeliveryEvent, DeliveryStatus
+from campaigns.services.tracking import MILESTONE, RANK
+from db import (
+    estimates,
+    fanout,
+    health,
+    ledger,
+    ledger_replay,
+    member_import,
+    notice_page,
+    sending,
+    suppression_export,
+    tracking,
+)
+from tests.factories import MemberFactory, campaign
+
+pytestmark = pytest.mark.django_db
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a statement only PostgreSQL runs"
+)
+
+T0 = datetime(2031, 1, 6, 9, 0, tzinfo=UTC)
+S = DeliveryStatus
+
+
+def aware(value):
+    """A datetime as the ORM gives it: SQLite hands raw SQL naive values or strings."""
+    if isinstance(value, str):
+        value = parse_datetime(value) or value
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def stored(model, pks, *, exclude=("id",)) -> list[dict]:
+    """The rows of ``pks`` as the ORM reads them, in ``pks``' order, without ``exclude``."""
+    rows = {row["id"]: row for row in model.objects.filter(pk__in=pks).values()}
+    return [{k: v for k, v in rows[pk].items() if k not in exclude} for pk in pks]
+
+
+def twin_deliveries(n: int, **fields) -> tuple[list[int], list[int]]:
+    """Two campaigns' deliveries to the same ``n`` members, alike but for their ids:
+    one set for the statement, the other for the ORM."""
+    members = MemberFactory.create_batch(n)
+    first = campaign(state="sending")
+    second = campaign(version=first.notice_version, state="sending")
+    ids = []
+    for c in (first, second):
+        made = Delivery.objects.bulk_create(
+            Delivery(campaign=c, member=m, created_at=T0, **fields) for m in members
+        )
+        ids.append([d.pk for d in made])
+    return ids[0], ids[1]
+
+
+DELIVERY_IDENTITY = ("id", "campaign_id")
+
+
+# --- The rule's helpers ------------------------------------------------------------
+
+
+def test_identifiers_are_quoted_from_the_models():
+    quote = connection.ops.quote_name
+    assert db.table(Member) == quote("accounts_member")
+    assert db.column(Delivery, "member") == db.column(Delivery, "member_id") == quote("member_id")
+    assert db.placeholders(3) == "%s, %s, %s"
+
+
+def test_a_renamed_table_follows_the_model(monkeypatch):
+    monkeypatch.setattr(Member._meta, "db_table", "renamed_members")
+    assert db.table(Member) == connection.ops.quote_name("renamed_members")
+
+
+def test_rows_are_read_by_column_name():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 AS one, 2 AS two")
+        assert db.row_index(cursor) == {"one": 0, "two": 1}
+        assert db.row_dict(cursor) == {"one": 1, "two": 2}
+        assert db.row_dict(cursor) is None
+        cursor.execute("SELECT 1 AS one UNION ALL SELECT 2")
+        assert db.row_dicts(cursor) == [{"one": 1}, {"one": 2}]
+
+
+# --- Health and estimates ----------------------------------------------------------
+
+
+def test_the_health_probe_is_one_round_trip(django_assert_num_queries):
+    with django_assert_num_queries(1):
+        health.database_answers()
+
+
+def test_the_row_estimate_is_the_count_once_analysed():
+    MemberFactory.create_batch(3)
+    if connection.vendor != "postgresql":
+        assert estimates.table_row_estimate(Member) is None
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {db.table(Member)}")
+    assert estimates.table_row_estimate(Member) == Member.objects.count()
+
+
+# --- The ledger write --------------------------------------------------------------
+
+
+def _prefer(member, purpose, action=Action.OBJECT):
+    consent_record(member=member, action=action, source=Source.PREFERENCE_PAGE, purpose=purpose)
+
+
+def _orm_preference_and_head(member, purpose) -> dict:
+    pref = Preference.objects.filter(member=member, purpose=purpose).first()
+    head = ConsentEvent.objects.order_by("-seq").first()
+    return {
+        "pref_id": pref.pk if pref else None,
+        "pref_choice": pref.choice if pref else None,
+        "pref_last_event_id": pref.last_event_id if pref else None,
+        "head_seq": head.seq if head else None,
+        "head_hash": head.hash if head else None,
+    }
+
+
+def test_the_member_lock_reads_the_unsubscribe_as_the_orm_does():
+    member, other = MemberFactory(), MemberFactory()
+    Member.objects.filter(pk=member.pk).update(unsubscribed_at=T0)
+    with transaction.atomic():
+        for m in (member, other):
+            row = ledger.member_lock(member_id=m.pk)
+            orm = Member.objects.values("unsubscribed_at").get(pk=m.pk)
+            assert {k: aware(v) for k, v in row.items()} == orm
+        assert ledger.member_lock(member_id=other.pk + 1000) is None
+
+
+def test_the_preference_and_head_are_what_the_orm_reads(purpose):
+    member = MemberFactory(country="US")
+    assert ledger.preference_and_head(member_id=member.pk, purpose_id=purpose.pk) == (
+        _orm_preference_and_head(member, purpose)
+    )
+    _prefer(member, purpose)
+    _prefer(MemberFactory(country="US"), purpose)  # the head moves on
+    row = ledger.preference_and_head(member_id=member.pk, purpose_id=purpose.pk)
+    assert row == _orm_preference_and_head(member, purpose)
+    assert row["pref_choice"] == Choice.OUT
+
+
+@postgres_only
+def test_the_ledger_hold_reads_what_the_orm_reads(purpose):
+    member = MemberFactory(country="US")
+    _prefer(member, purpose)
+    with transaction.atomic():
+        row = ledger.ledger_hold(member_id=member.pk, purpose_id=purpose.pk, lock_id=1)
+        assert row == {
+            "member_email_status": member.email_status,
+            **_orm_preference_and_head(member, purpose),
+        }
+        unlocked = ledger.ledger_hold(member_id=None, purpose_id=None, lock_id=1)
+        assert unlocked["head_seq"] == row["head_seq"] and unlocked["pref_id"] is None
+        assert ledger.ledger_hold(member_id=member.pk + 1000, purpose_id=None, lock_id=1) is None
+
+
+@postgres_only
+def test_the_one_statement_append_writes_what_the_orm_would(purpose):
+    member = MemberFactory(country="US")
+    _prefer(member, purpose)  # a Preference to update, and a head to follow
+    head = ConsentEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    fields = {
+        "member_id": member.pk,
+        "purpose_id": purpose.pk,
+        "action": Action.WITHDRAW_OBJECTION.value,
+        "source": Source.API.value,
+        "notice_version_id": 7,
+        "delivery_id": None,
+        "ip_hash": "",
+        "user_agent": "ua",
+        "comment": "why",
+        "metadata": {"k": "v"},
+    }
+    event = consent._event_new(head, **fields)
+    event_id = ledger.event_with_preference_insert(
+        event=event, lock_id=1, choice=None, chosen_at=event.created_at
+    )
+    saved = ConsentEvent.objects.get(pk=event_id)
+    for f in ConsentEvent._meta.concrete_fields:
+        if not f.primary_key:
+            assert getattr(saved, f.attname) == getattr(event, f.attname), f.name
+    pref = Preference.objects.get(member=member, purpose=purpose)
+    assert (pref.choice, pref.chosen_at, pref.last_event_id) == (None, event.created_at, event_id)
+    # Its seq taken now: nothing is written.
+    again = consent._event_new(head, **fields)
+    assert (
+        ledger.event_with_preference_insert(
+            event=again, lock_id=1, choice=Choice.OUT, chosen_at=again.created_at
+        )
+        is None
+    )
+    assert Preference.objects.get(pk=pref.pk).last_event_id == event_id
+
+
+# --- The ledger replay -------------------------------------------------------------
+
+
+def _orm_preference_mismatches() -> list[dict]:
+    latest = {}
+    for e in ConsentEvent.objects.filter(action__in=list(PREFERENCE_EFFECT)).order_by("seq"):
+        latest[(e.member_id, e.purpose_id)] = PREFERENCE_EFFECT[e.action]
+    stored_choices = {(p.member_id, p.purpose_id): p.choice for p in Preference.objects.all()}
+    found = []
+    for key in stored_choices.keys() | latest.keys():
+        choice, replayed = stored_choices.get(key), latest.get(key)
+        if key in stored_choices and (choice or "") != (replayed or ""):
+            found.append((key, choice, replayed))
+        elif key not in stored_choices and replayed is not None:
+            found.append((key, None, replayed))
+    return sorted(
+        (
+            {
+                "external_id": Member.objects.get(pk=member_id).external_id,
+                "slug": "ai-training",
+                "stored": choice,
+                "replayed": replayed,
+            }
+            for (member_id, _purpose_id), choice, replayed in found
+        ),
+        key=lambda row: row["external_id"],
+    )
+
+
+def _orm_unsubscribe_mismatches() -> list[dict]:
+    ledger_says = set()
+    latest = {}
+    for e in ConsentEvent.objects.filter(action__in=list(UNSUBSCRIBE_EFFECT)).order_by("seq"):
+        latest[e.member_id] = UNSUBSCRIBE_EFFECT[e.action]
+    ledger_says = {member_id for member_id, effect in latest.items() if effect}
+    stored_says = set(
+        Member.objects.filter(unsubscribed_at__isnull=False).values_list("pk", flat=True)
+    )
+    rows = [(m, 1) for m in stored_says - ledger_says] + [(m, 0) for m in ledger_says - stored_says]
+    return sorted(
+        ({"external_id": Member.objects.get(pk=m).external_id, "stored": flag} for m, flag in rows),
+        key=lambda row: row["external_id"],
+    )
+
+
+def test_the_replay_finds_the_mismatches_the_orm_finds(purpose):
+    people = [MemberFactory(country="US", external_id=f"m-{i}") for i in range(6)]
+    for person in people[:4]:
+        _prefer(person, purpose)
+    _prefer(people[1], purpose, Action.WITHDRAW_OBJECTION)
+    for person in people[4:]:
+        consent_record(member=person, action=Action.UNSUBSCRIBE, source=Source.API)
+    Preference.objects.filter(member=people[0]).update(choice=Choice.IN)  # changed
+    Preference.objects.filter(member=people[2]).delete()  # lost
+    Preference.objects.create(member=people[5], purpose=purpose, choice=Choice.OUT)  # no event
+    Member.objects.filter(pk=people[4].pk).update(unsubscribed_at=None)  # lost
+    Member.objects.filter(pk=people[3].pk).update(unsubscribed_at=T0)  # no event
+
+    preference_rows = list(ledger_replay.preference_mismatches(effects=PREFERENCE_EFFECT))
+    assert preference_rows == _orm_preference_mismatches()
+    assert len(preference_rows) == 3
+    stored_sql, stored_params = (
+        Member.objects.filter(unsubscribed_at__isnull=False).values("pk").query.sql_with_params()
+    )
+    unsubscribe_rows = list(
+        ledger_replay.unsubscribe_mismatches(
+            effects={a: "1" if e else "0" for a, e in UNSUBSCRIBE_EFFECT.items()},
+            unsubscribed="1",
+            stored_sql=stored_sql,
+            stored_params=stored_params,
+        )
+    )
+    assert unsubscribe_rows == _orm_unsubscribe_mismatches()
+    assert len(unsubscribe_rows) == 2
+
+
+# --- The member import -------------------------------------------------------------
+
+
+def _staged(line, external_id, email, country="DE", locale="en", jurisdiction="EU"):
+    return (line, external_id, email, locale, country, jurisdiction)
+
+
+def test_the_import_upsert_writes_what_the_orm_would():
+    unchanged = MemberFactory(external_id="same", email="same@example.com", country="DE")
+    moved = MemberFactory(external_id="moved", email="old@example.com", country="DE")
+    Member.objects.filter(pk=moved.pk).update(email_status="bounced")
+    before = {m.pk: m for m in Member.objects.all()}
+    rows = [
+        _staged(2, "same", "same@example.com"),
+        _staged(3, "moved", "new@example.com"),
+        _staged(4, "fresh", "fresh@example.com", country="US", jurisdiction="US"),
+    ]
+    stager = member_import.stager(connection.vendor)
+    with transaction.atomic():
+        stager.create()
+        stager.write(rows)
+        assert stager.staged_count() == len(rows)
+        would = stager.count_changes()
+        done = stager.upsert(status="ok", new_address_health="ok", now=T0)
+        stager.drop()
+    assert would == done == (1, 1)
+
+    # The ORM's way: the unchanged row untouched, the changed one updated (its address's
+    # health starts again), the new one created.
+    assert Member.objects.get(pk=unchanged.pk).updated_at == before[unchanged.pk].updated_at
+    orm_moved = Member.objects.get(pk=moved.pk)
+    orm_moved.email, orm_moved.email_status = "new@example.com", "ok"
+    orm_moved.email_status_changed_at = orm_moved.updated_at = T0
+    expected_moved = {f.attname: getattr(orm_moved, f.attname) for f in Member._meta.fields}
+    assert stored(Member, [moved.pk], exclude=()) == [expected_moved]
+    fresh = Member.objects.get(external_id="fresh")
+    assert (fresh.email, fresh.locale, fresh.country, fresh.jurisdiction) == (
+        "fresh@example.com",
+        "en",
+        "US",
+        "US",
+    )
+    assert (fresh.email_status, fresh.email_status_changed_at) == ("ok", None)
+    assert fresh.created_at == fresh.updated_at == T0 and fresh.unsubscribed_at is None
+
+
+def test_the_import_rejects_the_repeats_the_orm_would_find():
+    rows = [
+        _staged(2, "a", "a@example.com"),
+        _staged(3, "b", "b@example.com"),
+        _staged(4, "a", "a2@example.com"),
+        _staged(6, "a", "a3@example.com"),
+    ]
+    stager = member_import.stager(connection.vendor)
+    with transaction.atomic():
+        stager.create()
+        stager.write(rows)
+        stager.write_rejected([(5, "invalid email address")])
+        assert stager.reject_duplicates() == 2
+        first_line = {}
+        for line, external_id, *_ in rows:
+            first_line.setdefault(external_id, line)
+        repeats = [
+            (line, f"duplicate external_id (first seen on line {first_line[ext]})")
+            for line, ext, *_ in rows
+            if line != first_line[ext]
+        ]
+        expected = sorted([(5, "invalid email address"), *repeats])
+        assert list(stager.rejected(chunk=2)) == expected
+        assert stager.rejected_count() == len(expected)
+        assert stager.staged_count() == len(rows) - len(repeats)
+        stager.drop()
+
+
+# --- The suppression export --------------------------------------------------------
+
+
+@postgres_only
+def test_the_copy_export_writes_the_rows_the_orm_reads(purpose):
+    for country in ("DE", "US", "GB"):
+        MemberFactory(country=country)
+    _prefer(MemberFactory(country="US"), purpose)
+    query_sql, query_params = suppressions(purpose=purpose).query.sql_with_params()
+    out = io.BytesIO()
+    count = suppression_export.suppressions_copy_csv(
+        query_sql=query_sql,
+        query_params=query_params,
+        since_format='YYYY-MM-DD"T"HH24:MI:SS"Z"',
+        out=out,
+    )
+    orm = [
+        f"{ext},{jurisdiction},{reason},{since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+        for ext, jurisdiction, reason, since in suppressions(purpose=purpose)
+    ]
+    assert out.getvalue().decode().splitlines() == orm
+    assert count == len(orm) == 3
+
+
+# --- Fan-out -----------------------------------------------------------------------
+
+
+def test_the_campaign_hold_reads_the_state_as_the_orm_does():
+    c = campaign(state="paused")
+    with transaction.atomic():
+        assert fanout.campaign_state_hold(campaign_id=c.pk) == (
+            Campaign.objects.values_list("state", flat=True).get(pk=c.pk)
+        )
+        assert fanout.campaign_state_hold(campaign_id=c.pk + 1000) is None
+
+
+def test_the_slice_insert_adds_the_rows_the_orm_would():
+    members = MemberFactory.create_batch(4)
+    ours = campaign(state="sending")
+    theirs = campaign(version=ours.notice_version, state="sending")
+    Delivery.objects.create(campaign=ours, member=members[0])  # there already
+    audience = Member.objects.order_by().values(audience_member_id=F("pk"))
+    audience_sql, audience_params = audience.query.sql_with_params()
+    added = fanout.deliveries_insert_missing(
+        campaign_id=ours.pk,
+        wave=2,
+        status=S.PENDING.value,
+        created_at=T0,
+        audience_sql=audience_sql,
+        audience_params=audience_params,
+        member_id_range=(0, members[-1].pk),
+    )
+    assert added == 4  # wave 2: the wave-0 row is not this wave's
+    again = fanout.deliveries_insert_missing(
+        campaign_id=ours.pk,
+        wave=2,
+        status=S.PENDING.value,
+        created_at=T0,
+        audience_sql=audience_sql,
+        audience_params=audience_params,
+        member_id_range=(0, members[-1].pk),
+    )
+    assert again == 0
+    orm = Delivery.objects.bulk_create(
+        Delivery(campaign=theirs, member=m, wave=2, status=S.PENDING, created_at=T0)
+        for m in members
+    )
+    ids = list(
+        Delivery.objects.filter(campaign=ours, wave=2)
+        .order_by("member_id")
+        .values_list("pk", flat=True)
+    )
+    assert stored(Delivery, ids, exclude=DELIVERY_IDENTITY) == stored(
+        Delivery, [d.pk for d in orm], exclude=DELIVERY_IDENTITY
+    )
+
+
+# --- The send loop -----------------------------------------------------------------
+
+
+def test_the_claim_takes_and_changes_the_rows_the_orm_would():
+    now = T0
+    lease = T0 + timedelta(minutes=5)
+    ours, theirs = twin_deliveries(6, status=S.PENDING)
+    not_before = [None, now + timedelta(minutes=1), now - timedelta(minutes=1), None, None, None]
+    for ids in (ours, theirs):
+        for pk, when in zip(ids, not_before, strict=True):
+            Delivery.objects.filter(pk=pk).update(not_before=when)
+        Delivery.objects.filter(pk=ids[3]).update(status=S.SENT)
+    c = Delivery.objects.get(pk=ours[0]).campaign_id
+
+    claimed = sending.deliveries_claim(
+        campaign_id=c,
+        due_status=S.PENDING.value,
+        due_at=now,
+        limit=3,
+        claimed_status=S.CLAIMED.value,
+        lease=lease,
+    )
+    orm_campaign = Delivery.objects.get(pk=theirs[0]).campaign_id
+    due = (
+        Delivery.objects.filter(campaign_id=orm_campaign, status=S.PENDING)
+        .filter(Q(not_before=None) | Q(not_before__lte=now))
+        .order_by("id")
+    )
+    picked = list(due.values_list("pk", flat=True)[:3])
+    Delivery.objects.filter(pk__in=picked).update(
+        status=S.CLAIMED, attempts=F("attempts") + 1, lease_expires_at=lease
+    )
+    claimed = sorted(claimed)
+    assert [ours.index(row.id) for row in claimed] == [theirs.index(pk) for pk in picked]
+    for row in claimed:
+        assert row._asdict() == Delivery.objects.values("id", "wave", "attempts", "member_id").get(
+            pk=row.id
+        )
+    assert stored(Delivery, ours, exclude=DELIVERY_IDENTITY) == stored(
+        Delivery, theirs, exclude=DELIVERY_IDENTITY
+    )
+
+
+@postgres_only
+def test_the_claim_skips_rows_another_claim_holds():
+    ours, _theirs = twin_deliveries(3, status=S.PENDING)
+    c = Delivery.objects.get(pk=ours[0]).campaign_id
+    args = {
+        "campaign_id": c,
+        "due_status": S.PENDING.value,
+        "due_at": T0,
+        "limit": 2,
+        "claimed_status": S.CLAIMED.value,
+        "lease": T0,
+    }
+    with transaction.atomic():
+        first = sending.deliveries_claim(**args)
+        second = sending.deliveries_claim(**args)
+    assert sorted(r.id for r in first) == ours[:2] and [r.id for r in second] == ours[2:]
+
+
+def test_the_hand_over_moves_the_rows_the_orm_would():
+    lease, other_lease = T0, T0 + timedelta(seconds=1)
+    ours, theirs = twin_deliveries(3, status=S.CLAIMED, lease_expires_at=lease)
+    for ids in (ours, theirs):
+        Delivery.objects.filter(pk=ids[1]).update(lease_expires_at=other_lease)
+    handed = sending.deliveries_hand_over(
+        ids=ours, from_status=S.CLAIMED.value, lease=lease, to_status=S.SENDING.value
+    )
+    orm = Delivery.objects.filter(pk__in=theirs, status=S.CLAIMED, lease_expires_at=lease)
+    orm_handed = set(orm.values_list("pk", flat=True))
+    orm.update(status=S.SENDING)
+    assert sorted(ours.index(pk) for pk in handed) == sorted(theirs.index(pk) for pk in orm_handed)
+    assert stored(Delivery, ours, exclude=DELIVERY_IDENTITY) == stored(
+        Delivery, theirs, exclude=DELIVERY_IDENTITY
+    )
+
+
+def test_recording_sends_writes_what_the_orm_would():
+    ours, theirs = twin_deliveries(3, status=S.SENDING, lease_expires_at=T0)
+    for ids in (ours, theirs):
+        Delivery.objects.filter(pk=ids[2]).update(status=S.DELIVERED)  # a webhook was faster
+    results = [
+        (S.SENT.value, T0, None, "msg-0", "de", ""),
+        (S.PENDING.value, None, T0 + timedelta(minutes=1), "", "en", "try again"),
+        (S.SENT.value, T0, None, "msg-2", "fr", ""),
+    ]
+    assert (
+        sending.deliveries_record(
+            rows=[(pk, *r) for pk, r in zip(ours, results, strict=True)],
+            status_only_from=S.SENDING.value,
+        )
+        == 3
+    )
+    for pk, (status, sent_at, not_before, message_id, locale, error) in zip(
+        theirs, results, strict=True
+    ):
+        Delivery.objects.filter(pk=pk, status=S.SENDING).update(status=status)
+        Delivery.objects.filter(pk=pk).update(
+            lease_expires_at=None,
+            sent_at=sent_at,
+            not_before=not_before,
+            esp_message_id=message_id,
+            locale=locale,
+            error=error,
+        )
+    assert stored(Delivery, ours, exclude=DELIVERY_IDENTITY) == stored(
+        Delivery, theirs, exclude=DELIVERY_IDENTITY
+    )
+
+
+# --- Tracking ----------------------------------------------------------------------
+
+
+@postgres_only
+def test_storing_events_writes_what_the_orm_would():
+    rows = [
+        {
+            "esp": "postmark",
+            "event_key": f"key-{i}",
+            "event_id": f"id-{i}",
+            "event_type": "delivered",
+            "timestamp": T0 + timedelta(seconds=i),
+            "recipient": "a@example.com",
+            "message_id": "m",
+            "metadata_delivery_id": 12 if i else None,
+            "reject_reason": "",
+            "description": "d",
+            "mta_response": "250 ok",
+            "user_agent": "",
+            "click_url": "",
+            "raw": {"n": i, "nested": ["x"]},
+        }
+        for i in range(2)
+    ]
+    from campaigns.services.tracking import EVENT_COLUMNS
+
+    document = json.dumps(rows, default=lambda value: value.isoformat())
+    tracking.events_insert_json(document=document, columns=EVENT_COLUMNS)
+    tracking.events_insert_json(document=document, columns=EVENT_COLUMNS)  # repeats: nothing
+    DeliveryEvent.objects.bulk_create(
+        [DeliveryEvent(**{**row, "esp": "orm"}) for row in rows], ignore_conflicts=True
+    )
+    ours = list(DeliveryEvent.objects.filter(esp="postmark").order_by("event_key"))
+    theirs = list(DeliveryEvent.objects.filter(esp="orm").order_by("event_key"))
+    assert len(ours) == len(theirs) == 2
+    exclude = ("id", "esp", "received_at")
+    assert stored(DeliveryEvent, [e.pk for e in ours], exclude=exclude) == stored(
+        DeliveryEvent, [e.pk for e in theirs], exclude=exclude
+    )
+
+
+def test_merging_folded_deliveries_writes_what_the_orm_would():
+    milestones = list(MILESTONE.values())
+    ours, theirs = twin_deliveries(3, status=S.SENT)
+    for ids in (ours, theirs):
+        Delivery.objects.filter(pk=ids[0]).update(status=S.OPENED, opened_at=T0, soft_bounces=1)
+    later, earlier = T0 + timedelta(hours=1), T0 - timedelta(hours=1)
+    folded = [  # (status, soft bounces added, milestone -> time)
+        (S.DELIVERED, 0, {"delivered_at": later, "opened_at": later}),
+        (S.DEFERRED, 2, {}),
+        (S.CLICKED, 0, {"delivered_at": earlier, "opened_at": earlier, "clicked_at": earlier}),
+    ]
+    rows = [
+        (pk, status.value, added, *(times.get(m) for m in milestones))
+        for pk, (status, added, times) in zip(ours, folded, strict=True)
+    ]
+    ranks = {str(status): rank for status, rank in RANK.items()}
+    assert tracking.deliveries_merge(rows=rows, ranks=ranks, milestones=milestones) == 3
+    for pk, (status, added, times) in zip(theirs, folded, strict=True):
+        row = Delivery.objects.get(pk=pk)
+        if RANK[status] > RANK.get(row.status, 0):
+            row.status = status
+        row.soft_bounces += added
+        for m, at in times.items():
+            if getattr(row, m) is None or at < getattr(row, m):
+                setattr(row, m, at)
+        row.save(update_fields=["status", "soft_bounces", *milestones])
+    assert stored(Delivery, ours, exclude=DELIVERY_IDENTITY) == stored(
+        Delivery, theirs, exclude=DELIVERY_IDENTITY
+    )
+
+
+def test_marking_events_processed_writes_what_the_orm_would():
+    ours_delivery, theirs_delivery = twin_deliveries(1)
+    events = DeliveryEvent.objects.bulk_create(
+        DeliveryEvent(esp="postmark", event_key=f"k{i}", event_type="delivered", received_at=T0)
+        for i in range(4)
+    )
+    ours, theirs = events[:2], events[2:]
+    marks = [(ours_delivery[0], False, True, T0, T0), (None, True, False, T0, None)]
+    assert (
+        tracking.events_mark_processed(
+            rows=[(e.pk, *mark) for e, mark in zip(ours, marks, strict=True)]
+        )
+        == 2
+    )
+    for e, (delivery_id, orphan, machine, processed_at, due) in zip(theirs, marks, strict=True):
+        DeliveryEvent.objects.filter(pk=e.pk).update(
+            delivery_id=theirs_delivery[0] if delivery_id else None,
+            is_orphan=orphan,
+            is_machine=machine,
+            processed_at=processed_at,
+            ledger_due_at=due,
+        )
+    exclude = ("id", "event_key", "delivery_id")
+    assert stored(DeliveryEvent, [e.pk for e in ours], exclude=exclude) == stored(
+        DeliveryEvent, [e.pk for e in theirs], exclude=exclude
+    )
+    assert DeliveryEvent.objects.get(pk=ours[0].pk).delivery_id == ours_delivery[0]
+
+
+# --- The notice page ---------------------------------------------------------------
+
+
+def test_the_page_read_carries_the_responses_the_orm_reads(purpose):
+    member = MemberFactory(country="US")
+    c = campaign(state="sending")
+    delivery = Delivery.objects.create(campaign=c, member=member, locale="de", sent_at=T0)
+    _prefer(member, purpose)
+    consent_record(
+        member=member,
+        action=Action.ACKNOWLEDGE,
+        source=Source.PREFERENCE_PAGE,
+        notice_version_id=c.notice_version_id,
+        delivery_id=delivery.pk,
+    )
+    read = notice_page.notice_delivery_read(
+        delivery_id=delivery.pk, page=True, acknowledge=Action.ACKNOWLEDGE.value, viewed_at=T0
+    )
+    orm = Delivery.objects.select_related("member", "campaign__notice_version").get(pk=delivery.pk)
+    parts = (
+        (read.delivery, orm, notice_page.DELIVERY_FIELDS),
+        (read.member, orm.member, notice_page.MEMBER_FIELDS),
+        (read.version, orm.campaign.notice_version, notice_page.VERSION_FIELDS),
+    )
+    for values, instance, fields in parts:
+        expected = [getattr(instance, f) for f in fields]
+        if instance is orm:  # read as it was before this view was noted
+            expected[fields.index("viewed_at")] = None
+        assert [aware(v) for v in values] == expected, fields
+    assert (
+        read.acknowledged
+        is ConsentEvent.objects.filter(
+            member=member, action=Action.ACKNOWLEDGE, notice_version_id=c.notice_version_id
+        ).exists()
+        is True
+    )
+    orm_preferences = [
+        list(p)
+        for p in Preference.objects.filter(member=member).values_list(
+            *notice_page.PREFERENCE_FIELDS
+        )
+    ]
+    if connection.vendor == "postgresql":
+        assert read.viewed_noted and read.preferences is not None
+        assert [[aware(v) for v in p] for p in read.preferences] == orm_preferences
+    else:  # one more query, the ORM's, and the view noted by its own statement
+        assert not read.viewed_noted and read.preferences is None
+        notice_page.delivery_viewed_mark(delivery_id=delivery.pk, at=T0)
+    assert Delivery.objects.get(pk=delivery.pk).viewed_at == T0
+    # The first view stays the one noted, as filter(viewed_at=None).update() leaves it.
+    notice_page.delivery_viewed_mark(delivery_id=delivery.pk, at=T0 + timedelta(days=1))
+    assert Delivery.objects.get(pk=delivery.pk).viewed_at == T0
+
+
+def test_an_objection_reads_only_the_delivery():
+    member = MemberFactory()
+    delivery = Delivery.objects.create(campaign=campaign(), member=member)
+    read = notice_page.notice_delivery_read(
+        delivery_id=delivery.pk, page=False, acknowledge=Action.ACKNOWLEDGE.value, viewed_at=None
+    )
+    assert (read.acknowledged, read.preferences, read.viewed_noted) == (None, None, False)
+    assert read.delivery[0] == delivery.pk
+    assert (
+        notice_page.notice_delivery_read(
+            delivery_id=delivery.pk + 1000, page=False, acknowledge="", viewed_at=None
+        )
+        is None
+    )
