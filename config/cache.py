@@ -14,12 +14,21 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from enum import Enum
+from typing import Final, Generic, Literal, TypeVar
 
 V = TypeVar("V")
 
 _caches: "weakref.WeakSet[ProcessCache]" = weakref.WeakSet()
-_MISSING = object()
+
+
+class _Missing(Enum):
+    """No entry, or an expired one: an enum member, so a type checker narrows on ``is``."""
+
+    MISSING = "missing"
+
+
+_MISSING: Final = _Missing.MISSING
 
 
 class ProcessCache(Generic[V]):
@@ -41,7 +50,7 @@ class ProcessCache(Generic[V]):
 
     def get(self, key: Hashable) -> V | None:
         value = self._fresh(key)
-        return None if value is _MISSING else value  # type: ignore[return-value]
+        return None if value is _MISSING else value
 
     def get_or_set(self, key: Hashable, compute: Callable[[], V]) -> V:
         """The kept value, else ``compute()``'s, kept (computed outside the lock: two
@@ -51,7 +60,7 @@ class ProcessCache(Generic[V]):
             read_at = time.monotonic()  # the value is as old as the reads behind it
             value = compute()
             self._store(key, value, read_at)
-        return value  # type: ignore[return-value]
+        return value
 
     def set(self, key: Hashable, value: V) -> None:
         self._store(key, value, time.monotonic())
@@ -67,7 +76,7 @@ class ProcessCache(Generic[V]):
                 del self._entries[next(iter(self._entries))]
             self._entries[key] = (stored_at, value)
 
-    def _fresh(self, key: Hashable) -> object:
+    def _fresh(self, key: Hashable) -> V | Literal[_Missing.MISSING]:
         entry = self._entries.get(key)
         if entry is None:
             return _MISSING
