@@ -1,107 +1,12 @@
 """Benchmark: the hosted notice page (GET) and a one-tap objection (POST) under load.
 
-gunicorn (2 sync workers) serves the app's own WSGI application (config.wsgi, system
-checks included) on 127.0.0.1:PORT, as ``notice_pages:wsgi_app()``, which adds two
-URLs through the same middleware:
-
-- ``/bench/floor/<member_id>/``, the floor: a minimal Django page on the same
-  1M-row table. GET fetches one member by primary key and renders a tiny template
-  (with a form and ``{% csrf_token %}``, so it sets the CSRF cookie as the notice
-  page does); POST (CSRF-checked, like the notice page's forms) fetches the member,
-  INSERTs one row into a small table of this script's own (``bench_floor_post``,
-  autocommit) and answers a 302 redirect. No rate limit, no ledger, no Celery.
-- ``/bench/noop/`` (GET, 204): wrk's filler requests at the end of a run (see LUA).
-
-The database is this script's own (``renotify_bench_pages``), dropped at the end
-unless ``--keep``; a kept database of the right size is reused by the next run
-(``--fresh`` re-seeds it). Seeding is set-based SQL (INSERT ... SELECT over
-generate_series, ``campaign_setup.members_seed``): ``--members`` members, the
-realistic notice (``campaign_setup.notice_version_create``: en/de/fr and two more
-languages) in a "completed" campaign, and one Delivery per member, status "sent",
-sent three days ago (so no response is flagged as too fast), with an ESP message id.
-
-Production-like server environment: DEBUG off, throwaway secrets for the system
-checks (SECRET_KEY, LEDGER_HMAC_KEY, ANYMAIL_WEBHOOK_SECRET, from
-``harness.django_env``), ALLOWED_HOSTS=127.0.0.1, and REDIS_URL on a Redis database
-of this script's own (db 12, flushed at the start, every round and the end), so the
-cache (the POST rate limits' counters, config.ratelimit) and the Celery broker are
-Redis. Rate limiting stays on (one counter per POST with a valid link, per link; the
-per-address counter counts bad links only) with its limits raised
-through RENOTIFY_RATE_PER_IP / RENOTIFY_RATE_PER_TOKEN, so that the one-address load
-generator is not throttled. An objection kicks the receipt sender task at most once a
-second per process: those publishes to Redis stay in the path; no Celery worker runs,
-the messages just queue in the private Redis database (counted, then flushed). After
-each POST run this process reads the ledger as the sender would
-(``receipts_collect``): every objection must owe one receipt. Over plain http:
-the settings never redirect to HTTPS (SECURE_SSL_REDIRECT is not set); HSTS is only
-a header; the CSRF and session cookies are flagged Secure (SECURE_COOKIES=0 would
-drop the flag for a browser over http, but the load generators send the cookie
-themselves, so the production value is kept). Over http Django's CSRF check makes no
-Referer check; each POST carries ``Origin: http://127.0.0.1:PORT``, which
-Django 5.2 accepts as the request's own origin, as a browser would send it.
-
-Tokens: the notice links' tokens (``campaigns.tokens.notice_token``) are minted in
-this process with Django set up on the bench database and the same fixed SECRET_KEY
-as the server. One CSRF pair (cookie secret, masked form token) is minted with
-``django.middleware.csrf.get_token`` and sent with every POST. GETs carry no cookie
-(a first visit from the email: the response sets one).
-
-What is sent:
-
-- GET ``/n/<token>/``: URLs rotate over up to 100,000 deliveries spread over the
-  table (seeded sample). ``viewed_at`` is cleared before each run, so every GET of
-  a run is the first view of its delivery (the click from the email, with its
-  "viewed" UPDATE) until a run needs more URLs than the pool holds. The floor GETs
-  the members of the same deliveries.
-- POST ``/n/<token>/`` with ``action=object&purpose=ai-training`` (the page's
-  objection form, ``templates/notices/_purpose.html``), each for a different
-  delivery and member, so every POST is a ledger write (ConsentEvent, Preference,
-  and a receipt owed through the ledger). Expected: 302 to ``?done=object...``
-  (``views._after``); anything else is an error. The POST links avoid members who
-  objected in the ledger's history (below), so every objection is new.
-
-The ledger is never empty in production, so the database holds a history written
-once (``ledger_history_seed``): 120,000 real chained events, acknowledgements by one
-member in ten and objections (with their Preference) by one in fifty, ANALYZEd. At
-the start of each round the ledger goes back to that history: what the runs added
-(events, Preference rows, receipts) is deleted with the append-only trigger skipped
-(``session_replication_role = replica``), and the floor's table is emptied. (An
-emptied, ANALYZEd ledger had the statements prepared in a run's first seconds plan
-sequential scans of it, kept while it grew: not what production sees.)
-
-Each round (floor and page alternate which goes first), for GET then POST:
-
-1. saturation, closed loop: wrk (``--threads``, ``--connections``), ``--seconds``
-   long; a thread stops sending real requests when told to and sends fillers until
-   its last real response is in. req/s = good responses / wall time from the
-   threads' start (their keys read) to the last real response (nothing is cut
-   off, so the counts are exact).
-2. latency, open loop, in this process (asyncio, a new connection per request as
-   gunicorn's sync worker closes it): a fixed arrival rate (400 GET/s, 200 POST/s)
-   for ``--seconds``, latency measured from each request's scheduled send time, so
-   a slow response cannot hide the queue behind it (plain wrk would).
-
-After every page POST run the ledger rows added must equal the 302s received, and
-the receipts owed (read from the ledger) must equal the rows, and the objections
-recorded the held way after a stale unlocked read are counted (``accounts.services
-.consent``: each took an event id and wrote nothing); after every floor POST run
-its table's rows must equal its 302s. Errors (unexpected status, socket errors,
-requests without a response) are counted per run. Medians of the rounds are
-printed, with the page as a fraction of the floor, and PASS/MISS per target;
-figures are never asserted (as the other benchmarks).
+Against a floor (a minimal Django page on the same table), served by gunicorn as
+``notice_pages:wsgi_app()``, driven by load_driver (wrk, and a fixed arrival rate).
+What it measures, the targets, the options and what a run takes: bench/README.md.
 
 Usage: .venv/bin/python bench/notice_pages.py [--members N] [--rounds R] [--seconds S]
            [--connections C] [--threads T] [--get-rate 400] [--post-rate 200]
            [--keep] [--fresh]
-
-Needs wrk (``apt-get install wrk``). A round takes about 8 x ``--seconds`` plus resets
-(VACUUM, CHECKPOINT), longer when the page cannot keep up with a fixed rate (an
-open-loop run lasts until its backlog is served); seeding 1M members takes about a
-minute or two, once (keep the database with ``--keep`` to skip it next time).
-
-The machine's 2 cores are shared by gunicorn, PostgreSQL, Redis and the load
-generator (wrk, or this process in the open-loop runs): that is the set-up the
-targets were written for. Run it when nothing else is running.
 """
 
 import argparse
@@ -110,9 +15,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -120,13 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import harness
-import webhooks  # its open-loop Latency and percentile, wrk output parsing
+import load_driver
 
 DATABASE = "renotify_bench_pages"
 PORT = 8767
 REDIS_URL = "redis://127.0.0.1:6379/12"
-WORKERS = 2
-NOOP_PATH = "/bench/noop/"
 FLOOR_PATH = "/bench/floor/"
 FLOOR_TABLE = "bench_floor_post"
 SEED_TABLE = "bench_notice_pages"  # how the database was seeded, for reuse
@@ -162,14 +62,16 @@ FLOOR_TEMPLATE = (
 )
 
 
-# --- The server side: the app plus the floor and a no-op (gunicorn 'notice_pages:wsgi_app()')
+# --- The server side: the app plus the floor (gunicorn 'notice_pages:wsgi_app()') ---------------
 
 
 def wsgi_app():
-    """The app's WSGI application (config.wsgi, system checks included), with the floor
-    page and a no-op view appended to its URLs, behind the same middleware."""
-    from importlib import import_module
+    """The app's WSGI application with the floor page (and the no-op view) appended to
+    its URLs, behind the same middleware."""
+    return load_driver.wsgi_app(_floor_routes)
 
+
+def _floor_routes() -> list:
     from django.apps import apps
     from django.db import connection
     from django.http import HttpResponse, HttpResponseRedirect
@@ -177,13 +79,8 @@ def wsgi_app():
     from django.template import engines
     from django.urls import path
 
-    from config.wsgi import application  # sets Django up: config.urls needs the models
-
     Member = apps.get_model("accounts", "Member")
     page = engines["django"].from_string(FLOOR_TEMPLATE)
-
-    def noop(request):
-        return HttpResponse(status=204)
 
     def floor(request, member_id: int):
         member = get_object_or_404(Member, pk=member_id)
@@ -196,14 +93,7 @@ def wsgi_app():
             return HttpResponseRedirect(f"{FLOOR_PATH}{member.pk}/?done=object")
         return HttpResponse(page.render({"member": member}, request))
 
-    # The URL resolver is built on the first request, after this.
-    import_module("config.urls").urlpatterns.extend(
-        [
-            path(NOOP_PATH.lstrip("/"), noop),
-            path(f"{FLOOR_PATH.lstrip('/')}<int:member_id>/", floor),
-        ]
-    )
-    return application
+    return [path(f"{FLOOR_PATH.lstrip('/')}<int:member_id>/", floor)]
 
 
 # --- Endpoints --------------------------------------------------------------------------------
@@ -264,19 +154,14 @@ class Load:
 
 # --- Saturation: wrk, closed loop --------------------------------------------------------------
 
+# After load_driver.LUA_DRIVER (MARK, T, STOP, marker, filler_request). Thread k of T
+# sends the keys k, k+T, ... of FILE over and over until STOP appears, then fillers
+# until its last real response is in: its "done" marker.
 LUA = r"""
-local FILE, T, STOP, MARK = [==[%(file)s]==], %(threads)d, [==[%(stop)s]==], [==[%(mark)s]==]
+local FILE = [==[%(file)s]==]
 local METHOD, PREFIX, BODY = "%(method)s", "%(prefix)s", %(body)s
 local EXPECT, LOCATION = %(expect)d, %(location)s
 local HEADERS = %(headers)s
-
-threads = {}
-local counter = 1
-function setup(thread)
-  thread:set("tid", counter - 1)
-  table.insert(threads, thread)
-  counter = counter + 1
-end
 
 -- Globals, so that done() can read them from each thread (thread:get).
 sent, received, good, bad, repeats = 0, 0, 0, 0, 0
@@ -286,9 +171,7 @@ local filler
 
 local function finish()
   finished = true
-  local f = io.open(MARK .. "/done-" .. tid, "w")
-  f:write(received .. "\n")
-  f:close()
+  marker("done", received .. "\n")
 end
 
 local function check_finished()
@@ -304,9 +187,8 @@ function init(args)
     end
   end
   verifying = tid == 0  -- wrk calls thread 0's request() once to check it: not sent
-  filler = wrk.format("GET", "%(noop)s", {["User-Agent"] = "filler"}, nil)
-  local f = io.open(MARK .. "/init-" .. tid, "w")  -- the script loaded and ran
-  f:close()
+  filler = filler_request()
+  marker("init", "")  -- the script loaded and ran
 end
 
 function request()
@@ -315,7 +197,7 @@ function request()
     return filler
   end
   if not stopping then
-    local f = io.open(STOP, "r")  -- one open() per request: microseconds
+    local f = io.open(STOP, "r")  -- one open() per request (cost: bench/README.md)
     if f then f:close(); stopping = true end
   end
   if stopping then
@@ -353,15 +235,6 @@ end
 """
 
 
-def _lua_string(value: str | None) -> str:
-    return "nil" if value is None else f"[==[{value}]==]"
-
-
-def _lua_table(values: dict[str, str]) -> str:
-    pairs = (f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in values.items())
-    return "{" + ", ".join(pairs) + "}"
-
-
 @dataclass
 class Saturation:
     seconds: float  # wrk's start to the last real response
@@ -386,43 +259,31 @@ class Saturation:
 def wrk_run(
     endpoint: Endpoint, load: Load, keys: Path, seconds: float, threads: int, connections: int
 ) -> Saturation:
-    mark = Path(tempfile.mkdtemp(prefix="wrk-", dir=load.workdir))
-    stop = mark / "stop"
-    script = mark / "load.lua"
-    script.write_text(
-        LUA
-        % {
-            "file": keys,
-            "threads": threads,
-            "stop": stop,
-            "mark": mark,
-            "method": endpoint.method,
-            "prefix": endpoint.prefix,
-            "body": _lua_string(load.body() if endpoint.method == "POST" else None),
-            "expect": endpoint.expect,
-            "location": _lua_string(endpoint.location),
-            "headers": _lua_table(load.headers(endpoint)),
-            "noop": NOOP_PATH,
-        }
-    )
-    command = [
-        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(seconds) + 300}s",
-        "--timeout", "30s", "--latency", "-s", str(script), f"http://127.0.0.1:{PORT}",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lua_string = load_driver.lua_string
+    values = {
+        "file": keys,
+        "method": endpoint.method,
+        "prefix": endpoint.prefix,
+        "body": lua_string(load.body() if endpoint.method == "POST" else None),
+        "expect": endpoint.expect,
+        "location": lua_string(endpoint.location),
+        "headers": load_driver.lua_table(load.headers(endpoint)),
+    }
+    run = load_driver.wrk_start(
+        LUA, values, threads=threads, connections=connections, duration=f"{int(seconds) + 300}s",
+        timeout="30s", port=PORT, workdir=load.workdir,
+    )  # fmt: skip
     try:
         # The clock starts once every thread has read its keys (init), just before it connects.
-        if not _files_wait(mark, "init-*", threads, proc, deadline=time.perf_counter() + 30):
-            raise SystemExit(f"wrk's script did not start: {script}")
+        if not run.wait("init", within=30):
+            raise SystemExit(f"wrk's script did not start: {run.script}")
         started = time.perf_counter()
         time.sleep(seconds)
-        stop.touch()
-        finished = _files_wait(mark, "done-*", threads, proc, deadline=time.perf_counter() + 60)
+        run.stop_ask()
+        finished = run.wait("done", within=60)
         elapsed = time.perf_counter() - started
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=60)[0]
+        output = run.output()
     counts = re.search(
         r"BENCH sent=(\d+) received=(\d+) good=(\d+) bad=(\d+) repeats=(\d+)", output
     )
@@ -431,59 +292,30 @@ def wrk_run(
     if not finished:
         harness.progress(f"warning: some {endpoint.name} requests got no response")
     sent, received, good, bad, repeats = (int(v) for v in counts.groups())
-    errors = sum(int(v) for v in re.findall(r"\d+", webhooks._wrk_errors(output)))
-    shutil.rmtree(mark, ignore_errors=True)
+    errors = load_driver.wrk_socket_error_count(output)
+    run.remove()
     return Saturation(
-        elapsed, sent, received, good, bad, repeats, errors, *webhooks._wrk_latency(output)
+        elapsed, sent, received, good, bad, repeats, errors, *load_driver.wrk_latency(output)
     )
-
-
-def _files_wait(mark: Path, pattern: str, threads: int, proc, *, deadline: float) -> bool:
-    """Until every wrk thread has written its marker: "init-*" once its script ran,
-    "done-*" once it had its last real response (the time is taken then)."""
-    while time.perf_counter() < deadline and proc.poll() is None:
-        if len(list(mark.glob(pattern))) == threads:
-            return True
-        time.sleep(0.005)
-    return False
 
 
 # --- Latency: a fixed arrival rate, open loop (this process) ----------------------------------
 
 
 def raw_requests(endpoint: Endpoint, load: Load, keys: list[str]) -> list[bytes]:
-    headers = {"Host": f"127.0.0.1:{PORT}", **load.headers(endpoint), "Connection": "close"}
     body = load.body().encode() if endpoint.method == "POST" else b""
-    if body:
-        headers["Content-Length"] = str(len(body))
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    headers = load.headers(endpoint)
     return [
-        f"{endpoint.method} {endpoint.prefix}{key}/ HTTP/1.1\r\n{head}\r\n".encode() + body
+        load_driver.raw_request(
+            endpoint.method, f"{endpoint.prefix}{key}/", headers, body, port=PORT
+        )
         for key in keys
     ]
 
 
-def response_check(endpoint: Endpoint) -> Callable[[bytes], bool]:
-    expect = str(endpoint.expect).encode()
-    location = endpoint.location.encode() if endpoint.location else None
-
-    def check(response: bytes) -> bool:
-        head = response.split(b"\r\n\r\n", 1)[0]
-        status = head.split(b" ", 2)[1:2]
-        if status != [expect]:
-            return False
-        if location is None:
-            return True
-        return any(
-            line.lower().startswith(b"location:") and location in line
-            for line in head.split(b"\r\n")
-        )
-
-    return check
-
-
-def fixed_rate_run(endpoint: Endpoint, requests: list[bytes], rate: float) -> webhooks.Latency:
-    return webhooks.fixed_rate_run(requests, rate, port=PORT, check=response_check(endpoint))
+def fixed_rate_run(endpoint: Endpoint, requests: list[bytes], rate: float) -> load_driver.Latency:
+    check = load_driver.response_check(endpoint.expect, endpoint.location)
+    return load_driver.fixed_rate_run(requests, rate, port=PORT, check=check)
 
 
 # --- Database ----------------------------------------------------------------------------------
@@ -784,28 +616,13 @@ def load_prepare(url: str, args, workdir: Path) -> tuple[Load, int]:
 
 
 def server_env(url: str) -> dict[str, str]:
-    import campaign_setup
-
-    return campaign_setup.django_env(
+    return load_driver.server_env(
         url,
-        ALLOWED_HOSTS="127.0.0.1",
+        redis_url=REDIS_URL,
+        var_dir="notice_pages_var",
         SITE_URL=f"http://127.0.0.1:{PORT}",
-        REDIS_URL=REDIS_URL,
         RENOTIFY_RATE_PER_IP=RATE_PER_IP,
         RENOTIFY_RATE_PER_TOKEN=RATE_PER_TOKEN,
-        RENOTIFY_VAR_DIR=str(harness.OUT_DIR / "notice_pages_var"),
-        PYTHONPATH=str(Path(__file__).resolve().parent),
-    )
-
-
-def gunicorn_start(env, log: Path) -> subprocess.Popen:
-    return harness.gunicorn_start(
-        "notice_pages:wsgi_app()",
-        port=PORT,
-        workers=WORKERS,
-        env=env,
-        ready_path=NOOP_PATH,
-        log=log,
     )
 
 
@@ -853,7 +670,7 @@ class Written:
 @dataclass
 class Round:
     saturation: dict[str, Saturation] = field(default_factory=dict)
-    latency: dict[str, webhooks.Latency] = field(default_factory=dict)
+    latency: dict[str, load_driver.Latency] = field(default_factory=dict)
     written: list[Written] = field(default_factory=list)
     first_views: dict[str, int] = field(default_factory=dict)  # page GET run -> deliveries
 
@@ -1077,8 +894,7 @@ def main() -> None:
 
     harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
     url = campaign_setup.database_url(DATABASE)
-    # SIGTERM unwinds like Ctrl-C, so that the finally blocks stop what was started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    load_driver.sigterm_unwinds()
     workdir = Path(tempfile.mkdtemp(prefix="notice-pages-"))
     log = harness.OUT_DIR / "notice_pages-gunicorn.log"
     redis_db().flushdb()
@@ -1094,7 +910,9 @@ def main() -> None:
 
         connections.close_all()  # this process's own: the server has its own
         rounds: list[Round] = []
-        server = gunicorn_start(server_env(url), log)
+        server = load_driver.server_start(
+            "notice_pages:wsgi_app()", port=PORT, env=server_env(url), log=log
+        )
         try:
             warm_up(load, args, post_sat)
             for number in range(args.rounds):
@@ -1109,7 +927,7 @@ def main() -> None:
             database_drop(url)
     print(
         f"\nnotice pages: {args.members:,} members and deliveries"
-        f" ({'reused' if reused else 'seeded'}), gunicorn {WORKERS} sync workers,"
+        f" ({'reused' if reused else 'seeded'}), gunicorn {load_driver.WORKERS} sync workers,"
         f" wrk -t{args.threads} -c{args.connections}, {args.seconds:g} s runs,"
         f" {args.rounds} round(s), {os.cpu_count()} CPUs\n"
     )

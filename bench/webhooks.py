@@ -1,67 +1,34 @@
 """Benchmark: ESP webhook ingestion through the real HTTP stack, and its processing.
 
-gunicorn (2 sync workers) serves the app's own WSGI application on 127.0.0.1:PORT,
-with one extra no-op view (``/bench/noop/``, the ceiling: the same POST through the
-same gunicorn and Django middleware, answered 200 without parsing or storing). A
-Celery worker (concurrency 1, embedded beat) on a Redis database of this script's
-own processes the stored events, as in production. The database is this script's
-own (``renotify_bench_webhooks``): 100,000 members and one delivery each, sent, with
-``esp_message_id`` set.
-
-For each ESP shape, built from the captured payloads in tests/webhook_payloads/:
-
-- postmark: one event per POST (``/anymail/postmark/tracking/``), a "Delivery"
-  event per delivery;
-- sendgrid: 100 events per POST (``/anymail/sendgrid/tracking/``), a "delivered"
-  event per delivery.
-
-One event in ten carries no ``delivery_id`` metadata and is matched by message id.
-
-Each round (alternating which goes first) from an empty events table:
-
-1. saturation, closed loop (wrk, one request per connection as gunicorn's sync
-   worker closes it): the whole set of N events to the no-op view (ceiling), then
-   to the webhook. events/s = N / wall time from wrk's start until the last
-   response; stored rows are counted in the database.
-2. processing: waits until no event is left unprocessed; lag = last
-   ``processed_at`` - last ``received_at``; events/s processed = N / (last
-   ``processed_at`` - first ``received_at``); Celery tasks the worker received.
-3. latency, open loop (this process, asyncio, fixed arrival rate, latency measured
-   from each request's scheduled time so a slow response cannot hide the queue
-   behind it): half the round's webhook saturation rate, first to the no-op view
-   then to the webhook, with new events ("Open"/"open" events, not yet stored).
-
-After the rounds, the whole main set is POSTed again (replay): rows added must be 0.
-Medians of the rounds are printed, and the median of each round's webhook/ceiling
-ratio. Figures are printed, never asserted.
+Against a ceiling (a no-op view behind the same gunicorn and middleware), served by
+gunicorn as ``webhooks:wsgi_app()`` with a Celery worker processing the stored events,
+driven by load_driver (wrk, and a fixed arrival rate). What it measures, the targets,
+the options and what a run takes: bench/README.md.
 
 Usage: .venv/bin/python bench/webhooks.py [--events N] [--rounds R] [--only SHAPE]
-           [--latency-seconds S] [--connections C] [--keep]
-
-Served by gunicorn as ``webhooks:wsgi_app()`` (see ``wsgi_app``). Needs wrk
-(``apt-get install wrk``).
+           [--latency-seconds S] [--noop-requests N] [--threads T] [--connections C]
+           [--keep]
 """
 
 import argparse
-import asyncio
 import base64
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import campaign_setup
+import harness
+import load_driver
+
 DATABASE = "renotify_bench_webhooks"
 PORT = 8765
 REDIS_URL = "redis://127.0.0.1:6379/13"
-WORKERS = 2
-NOOP_PATH = "/bench/noop/"
 PAYLOADS = Path(__file__).resolve().parent.parent / "tests" / "webhook_payloads"
 SENT_AT = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 EVENT_AT = SENT_AT + timedelta(hours=1)  # "Delivery"/"delivered": an hour after sending
@@ -78,25 +45,9 @@ TARGET_P99_MS = 50.0
 
 
 def wsgi_app():
-    """The app's WSGI application (config.wsgi, system checks included), with one more
-    URL: a no-op view through the same middleware. POST answers 200, GET 204 (wrk's
-    filler requests, see LUA)."""
-    from importlib import import_module
-
-    from django.http import HttpResponse
-    from django.urls import path
-    from django.views.decorators.csrf import csrf_exempt
-
-    from config.wsgi import application  # sets Django up: config.urls needs the models
-
-    @csrf_exempt
-    def noop(request):
-        request.body  # noqa: B018  (read it, as the webhook does)
-        return HttpResponse(status=200 if request.method == "POST" else 204)
-
-    # The URL resolver is built on the first request, after this.
-    import_module("config.urls").urlpatterns.append(path(NOOP_PATH.lstrip("/"), noop))
-    return application
+    """The app's WSGI application with the no-op view appended to its URLs, behind the
+    same middleware."""
+    return load_driver.wsgi_app()
 
 
 # --- Payloads ------------------------------------------------------------------------------
@@ -190,27 +141,20 @@ def auth_header(env: dict[str, str]) -> str:
 
 # --- wrk: saturation, closed loop, exactly the N events ----------------------------------
 
-# Thread k of T sends requests k, k+T, k+2T, ... of R = ceil(N / PER); request r holds
-# events r*PER .. (r+1)*PER-1, built as body_of() builds them. A connection that has no
-# real request left sends a filler (GET of the no-op view, answered 204); once a
-# thread has had a response to each of its real requests it writes a marker file. The
-# parent times until the last marker, then stops wrk with SIGINT. Threads never stop
-# or pause on their own: a connection left open without a request would hold one of
-# gunicorn's two sync workers until it closes (seconds of stall for everyone else).
+# After load_driver.LUA_DRIVER (MARK, T, marker, filler_request). Thread k of T sends
+# requests k, k+T, k+2T, ... of R = ceil(N / PER); request r holds events
+# r*PER .. (r+1)*PER-1, built as body_of() builds them. A connection that has no real
+# request left sends a filler; once a thread has had a response to each of its real
+# requests it writes its "done" marker. The parent times until the last marker, then
+# stops wrk with SIGINT. Threads never stop or pause on their own (see LUA_DRIVER).
 LUA = r"""
-local N, LO, PER, T, BARE = %(n)d, %(lo)d, %(per)d, %(threads)d, %(bare)d
-local PATH, AUTH, MARK, ARRAY = "%(path)s", "%(auth)s", "%(mark)s", %(array)s
+local N, LO, PER, BARE = %(n)d, %(lo)d, %(per)d, %(bare)d
+local PATH, AUTH, ARRAY = "%(path)s", "%(auth)s", %(array)s
 local AT, TS, KIND = "%(at)s", "%(ts)s", "%(kind)s"
 local TPL = [==[%(tpl)s]==]
 local TPL_BARE = [==[%(tpl_bare)s]==]
 local R, CYCLE = %(requests)d, %(cycle)d  -- requests to send; bodies reused if CYCLE > 0
 local R_SET = math.ceil(N / PER)  -- requests in one pass over the set
-
-local counter = 1
-function setup(thread)
-  thread:set("tid", counter - 1)
-  counter = counter + 1
-end
 
 local quota, next_r, real, bad = 0, 0, 0, 0
 local verifying = false
@@ -218,16 +162,14 @@ local headers = {["Content-Type"] = "application/json", ["Authorization"] = AUTH
 local filler
 
 local function finish()
-  local f = io.open(MARK .. "/done-" .. tid, "w")
-  f:write(real .. " " .. bad .. "\n")
-  f:close()
+  marker("done", real .. " " .. bad .. "\n")
 end
 
 function init(args)
   next_r = tid
   verifying = tid == 0  -- wrk calls thread 0's request() once to check it: not sent
   for r = tid, R - 1, T do quota = quota + 1 end
-  filler = wrk.format("GET", "%(noop)s", {["X-Bench"] = "filler"}, nil)
+  filler = filler_request()
   if quota == 0 then finish() end
 end
 
@@ -301,165 +243,55 @@ def wrk_run(
     """POST the set of ``n`` events once (or ``requests`` POSTs, going round the set;
     with ``cycle``, reusing the first ``cycle`` bodies: the no-op view's runs, where
     building 100-event bodies would cost the load generator more than the server)."""
-    mark = tempfile.mkdtemp(prefix="webhooks-wrk-")
-    script = Path(mark) / "load.lua"
-    script.write_text(
-        LUA
-        % {
-            "n": n,
-            "lo": lo,
-            "per": shape.per_post,
-            "cycle": cycle,
-            "requests": requests or -(-n // shape.per_post),
-            "threads": threads,
-            "bare": BARE_EVERY,
-            "path": path,
-            "auth": auth_header(env),
-            "mark": mark,
-            "array": "true" if shape.is_batch() else "false",
-            "at": EVENT_AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "ts": int(EVENT_AT.timestamp()),
-            "kind": "main",
-            "tpl": tpls[0],
-            "tpl_bare": tpls[1],
-            "noop": NOOP_PATH,
-        }
-    )
-    command = [
-        "wrk",
-        "-t",
-        str(threads),
-        "-c",
-        str(connections),
-        "-d",
-        "900s",
-        "--timeout",
-        "60s",
-        "--latency",
-        "-s",
-        str(script),
-        f"http://127.0.0.1:{PORT}",
-    ]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    values = {
+        "n": n,
+        "lo": lo,
+        "per": shape.per_post,
+        "cycle": cycle,
+        "requests": requests or -(-n // shape.per_post),
+        "bare": BARE_EVERY,
+        "path": path,
+        "auth": auth_header(env),
+        "array": "true" if shape.is_batch() else "false",
+        "at": EVENT_AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ts": int(EVENT_AT.timestamp()),
+        "kind": "main",
+        "tpl": tpls[0],
+        "tpl_bare": tpls[1],
+    }
+    run = load_driver.wrk_start(
+        LUA, values, threads=threads, connections=connections, duration="900s",
+        timeout="60s", port=PORT,
+    )  # fmt: skip
     try:
-        markers = _markers_wait(Path(mark), threads, proc, deadline=started + 900)
-        seconds = time.perf_counter() - started
+        run.wait("done", within=900)
+        markers = run.texts("done")
+        seconds = time.perf_counter() - run.started
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=60)[0]
+        output = run.output()
     if len(markers) < threads:
         raise SystemExit(f"wrk did not finish ({len(markers)}/{threads} threads):\n{output}")
+    run.remove()
     real = sum(int(m.split()[0]) for m in markers)
     bad = sum(int(m.split()[1]) for m in markers)
-    return Saturation(seconds, real, bad, *_wrk_latency(output), _wrk_errors(output))
-
-
-def _markers_wait(mark: Path, threads: int, proc, *, deadline: float) -> list[str]:
-    while time.perf_counter() < deadline and proc.poll() is None:
-        done = list(mark.glob("done-*"))
-        if len(done) == threads:
-            time.sleep(0.01)  # let the last writer close its file
-            return [p.read_text() for p in done]
-        time.sleep(0.005)
-    return [p.read_text() for p in mark.glob("done-*")]
-
-
-def _wrk_latency(output: str) -> tuple[float, float]:
-    """wrk's closed-loop latency percentiles (fillers included: a handful at the end)."""
-    found = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
-    return _ms(found.get("50", "0ms")), _ms(found.get("99", "0ms"))
-
-
-def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
-
-
-def _wrk_errors(output: str) -> str:
-    found = re.search(r"Socket errors: (.*)", output)
-    return found.group(1) if found else ""
+    return Saturation(
+        seconds,
+        real,
+        bad,
+        *load_driver.wrk_latency(output),
+        load_driver.wrk_socket_errors(output),
+    )
 
 
 # --- Open loop at a fixed rate (this process) -------------------------------------------
 
-
-@dataclass
-class Latency:
-    rate: float
-    sent: int
-    achieved_rate: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    errors: int
-
-
-def answered_200(response: bytes) -> bool:
-    return response.split(b" ", 2)[1:2] == [b"200"]
-
-
-async def _one(request: bytes, scheduled: float, results: list, limit, port: int, check):
-    loop = asyncio.get_running_loop()
-    async with limit:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(request)
-            response = await reader.read()  # gunicorn's sync worker closes: read to EOF
-            writer.close()
-            ok = check(response)
-        except OSError:
-            ok = False
-    results.append((loop.time() - scheduled, ok))
-
-
-async def _fixed_rate(requests: list[bytes], rate: float, port: int, check) -> tuple[list, float]:
-    loop = asyncio.get_running_loop()
-    limit = asyncio.Semaphore(512)  # a bound, far above what the server holds
-    results: list = []
-    tasks = []
-    start = loop.time() + 0.1
-    for i, request in enumerate(requests):
-        scheduled = start + i / rate
-        delay = scheduled - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one(request, scheduled, results, limit, port, check)))
-    await asyncio.gather(*tasks)
-    return results, loop.time() - start
-
-
-def fixed_rate_run(
-    requests: list[bytes], rate: float, *, port: int = PORT, check=answered_200
-) -> Latency:
-    """Open loop: ``requests`` sent at ``rate`` per second to 127.0.0.1:``port``, each on a
-    new connection; latency from each request's scheduled time; ``check`` judges a reply."""
-    results, seconds = asyncio.run(_fixed_rate(requests, rate, port, check))
-    latencies = sorted(ms * 1000 for ms, _ in results)
-    return Latency(
-        rate=rate,
-        sent=len(results),
-        achieved_rate=len(results) / seconds,
-        p50_ms=_percentile(latencies, 50),
-        p99_ms=_percentile(latencies, 99),
-        max_ms=latencies[-1],
-        errors=sum(1 for _, ok in results if not ok),
-    )
-
-
-def _percentile(sorted_values: list[float], p: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
+answered_200 = load_driver.response_check(200)
 
 
 def latency_requests(shape: Shape, path: str, *, count: int, first: int, lo: int, n: int, env):
     """``count`` POSTs of new events (the shape's "open" fixture), numbered from ``first``."""
     tpls = templates(shape, shape.extra)
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\n"
-        f"Authorization: {auth_header(env)}\r\nContent-Type: application/json\r\n"
-    )
+    headers = {"Authorization": auth_header(env), "Content-Type": "application/json"}
     requests = []
     for k in range(count):
         body = body_of(
@@ -472,9 +304,7 @@ def latency_requests(shape: Shape, path: str, *, count: int, first: int, lo: int
             kind="open",
             at=OPEN_AT,
         )
-        requests.append(
-            f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
-        )
+        requests.append(load_driver.raw_request("POST", path, headers, body, port=PORT))
     return requests
 
 
@@ -482,29 +312,10 @@ def latency_requests(shape: Shape, path: str, *, count: int, first: int, lo: int
 
 
 def server_env(url: str) -> dict[str, str]:
-    import campaign_setup
-    import harness
-
-    return campaign_setup.django_env(
-        url,
-        ALLOWED_HOSTS="127.0.0.1",
-        REDIS_URL=REDIS_URL,
-        RENOTIFY_VAR_DIR=str(harness.OUT_DIR / "webhooks_var"),
-        PYTHONPATH=str(Path(__file__).resolve().parent),
-    )
-
-
-def gunicorn_start(env) -> subprocess.Popen:
-    import harness
-
-    return harness.gunicorn_start(
-        "webhooks:wsgi_app()", port=PORT, workers=WORKERS, env=env, ready_path=NOOP_PATH
-    )
+    return load_driver.server_env(url, redis_url=REDIS_URL, var_dir="webhooks_var")
 
 
 def worker_start(env, log: Path) -> subprocess.Popen:
-    import harness
-
     proc = subprocess.Popen(
         [
             str(Path(harness.PYTHON).parent / "celery"),
@@ -536,14 +347,8 @@ def worker_start(env, log: Path) -> subprocess.Popen:
         if "ready." in log.read_text():
             return proc
         time.sleep(0.2)
-    process_stop(proc)
-    raise SystemExit("celery worker not ready within 60 s")
-
-
-def process_stop(proc: subprocess.Popen) -> None:
-    import harness
-
     harness.process_stop(proc)
+    raise SystemExit("celery worker not ready within 60 s")
 
 
 # --- Database ---------------------------------------------------------------------------------
@@ -559,9 +364,6 @@ FROM accounts_member WHERE email_status = 'ok' AND unsubscribed_at IS NULL ORDER
 def database_setup(url: str, n: int) -> int:
     """Members, a campaign and N sent deliveries with message ids; the first delivery id
     (the ids are contiguous)."""
-    import campaign_setup
-    import harness
-
     campaign_setup.database_prepare(url)
     with harness.connect(url) as conn:
         campaign_setup.members_seed(conn, reachable=n)
@@ -584,8 +386,6 @@ def database_setup(url: str, n: int) -> int:
 
 def events_reset(url: str) -> None:
     """An empty events table and every delivery back to "sent", settled and checkpointed."""
-    import harness
-
     with harness.connect(url) as conn:
         conn.execute("TRUNCATE campaigns_deliveryevent RESTART IDENTITY")
         conn.execute(
@@ -601,8 +401,6 @@ def events_reset(url: str) -> None:
 
 
 def event_count(url: str) -> int:
-    import harness
-
     with harness.connect(url) as conn:
         return harness.count_rows(conn, "campaigns_deliveryevent")
 
@@ -619,8 +417,6 @@ class Processing:
 
 def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Processing:
     """Wait until every stored event is processed (or ``timeout`` s), then measure."""
-    import harness
-
     deadline = time.monotonic() + timeout
     with harness.connect(url, autocommit=True) as conn:
         while True:
@@ -669,8 +465,8 @@ class Round:
     stored: int
     processing: Processing
     tasks: int
-    noop_latency: Latency
-    app_latency: Latency
+    noop_latency: load_driver.Latency
+    app_latency: load_driver.Latency
 
     def stored_rate(self) -> float:
         return self.n / self.app.seconds
@@ -700,10 +496,10 @@ def shape_run(shape: Shape, args, *, url: str, lo: int, env, log: Path) -> Shape
         "threads": args.threads,
         "connections": args.connections,
     }
-    noop = {**load, "path": NOOP_PATH, "requests": args.noop_requests, "cycle": 64}
+    noop = {**load, "path": load_driver.NOOP_PATH, "requests": args.noop_requests, "cycle": 64}
     for number in range(args.rounds):
         events_reset(url)
-        _progress(f"{shape.name} round {number + 1}/{args.rounds}")
+        harness.progress(f"{shape.name} round {number + 1}/{args.rounds}")
         before = wrk_run(shape, tpls, **noop)
         tasks_before = tasks_received(log)
         app = wrk_run(shape, tpls, path=shape.path, **load)
@@ -714,7 +510,7 @@ def shape_run(shape: Shape, args, *, url: str, lo: int, env, log: Path) -> Shape
         rnd = Round(
             args.events, shape.per_post, [before, after], app, stored, processing, tasks, None, None
         )
-        _progress(
+        harness.progress(
             f"  stored {rnd.stored_rate():,.0f} events/s ({stored:,} rows), ceiling"
             f" {rnd.ceiling_rate():,.0f}; lag {processing.lag_seconds:.1f} s,"
             f" {processing.unprocessed} left"
@@ -724,7 +520,7 @@ def shape_run(shape: Shape, args, *, url: str, lo: int, env, log: Path) -> Shape
         )
         processing_wait(url, expected=args.events + rnd.app_latency.sent * shape.per_post)
         result.rounds.append(rnd)
-    _progress(f"{shape.name}: replay of the main set")
+    harness.progress(f"{shape.name}: replay of the main set")
     before_rows = event_count(url)
     result.replay = wrk_run(shape, tpls, path=shape.path, **load)
     result.replay_added = event_count(url) - before_rows
@@ -736,23 +532,17 @@ def latency_pair(shape: Shape, number: int, rate: float, args, *, lo: int, env):
     count = max(1, int(rate * args.latency_seconds))
     first = (number + 1) * 10_000_000  # new events every round
     runs = []
-    for path in (NOOP_PATH, shape.path):
+    for path in (load_driver.NOOP_PATH, shape.path):
         requests = latency_requests(
             shape, path, count=count, first=first, lo=lo, n=args.events, env=env
         )
-        runs.append(fixed_rate_run(requests, rate))
+        runs.append(load_driver.fixed_rate_run(requests, rate, port=PORT, check=answered_200))
     noop, app = runs
-    _progress(
+    harness.progress(
         f"  at {rate:,.0f} requests/s: p50/p99 {app.p50_ms:.1f}/{app.p99_ms:.1f} ms"
         f" (no-op {noop.p50_ms:.1f}/{noop.p99_ms:.1f}), achieved {app.achieved_rate:,.0f}/s"
     )
     return noop, app
-
-
-def _progress(message: str) -> None:
-    import harness
-
-    harness.progress(message)
 
 
 # --- Report -------------------------------------------------------------------------------------
@@ -867,9 +657,6 @@ def _round_dict(r: Round) -> dict:
 
 
 def main() -> None:
-    import campaign_setup
-    import harness
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -895,9 +682,8 @@ def main() -> None:
     log = harness.OUT_DIR / "webhooks-worker.log"
     shapes = [SHAPES[args.only]] if args.only else list(SHAPES.values())
     results = []
-    # SIGTERM unwinds like Ctrl-C, so that the finally blocks stop what was started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    server = gunicorn_start(env)
+    load_driver.sigterm_unwinds()
+    server = load_driver.server_start("webhooks:wsgi_app()", port=PORT, env=env)
     try:
         worker = worker_start(env, log)
         try:
@@ -906,11 +692,11 @@ def main() -> None:
             if args.keep:
                 input(f"gunicorn pid {server.pid}, worker pid {worker.pid}: Enter to stop ")
         finally:
-            process_stop(worker)
+            harness.process_stop(worker)
     finally:
-        process_stop(server)
+        harness.process_stop(server)
     print(
-        f"\ngunicorn {WORKERS} sync workers, wrk -t{args.threads} -c{args.connections},"
+        f"\ngunicorn {load_driver.WORKERS} sync workers, wrk -t{args.threads} -c{args.connections},"
         f" {args.rounds} round(s), {os.cpu_count()} CPUs\n"
     )
     path = harness.save_results("webhooks", report(results))
