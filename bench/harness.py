@@ -113,10 +113,9 @@ def vacuum_analyze(conn: psycopg.Connection, table: str) -> None:
 
 
 def checkpoint(conn: psycopg.Connection) -> None:
-    """Give the next timed run a fresh WAL budget.
-
-    A million-row import writes ~650 MB of WAL and max_wal_size defaults to 1 GB,
-    so without this some runs would pay for a checkpoint half-way and others not.
+    """Give the next timed run a fresh WAL budget: a large write can fill much of
+    max_wal_size (1 GB by default; what an import writes: bench/README.md), so without
+    this some runs would pay for a checkpoint half-way and others not.
     """
     _outside_transaction(conn, "CHECKPOINT")
 

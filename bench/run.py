@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--only NAME] [--rows N] [--repeat R]
 
-Every benchmark by default (about two hours on a 2-core machine), one at a time so
+Every benchmark by default (how long that takes: bench/README.md), one at a time so
 that none disturbs another's figures; ``--only NAME`` runs one (``make bench
 BENCH=NAME``). The import and export benchmarks share ``renotify_bench`` on the
 server named by DATABASE_URL (when that is PostgreSQL) or on 127.0.0.1:5432; it is
