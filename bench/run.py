@@ -59,12 +59,16 @@ def benchmark_run(name: str, url: str, rows: int | None, repeat: int | None) -> 
 
 def summary_print(names: list[str]) -> None:
     """Every target of this run in one place (each script saved its figures as JSON)."""
-    rows = []
+    rows, printed_only = [], []
     for name in names:
         path = harness.OUT_DIR / f"{name}.json"
         if not path.exists():
             continue
-        for target, result in json.loads(path.read_text())["targets"].items():
+        targets = json.loads(path.read_text()).get("targets")
+        if targets is None:
+            printed_only.append(name)  # its PASS/MISS lines are in its own output above
+            continue
+        for target, result in targets.items():
             measured = result["measured"]
             if isinstance(measured, float):
                 measured = f"{measured:.2f}" if measured < 10 else harness.fmt_rate(measured)
@@ -72,6 +76,8 @@ def summary_print(names: list[str]) -> None:
                          harness.verdict(result["pass"])])  # fmt: skip
     print("\n=== summary ===")
     print(harness.table(["target", "measured", "target", "result"], rows))
+    if printed_only:
+        print(f"(targets of {', '.join(printed_only)}: in their own output above)")
 
 
 def main() -> None:
