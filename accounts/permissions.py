@@ -2,8 +2,8 @@
 
 Django's add/change/delete/view say who may edit which rows; the workflow needs more
 (approve, operate, resend, clear an address, send a test, read the outbox, send a
-receipt again): custom permissions on the models (``Meta.permissions``), listed in the
-README under "Staff permissions".
+receipt again): custom permissions on the models (``Meta.permissions``), listed in
+docs/staff-permissions.md.
 
 A service that acts for staff takes the acting user as ``by`` and calls
 ``permission_require`` before it reads or writes anything, so the admin, a command or

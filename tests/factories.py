@@ -91,7 +91,7 @@ def sent_delivery(*, email: str, locale: str, sent_ago: timezone.timedelta, coun
     return Delivery.objects.select_related("member").get(pk=delivery.pk)
 
 
-# Staff roles as permission sets ("app_label.codename"); README "Staff permissions".
+# Staff roles as permission sets ("app_label.codename"); docs/staff-permissions.md.
 CAMPAIGN_EDITOR = (
     "campaigns.view_campaign",
     "campaigns.add_campaign",
