@@ -142,3 +142,16 @@ def test_enqueue_is_the_only_module_that_publishes():
                 found += _publishing_calls(path)
     assert found == []
     assert _publishing_calls(ROOT / "campaigns" / "enqueue.py")  # the check sees calls
+
+
+def test_every_task_enqueue_names_is_a_task_the_workers_know():
+    """Publishing by name: a renamed task would otherwise be published to nobody."""
+    from campaigns import tasks  # noqa: F401  (registers the tasks, as a worker does)
+
+    named = (
+        enqueue.CAMPAIGN_SEND,
+        enqueue.CAMPAIGN_FAN_OUT,
+        enqueue.RECEIPTS_SEND,
+        enqueue.EVENTS_PROCESS,
+    )
+    assert [name for name in named if name not in current_app.tasks] == []
