@@ -63,6 +63,9 @@ INSTALLED_APPS = [
     "accounts",
     "campaigns",
     "pages",
+    "api",
+    # The API docs page's scripts and styles come from this site's static files.
+    "ninja",
 ]
 
 MIDDLEWARE = [

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from api.v1 import api as api_v1
 from campaigns.webhooks import tracking_urlpatterns
 from config.outbox import outbox_list, outbox_message
 from config.views import healthz
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/outbox/", outbox_list, name="outbox_list"),
     path("admin/outbox/<str:name>", outbox_message, name="outbox_message"),
     path("admin/", admin.site.urls),
+    path("api/v1/", api_v1.urls),
     # ESP tracking webhooks: /anymail/<esp>/tracking/ (e.g. /anymail/postmark/tracking/)
     path("anymail/", include(tracking_urlpatterns())),
 ]

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from accounts.permissions import PermissionRefused
 from accounts.services import members, policies
+from api.services.clients import api_client_create, api_client_revoke
 from campaigns.admin.campaigns import CAMPAIGN_ACTIONS
 from campaigns.models import (
     Campaign,
@@ -46,7 +47,7 @@ from tests.factories import MemberFactory, ai_training, campaign, notice_version
 pytestmark = pytest.mark.django_db
 
 ROLES = ("nobody", "viewer", "editor", "approver")
-OUR_APPS = ("accounts", "campaigns")
+OUR_APPS = ("accounts", "api", "campaigns")
 STANDARD_VIEWS = ("changelist", "add", "history", "delete", "change")
 # Django's own pages of the admin site (index, login...): none of them is ours.
 DJANGO_SITE_PAGES = {
@@ -200,6 +201,10 @@ def shows(text):
     )
 
 
+def an_api_client(_world):
+    return {"obj": api_client_create(name="pipeline", scopes=["campaigns:read"], by=None)[0]}
+
+
 def sends_unknown_delivery(objs):
     return campaign_send_chunk(campaign_id=objs["obj"].campaign_id).sent
 
@@ -233,6 +238,13 @@ CASES: dict[str, Case] = {
         setup=delivery_in(DeliveryStatus.UNKNOWN),
         run=post_action("campaigns_delivery", "give_up"),
         took_effect=lambda objs, _r: reload(objs["obj"]).status == DeliveryStatus.FAILED,
+    ),
+    "action api.apiclient revoke": Case(
+        perms=("api.manage_apiclient",),
+        gate="api.view_apiclient",
+        setup=an_api_client,
+        run=post_action("api_apiclient", "revoke"),
+        took_effect=lambda objs, _r: reload(objs["obj"]).revoked_at is not None,
     ),
     "action campaigns.objectionreceipt send_again": Case(
         perms=("campaigns.send_receipt_again",),
@@ -589,6 +601,16 @@ SERVICES: dict[str, Service] = {
         lambda: delivery_in(DeliveryStatus.UNKNOWN)(None),
         lambda o, by: reconcile.deliveries_give_up(deliveries=Delivery.objects.all(), by=by),
     ),
+    "clients.api_client_create": Service(
+        "api.manage_apiclient",
+        dict,
+        lambda o, by: api_client_create(name="crm", scopes=["members:write"], by=by),
+    ),
+    "clients.api_client_revoke": Service(
+        "api.manage_apiclient",
+        lambda: an_api_client(None),
+        lambda o, by: api_client_revoke(client=o["obj"], by=by),
+    ),
     "receipts.receipts_retry": Service(
         "campaigns.send_receipt_again",
         lambda: failed_receipt(None),
@@ -628,7 +650,7 @@ def test_every_service_that_acts_for_staff_is_checked_here():
     import pkgutil
 
     found = set()
-    for package in ("accounts.services", "campaigns.services"):
+    for package in ("accounts.services", "api.services", "campaigns.services"):
         for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
             module = importlib.import_module(f"{package}.{info.name}")
             for name, func in inspect.getmembers(module, inspect.isfunction):
