@@ -23,7 +23,7 @@ LAST_USED_EVERY = timedelta(minutes=1)
 
 
 class UnknownScope(ValueError):
-    pass
+    """A client was asked for a scope the API does not have: nothing is made."""
 
 
 def _key_hash(key: str) -> str:

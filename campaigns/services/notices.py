@@ -9,7 +9,7 @@ from django.urls import reverse
 from accounts.permissions import permission_require
 from campaigns.models import NoticeText, NoticeVersion
 from campaigns.rendering import compile_message
-from campaigns.services.sending import notice_email
+from campaigns.services.sending import esp_tag, notice_email
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -58,7 +58,5 @@ def notice_send_test(*, version: NoticeVersion, locale: str, to: str, by: User |
         connection=get_connection(fail_silently=False),
     )
     message.extra_headers["X-Renotify-Test"] = "yes"
-    # For the ESP, through django-anymail (attributes django-stubs does not declare).
-    message.metadata = {"test": "yes", "notice_version_id": str(version.pk)}  # type: ignore[attr-defined]
-    message.tags = ["test"]  # type: ignore[attr-defined]
+    esp_tag(message, metadata={"test": "yes", "notice_version_id": str(version.pk)}, tags=["test"])
     message.send()

@@ -35,7 +35,13 @@ from accounts.permissions import permission_require
 from accounts.selectors import purpose_wording
 from campaigns import enqueue, tokens
 from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
-from campaigns.services.sending import RETRY, TRANSPORT_DOWN, backoff_seconds, classify
+from campaigns.services.sending import (
+    RETRY,
+    TRANSPORT_DOWN,
+    backoff_seconds,
+    classify,
+    esp_tag,
+)
 from config.fields import clipped
 
 logger = logging.getLogger(__name__)
@@ -252,9 +258,7 @@ def receipt_message(event: ConsentEvent, version: NoticeVersion | None) -> Email
         html = render_to_string("emails/objection-receipt-body.html", context)
     message = EmailMultiAlternatives(subject=subject, body=text, to=[event.member.email])
     message.attach_alternative(html, "text/html")
-    # For the ESP, through django-anymail (attributes django-stubs does not declare).
-    message.metadata = {"consent_event": str(event.seq)}  # type: ignore[attr-defined]
-    message.tags = ["objection-receipt"]  # type: ignore[attr-defined]
+    esp_tag(message, metadata={"consent_event": str(event.seq)}, tags=["objection-receipt"])
     return message
 
 

@@ -109,25 +109,15 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], by: User | None) -> int
     others are left alone. One sender per campaign starts once this commits. Returns
     how many are pending again. Needs ``campaigns.resend_delivery``."""
     permission_require(by=by, perm=RESEND)
-    resent, campaign_ids = 0, set()
-    candidates = deliveries.filter(status__in=RESENDABLE).values_list("pk", "campaign_id")
-    for delivery_id, campaign_id in candidates:
-        if _pending_again(delivery_id):
-            resent += 1
-            campaign_ids.add(campaign_id)
-    for campaign_id in sorted(campaign_ids):
+    chosen = list(deliveries.filter(status__in=RESENDABLE).values_list("pk", "campaign_id"))
+    # Conditional: a delivery that moved on meanwhile (another resend, or the sender
+    # that was thought lost reported after all) is left alone.
+    resent = Delivery.objects.filter(
+        pk__in=[delivery_id for delivery_id, _ in chosen], status__in=RESENDABLE
+    ).update(status=DeliveryStatus.PENDING, error="", not_before=None, attempts=0)
+    for campaign_id in sorted({campaign_id for _, campaign_id in chosen}):
         enqueue.senders_start(campaign_id, count=1)
     return resent
-
-
-def _pending_again(delivery_id: int) -> bool:
-    """Pending again, unless it moved on meanwhile (conditional: another resend, or the
-    sender that was thought lost reported after all)."""
-    return bool(
-        Delivery.objects.filter(pk=delivery_id, status__in=RESENDABLE).update(
-            status=DeliveryStatus.PENDING, error="", not_before=None, attempts=0
-        )
-    )
 
 
 def deliveries_give_up(*, deliveries, by: User | None) -> int:

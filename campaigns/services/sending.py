@@ -227,9 +227,9 @@ def _hand_over(batch: list[Claimed], lease: datetime) -> set[int]:
     )
 
 
-def _release(rest: list[Claimed], lease: datetime) -> int:
+def _release(rest: list[Claimed], lease: datetime) -> None:
     """Give unsent claims back (pause, cancel, throttle wait too long, transport down)."""
-    return Delivery.objects.filter(
+    Delivery.objects.filter(
         id__in=[c.id for c in rest], status=DeliveryStatus.CLAIMED, lease_expires_at=lease
     ).update(status=DeliveryStatus.PENDING, lease_expires_at=None, attempts=F("attempts") - 1)
 
@@ -350,11 +350,20 @@ def notice_email(
         },
     )
     message.attach_alternative(html, "text/html")
-    # django-anymail passes these to the ESP; its webhooks hand them back with each event.
-    # (Attributes django-anymail reads; django-stubs knows only Django's own.)
-    message.metadata = {"delivery_id": str(delivery_id), "campaign_id": str(campaign_id)}  # type: ignore[attr-defined]
-    message.tags = [f"campaign-{campaign_id}"]  # type: ignore[attr-defined]
+    esp_tag(
+        message,
+        metadata={"delivery_id": str(delivery_id), "campaign_id": str(campaign_id)},
+        tags=[f"campaign-{campaign_id}"],
+    )
     return message
+
+
+def esp_tag(message: EmailMultiAlternatives, *, metadata: dict[str, str], tags: list[str]) -> None:
+    """What django-anymail passes to the ESP with ``message``; its webhooks hand the
+    metadata back with each event."""
+    # Attributes django-anymail reads; django-stubs knows only Django's own.
+    message.metadata = metadata  # type: ignore[attr-defined]
+    message.tags = tags  # type: ignore[attr-defined]
 
 
 # --- Recording what happened -------------------------------------------------------
