@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.clock import at_the_start_of_a_rate_window
 from tests.factories import ai_training
 from tests.ledger_helpers import flush_with_ledger_unlocked
 
@@ -45,6 +46,13 @@ def services():
     """Skip (or fail, see above) unless PostgreSQL and Redis are configured."""
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip("needs DATABASE_URL=postgres://... and REDIS_URL=redis://...")
+
+
+@pytest.fixture
+def fresh_rate_window():
+    """Counted hits all fall in one rate-limit window (see tests/clock.py)."""
+    with at_the_start_of_a_rate_window():
+        yield
 
 
 @pytest.fixture

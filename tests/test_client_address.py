@@ -15,7 +15,7 @@ from campaigns.services.fanout import campaign_fan_out
 from config.clientip import client_ip, trusted_proxies_parse
 from tests.factories import MemberFactory, campaign
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_window")]
 
 BALANCER = "10.0.0.5"  # the load balancer every request arrives from
 CDN_EDGE = "198.51.100.20"

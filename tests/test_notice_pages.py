@@ -223,7 +223,7 @@ def test_every_public_response_carries_the_security_headers(browser, delivery):
 
 
 def test_too_many_posts_are_refused_with_a_page_that_says_the_last_one_was_not_recorded(
-    browser, delivery, settings
+    browser, delivery, settings, fresh_rate_window
 ):
     settings.RENOTIFY_RATE_PER_TOKEN = "3/m"
     url = notice_url(delivery)

@@ -33,7 +33,7 @@ def emptied(alias: str) -> None:
 
 
 @pytest.fixture(params=CACHES)
-def counters(request, settings):
+def counters(request, settings, fresh_rate_window):
     """A cache of the parametrised kind, empty, under the alias ``limits``."""
     settings.CACHES = {**settings.CACHES, "limits": request.param}
     emptied("limits")
