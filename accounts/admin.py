@@ -173,6 +173,7 @@ class PurposeAdmin(StaffAdmin):
     list_display = ["slug", "name", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PurposeTextInline, PolicyInline]
+    exclude = ["gpc_mode"]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         # Downstream pipelines and the ledger refer to the slug: it never changes.

@@ -35,6 +35,13 @@ class Member(models.Model):
     # events (``consent_record``, in the event's transaction), never by address health,
     # staff or an import; None = not unsubscribed.
     unsubscribed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # One person's accounts (several products, or a work and a home account) share a
+    # person key: an objection made through any of them applies to all of them. "" = none.
+    # db_default: the importer's raw INSERT names only the columns it sets.
+    person_key = models.CharField(max_length=255, blank=True, default="", db_default="")
+    # Set when the member's personal data was erased (``member_erase``): the address is
+    # gone, the member is unsubscribed, and only the external id and the facts remain.
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -43,7 +50,14 @@ class Member(models.Model):
         # what lookups need: external_id is unique (its own index), email serves
         # the admin search and ESP events that carry only an address. Audiences
         # read large shares of the table, where a sequential scan wins anyway.
-        indexes = [models.Index(fields=["email"], name="member_email_idx")]
+        indexes = [
+            models.Index(fields=["email"], name="member_email_idx"),
+            models.Index(
+                fields=["person_key"],
+                condition=~models.Q(person_key=""),
+                name="member_person_key_idx",
+            ),
+        ]
         permissions = [("clear_address", "Can mail a bounced or complained address again")]
 
     def __str__(self) -> str:
@@ -106,12 +120,28 @@ class EmailStatusChange(models.Model):
         return f"{self.from_status} -> {self.to_status}"
 
 
+class GpcMode(models.TextChoices):
+    """What a browser's Global Privacy Control signal (``Sec-GPC: 1``) means for a purpose
+    on the hosted pages. GDPR Art. 21(5) lets a member object by automated means."""
+
+    IGNORED = "ignored", "Ignored"
+    OFFERED = "offered", "Offered: the page pre-selects and explains the objection"
+    APPLIED = "applied", "Applied: recorded as an objection on the member's first visit"
+
+
 class Purpose(models.Model):
     """A use of members' data that they can be told about and object to."""
 
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    gpc_mode = models.CharField(
+        max_length=16,
+        choices=GpcMode.choices,
+        default=GpcMode.IGNORED,
+        db_default=GpcMode.IGNORED.value,
+        verbose_name="Global Privacy Control",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -248,6 +278,8 @@ class Action(models.TextChoices):
     OPT_IN = "opt-in", "Opted in"
     ACKNOWLEDGE = "acknowledge", "Acknowledged notice"
     UNSUBSCRIBE = "unsubscribe", "Unsubscribed from notice emails"
+    SERVE = "serve", "Notice served"
+    ERASE = "erase", "Personal data erased"
 
 
 class Source(models.TextChoices):
@@ -257,6 +289,8 @@ class Source(models.TextChoices):
     ADMIN = "admin", "Admin"
     IMPORT = "import", "Import"
     ESP = "esp", "Email provider event"
+    IN_APP = "in_app", "In the platform's app"
+    GPC = "gpc", "Global Privacy Control signal"
 
 
 def _refusal(model: type[models.Model], verb: str) -> str:
@@ -365,3 +399,56 @@ class LedgerCheck(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{'intact' if self.intact else 'BROKEN'} at {self.checked_at:%Y-%m-%d %H:%M}"
+
+
+class SuppressionChange(AppendOnlyModel):
+    """One entry of a purpose's suppression feed: a member's effective state changed.
+
+    ``id`` is the feed's cursor. Entries are written only by
+    ``accounts.services.suppression_feed``, one writer at a time, so a reader that has
+    seen cursor N has seen every entry up to N. ``member_id`` is a plain id and the
+    external id is kept: the feed outlives anything it refers to.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member_id = models.BigIntegerField()
+    external_id = models.CharField(max_length=255)
+    state = models.CharField(max_length=3, choices=Choice.choices)
+    reason = models.CharField(max_length=32)
+    # When the state took effect (the choice, the policy, or the member's arrival).
+    changed_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["purpose", "id"], name="suppression_change_feed_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.external_id} {self.state}"
+
+
+class SuppressionState(models.Model):
+    """The feed's last word on each member and purpose: what the feed says now.
+
+    Kept beside the feed so that a change is found by comparing it with the effective
+    state (set-based), and a snapshot is read from one table consistent with a cursor.
+    """
+
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
+    member_id = models.BigIntegerField()
+    external_id = models.CharField(max_length=255)
+    state = models.CharField(max_length=3, choices=Choice.choices)
+    reason = models.CharField(max_length=32)
+    changed_at = models.DateTimeField()
+    cursor = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["purpose", "member_id"], name="one_suppression_state_per_member"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} {self.state}"

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Scope(models.TextChoices):
@@ -25,9 +26,133 @@ class ApiClient(models.Model):
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    rate = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text='Requests allowed, e.g. "600/m" or "20000/h"; blank = RENOTIFY_API_RATE.',
+    )
 
     class Meta:
         permissions = [("manage_apiclient", "Can create and revoke API clients")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_prefix})"
+
+
+class IdempotentRequest(models.Model):
+    """A write made with an ``Idempotency-Key``: a retry with the same key and body gets
+    the first answer back and records nothing; the same key with another body is 409."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="one_request_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}: {self.key}"
+
+
+class ConsumerPosition(models.Model):
+    """How far a client has applied a purpose's suppression feed (its last report)."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="positions")
+    purpose = models.ForeignKey("accounts.Purpose", on_delete=models.PROTECT, related_name="+")
+    cursor = models.BigIntegerField()
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "purpose"], name="one_position_per_feed")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} at {self.cursor}"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL of a client's that is told of every choice, unsubscribe and erasure."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="endpoints")
+    url = models.URLField(max_length=500)
+    # Signs each delivery (HMAC-SHA256); shown once, when the endpoint is made.
+    secret = models.CharField(max_length=64, editable=False)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        permissions = [("replay_webhookdelivery", "Can send a webhook delivery again")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    PARKED = "parked", "Parked: retries exhausted"
+
+
+class WebhookDelivery(models.Model):
+    """One ledger event to send to one endpoint, and where its sending stands."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="+")
+    event_seq = models.BigIntegerField()
+    event_type = models.CharField(max_length=32)
+    payload = models.JSONField()
+    state = models.CharField(
+        max_length=16, choices=WebhookState.choices, default=WebhookState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "event_seq"], name="one_delivery_per_event")
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(state="pending"),
+                name="webhook_due_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} #{self.event_seq} -> {self.endpoint_id}"
+
+
+class WebhookAttempt(models.Model):
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="tries")
+    attempted_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-attempted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.status_code or self.error}"
+
+
+class LedgerFollower(models.Model):
+    """The last ledger event a follower (the webhook dispatcher) has handled."""
+
+    name = models.CharField(max_length=64, unique=True)
+    seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.seq}"
