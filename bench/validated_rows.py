@@ -32,8 +32,9 @@ def main(source: str, dest: str) -> None:
             row = item if isinstance(item, RowError) else validate_row(*item)
             if isinstance(row, RowError):
                 raise SystemExit(f"{source}: {row}")
-            # (line, external_id, email, locale, country, jurisdiction): all but the line
-            values = (value.translate(COPY_ESCAPES) for value in row[1:])
+            # (line, external_id, email, locale, country, jurisdiction, person_key): the
+            # floor's columns, from external_id to jurisdiction
+            values = (value.translate(COPY_ESCAPES) for value in row[1:6])
             out.write("\t".join(values) + "\n")
             written += 1
     print(written)

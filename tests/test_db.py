@@ -296,8 +296,10 @@ def test_the_replay_finds_the_mismatches_the_orm_finds(purpose):
 # --- The member import -------------------------------------------------------------
 
 
-def _staged(line, external_id, email, country="DE", locale="en", jurisdiction="EU"):
-    return (line, external_id, email, locale, country, jurisdiction)
+def _staged(
+    line, external_id, email, country="DE", locale="en", jurisdiction="EU", person_key=None
+):
+    return (line, external_id, email, locale, country, jurisdiction, person_key)
 
 
 def test_the_import_upsert_writes_what_the_orm_would():

@@ -5,6 +5,12 @@ choices through ``consent_record``; nothing else writes ConsentEvent rows, and n
 else sets or clears ``Member.unsubscribed_at`` (the member's unsubscribe, written in the
 event's own transaction).
 
+Linked accounts: members sharing a non-empty ``person_key`` are one person. A preference
+choice (object, withdraw the objection, opt in) made through any of them applies to
+each of them, as an event of its own whose metadata names the account it came through
+(``{"via": "<external id>"}``), each a ledger write of its own. A member without a
+person key costs no query for it.
+
 A ledger write owns its transaction and refuses, loudly, to run inside a caller's
 (``RuntimeError``, as Django's durable atomic blocks do): inside one it would hold the
 ledger, which every choice waits for, until the caller commits, and take member rows
@@ -56,6 +62,10 @@ PREFERENCE_EFFECT: dict[str, Choice | None] = {
     Action.WITHDRAW_OBJECTION: None,
 }
 
+# The metadata key of an event applied to a linked account: the external id of the
+# account the choice was made through.
+LINKED_VIA = "via"
+
 # Arbitrary constant naming the ledger's advisory lock on PostgreSQL.
 LEDGER_LOCK_ID = 0x72656E6F
 
@@ -85,8 +95,88 @@ def consent_record(
 
     Repeating a choice (a double click, a retried request) records no second
     event and returns the event that already stands for it.
+
+    A preference choice of a member with a person key applies to each of the person's
+    other accounts too (see the module docstring); the event returned is the member's own.
     """
     action, source = Action(action), Source(source)
+    recorded = _record(
+        member=member,
+        action=action,
+        source=source,
+        purpose=purpose,
+        notice_version_id=notice_version_id,
+        delivery_id=delivery_id,
+        ip=ip,
+        user_agent=user_agent,
+        comment=comment,
+        metadata=metadata,
+    )
+    if action in PREFERENCE_EFFECT and member.person_key:
+        _linked_apply(
+            member=member,
+            action=action,
+            source=source,
+            purpose=purpose,
+            notice_version_id=notice_version_id,
+            ip=ip,
+            user_agent=user_agent,
+            metadata=metadata,
+        )
+    return recorded
+
+
+def _linked_apply(
+    *,
+    member: Member,
+    action: Action,
+    source: Source,
+    purpose: Purpose | None,
+    notice_version_id: int | None,
+    ip: str | None,
+    user_agent: str,
+    metadata: dict[str, Any] | None,
+) -> None:
+    """The choice for each other account with the member's person key: its own event,
+    in its own ledger write, naming the account it came through (``via``).
+
+    Applied whether or not the member's own event was new, so a retry finishes a
+    propagation that was cut short; an account where the choice stands records
+    nothing. No delivery (the link was the other account's) and no comment (the
+    person's words stay with the event they wrote them in)."""
+    accounts = dict(
+        Member.objects.filter(person_key=member.person_key).values_list("pk", "external_id")
+    )
+    via = accounts.pop(member.pk, None) or member.external_id
+    for pk in sorted(accounts):
+        _record(
+            member=Member(pk=pk),
+            action=action,
+            source=source,
+            purpose=purpose,
+            notice_version_id=notice_version_id,
+            delivery_id=None,
+            ip=ip,
+            user_agent=user_agent,
+            comment="",
+            metadata={**(metadata or {}), LINKED_VIA: via},
+        )
+
+
+def _record(
+    *,
+    member: Member,
+    action: Action,
+    source: Source,
+    purpose: Purpose | None,
+    notice_version_id: int | None,
+    delivery_id: int | None,
+    ip: str | None,
+    user_agent: str,
+    comment: str,
+    metadata: dict[str, Any] | None,
+) -> Recorded:
+    """One member's event (see ``consent_record``)."""
     if (action in PREFERENCE_EFFECT) != (purpose is not None):
         raise ValueError(
             f"{action} {'needs' if action in PREFERENCE_EFFECT else 'takes no'} purpose"

@@ -7,7 +7,11 @@ external_id within the file are found in SQL and rejected with their line
 numbers, and one INSERT ... ON CONFLICT statement upserts the rest. Rows whose
 values did not change are not written at all, so a re-import of an unchanged
 file is read-only for the members table. Rejected rows are staged too, in a
-second temporary table, and reported in line order once the file is read.
+second temporary table, and reported in line order once the file is read. Rows of
+erased members are rejected: their personal data is never written again.
+
+``person_key`` is optional: a CSV file without the column, or a JSON object without the
+key, leaves each member's person key as it is; an empty value unlinks the member.
 
 A CSV file is read one physical line at a time, each line parsed on its own:
 member fields never hold a line break, so a stray quote costs its own line,
@@ -37,12 +41,14 @@ from config.fields import column_length
 from db import member_import as db_member_import
 
 COLUMNS = ("external_id", "email", "locale", "country")
+PERSON_KEY = "person_key"
 # Rows fetched per round trip when the rejections are read back for reporting.
 REJECTED_CHUNK = 2000
 # The delimiters a header may use, named for the message that says which one was found.
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MAX_EXTERNAL_ID = column_length(Member, "external_id")
 MAX_EMAIL = column_length(Member, "email")
+MAX_PERSON_KEY = column_length(Member, "person_key")
 DEFAULT_LOCALE = settings.LANGUAGE_CODE
 
 # Deliberately simple, like the checks ESPs apply: one @, no spaces, a dotted
@@ -85,11 +91,12 @@ class ImportReport:
         )
 
 
-# A valid row as staged: (line, external_id, email, locale, country, jurisdiction).
-# A plain tuple, not a dataclass: a million of them pass through here.
+# A valid row as staged: (line, external_id, email, locale, country, jurisdiction,
+# person_key). A plain tuple, not a dataclass: a million of them pass through here.
 StagedRow = db_member_import.StagedRow
-# A row as read: (line, external_id, email, locale, country), untrimmed.
-RawRow = tuple[int, str, str, str, str]
+# A row as read: (line, external_id, email, locale, country, person_key), untrimmed;
+# person_key None when the file does not give one.
+RawRow = tuple[int, str, str, str, str, str | None]
 
 
 @lru_cache(maxsize=4096)
@@ -105,11 +112,22 @@ def _country(raw: str) -> tuple[str, str] | None:
 
 
 def validate_row(
-    line: int, external_id: str, email: str, locale: str, country: str
+    line: int,
+    external_id: str,
+    email: str,
+    locale: str,
+    country: str,
+    person_key: str | None = None,
 ) -> StagedRow | RowError:
     """Normalise one row, or say why it cannot be imported (never echoing the email)."""
     if "\x00" in external_id or "\x00" in email or "\x00" in locale or "\x00" in country:
         return _nul_error(line, external_id=external_id, email=email, locale=locale)
+    if person_key is not None:
+        person_key = person_key.strip()
+        if "\x00" in person_key:
+            return RowError(line, "person_key contains a NUL character")
+        if len(person_key) > MAX_PERSON_KEY:
+            return RowError(line, f"person_key longer than {MAX_PERSON_KEY} characters")
     external_id = external_id.strip()
     if not external_id:
         return RowError(line, "missing external_id")
@@ -129,7 +147,7 @@ def validate_row(
     if place is None:
         shown = country.strip()[:10] or "(empty)"
         return RowError(line, f"unknown country code {shown!r} (expected ISO 3166-1 alpha-2)")
-    return (line, external_id, f"{local}@{domain.lower()}", normal_locale, *place)
+    return (line, external_id, f"{local}@{domain.lower()}", normal_locale, *place, person_key)
 
 
 def _nul_error(line: int, *, external_id: str, email: str, locale: str) -> RowError:
@@ -201,6 +219,7 @@ def read_csv(stream: IO[str]) -> Iterator[RawRow | RowError]:
         raise ImportFileError(f"header (line 1) lacks column(s): {', '.join(missing)} ({found})")
     ext, mail, ctry = header.index("external_id"), header.index("email"), header.index("country")
     loc = header.index("locale") if "locale" in header else None
+    key = header.index(PERSON_KEY) if PERSON_KEY in header else None
     width = len(header)
     feed = _OneLine()
     reader = csv.reader(feed, delimiter=delimiter)
@@ -223,7 +242,8 @@ def read_csv(stream: IO[str]) -> Iterator[RawRow | RowError]:
             yield RowError(line, f"expected {width} fields, found {len(values)}")
             continue
         locale = values[loc] if loc is not None else ""
-        yield line, values[ext], values[mail], locale, values[ctry]
+        person_key = values[key] if key is not None else None
+        yield line, values[ext], values[mail], locale, values[ctry], person_key
 
 
 def read_jsonl(stream: IO[str]) -> Iterator[RawRow | RowError]:
@@ -243,7 +263,16 @@ def read_jsonl(stream: IO[str]) -> Iterator[RawRow | RowError]:
         external_id, email, locale, country = (
             str(obj[name]) if obj.get(name) is not None else "" for name in COLUMNS
         )
-        yield line, external_id, email, locale, country
+        yield line, external_id, email, locale, country, _person_key(obj)
+
+
+def _person_key(obj: dict) -> str | None:
+    """The object's person key: None (keep the member's) when it has no such key, ""
+    (unlink) when it is null."""
+    if PERSON_KEY not in obj:
+        return None
+    value = obj[PERSON_KEY]
+    return "" if value is None else str(value)
 
 
 READERS: dict[str, Callable[[IO[str]], Iterator]] = {"csv": read_csv, "jsonl": read_jsonl}
@@ -306,6 +335,7 @@ def members_import(
         stager.write(batch)
         stager.write_rejected(rejections)
         report.rejected += stager.reject_duplicates()
+        report.rejected += stager.reject_erased()
         if dry_run:
             report.created, report.updated = stager.count_changes()
         else:

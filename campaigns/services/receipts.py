@@ -33,6 +33,7 @@ from accounts.locales import locale_language
 from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
 from accounts.permissions import permission_require
 from accounts.selectors import purpose_wording
+from accounts.services.consent import LINKED_VIA
 from campaigns import enqueue, tokens
 from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
 from campaigns.services.sending import (
@@ -81,12 +82,15 @@ def receipts_collect(*, batch_size: int = SWEEP_BATCH) -> int:
             events = list(
                 ConsentEvent.objects.filter(seq__gt=sweep.last_seq)
                 .order_by("seq")
-                .values_list("seq", "pk", "action", "source")[:batch_size]
+                .values_list("seq", "pk", "action", "source", "metadata")[:batch_size]
             )
             receipts = [
                 ObjectionReceipt(consent_event_id=pk)
-                for _seq, pk, action, source in events
+                for _seq, pk, action, source, metadata in events
                 if (action, source) == (RECEIPT_ACTION, RECEIPT_SOURCE)
+                # One receipt per objection: to the account it was made through, not to
+                # each linked account it was applied to.
+                and LINKED_VIA not in metadata
             ]
             ObjectionReceipt.objects.bulk_create(receipts, ignore_conflicts=True)
             if events:
