@@ -38,11 +38,20 @@ LEDGER_ROWS_ON_MEMBER = 50
 
 @admin.register(Member)
 class MemberAdmin(StaffAdmin):
-    list_display = ["external_id", "email", "country", "jurisdiction", "locale", "email_status"]
+    list_display = [
+        "external_id",
+        "email",
+        "country",
+        "jurisdiction",
+        "locale",
+        "email_status",
+        "erased",
+    ]
     list_filter = [
         "jurisdiction",
         "email_status",
         ("unsubscribed_at", admin.EmptyFieldListFilter),
+        ("erased_at", admin.EmptyFieldListFilter),
         "locale",
     ]
     # "=" makes exact lookups, which use the unique and email indexes on big tables.
@@ -53,15 +62,26 @@ class MemberAdmin(StaffAdmin):
         "email_status",
         "email_status_changed_at",
         "unsubscribed_at",
+        "erased_at",
         "created_at",
         "updated_at",
         "effective_preferences",
         "ledger",
     ]
-    fields = ["external_id", "email", "locale", "country", *readonly_fields]
+    fields = ["external_id", "email", "locale", "country", "person_key", *readonly_fields]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     actions = ["clear_email_status"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        # An erased member's personal data is never written again, here neither.
+        if obj is not None and obj.erased_at is not None:
+            return list(self.fields)
+        return self.readonly_fields
+
+    @admin.display(description="Erased", boolean=True, ordering="erased_at")
+    def erased(self, member: Member) -> bool:
+        return member.erased_at is not None
 
     def has_clear_address_permission(self, request: HttpRequest) -> bool:
         return self.user_has(request, "clear_address")
