@@ -34,6 +34,7 @@ from config.admin_base import (
 )
 
 LEDGER_ROWS_ON_MEMBER = 50
+EDITABLE_MEMBER_FIELDS = ["external_id", "email", "locale", "country", "person_key"]
 
 
 @admin.register(Member)
@@ -68,7 +69,7 @@ class MemberAdmin(StaffAdmin):
         "effective_preferences",
         "ledger",
     ]
-    fields = ["external_id", "email", "locale", "country", "person_key", *readonly_fields]
+    fields = [*EDITABLE_MEMBER_FIELDS, *readonly_fields]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     actions = ["clear_email_status"]
@@ -76,7 +77,7 @@ class MemberAdmin(StaffAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         # An erased member's personal data is never written again, here neither.
         if obj is not None and obj.erased_at is not None:
-            return list(self.fields)
+            return [*EDITABLE_MEMBER_FIELDS, *self.readonly_fields]
         return self.readonly_fields
 
     @admin.display(description="Erased", boolean=True, ordering="erased_at")

@@ -236,7 +236,9 @@ class Stager(ABC):
             written = cursor.fetchall()
         return {
             row[at["external_id"]]: (
-                bool(row[at["inserted"]]) if "inserted" in at else row[at["external_id"]] not in existing
+                bool(row[at["inserted"]])
+                if "inserted" in at
+                else row[at["external_id"]] not in existing
             )
             for row in written
         }

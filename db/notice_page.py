@@ -22,9 +22,10 @@ from db import column, name, table
 
 # The fields read of each part, in the order the caller gets their values.
 DELIVERY_FIELDS = ("id", "campaign_id", "member_id", "locale", "sent_at", "viewed_at")
-# person_key: an objection applies to the member's linked accounts, and reading it here
-# spares the page a query for it when there are none.
-MEMBER_FIELDS = ("id", "locale", "jurisdiction", "email_status", "created_at", "person_key")
+# In the model's field order (``Model.from_db`` takes the values in that order). person_key:
+# an objection applies to the member's linked accounts, and reading it here spares the
+# page a query for it when there are none.
+MEMBER_FIELDS = ("id", "locale", "jurisdiction", "email_status", "person_key", "created_at")
 VERSION_FIELDS = (
     "id",
     "notice_id",

@@ -177,7 +177,12 @@ def test_a_batch_applies_the_valid_items_and_reports_the_invalid_ones_by_index(c
         (1, "moved", "updated", []),
         (2, "same", "unchanged", []),
         (3, "bad-mail", "invalid", ["invalid email address"]),
-        (4, "bad-place", "invalid", ["unknown country code 'Atlantis' (expected ISO 3166-1 alpha-2)"]),
+        (
+            4,
+            "bad-place",
+            "invalid",
+            ["unknown country code 'Atlantis' (expected ISO 3166-1 alpha-2)"],
+        ),
         (5, "typed", "invalid", ["email must be a string"]),
         (6, "", "invalid", ["missing external_id"]),
         (7, "new", "invalid", ["duplicate external_id (first seen at index 0)"]),

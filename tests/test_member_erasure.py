@@ -80,10 +80,18 @@ def olga(purpose):
         raw={"email": "olga@example.com"},
     )
     DeliveryEvent.objects.create(
-        esp="test", event_key="c", event_type="bounced", recipient="Olga@Example.com", is_orphan=True
+        esp="test",
+        event_key="c",
+        event_type="bounced",
+        recipient="Olga@Example.com",
+        is_orphan=True,
     )
     DeliveryEvent.objects.create(
-        esp="test", event_key="d", event_type="bounced", recipient="other@example.com", is_orphan=True
+        esp="test",
+        event_key="d",
+        event_type="bounced",
+        recipient="other@example.com",
+        is_orphan=True,
     )
     return olga
 
@@ -96,11 +104,14 @@ def test_erasing_removes_the_address_and_what_mail_records_kept_of_it(olga, key)
     assert (olga.email, olga.person_key, olga.external_id, olga.country) == ("", "", "olga", "US")
     assert olga.erased_at is not None and olga.unsubscribed_at is not None
     assert Delivery.objects.get(member=olga).error == "SMTPRecipientsRefused: {'[erased]': (550,)}"
-    assert list(
-        DeliveryEvent.objects.filter(event_key__in="abc")
-        .order_by("event_key")
-        .values_list("recipient", "mta_response", "click_url", "user_agent", "raw")
-    ) == [("", "", "", "", {})] * 3
+    assert (
+        list(
+            DeliveryEvent.objects.filter(event_key__in="abc")
+            .order_by("event_key")
+            .values_list("recipient", "mta_response", "click_url", "user_agent", "raw")
+        )
+        == [("", "", "", "", {})] * 3
+    )
     # Someone else's event is left alone.
     assert DeliveryEvent.objects.get(event_key="d").recipient == "other@example.com"
     everything = json.dumps(
@@ -183,7 +194,10 @@ def test_an_erased_member_cannot_be_written_again_by_the_api_or_an_import(olga, 
     again = call("put", "/members/olga", key, {"email": "olga@example.com", "country": "US"})
     assert again.status_code == 409 and again["Content-Type"] == PROBLEM
     batch = call(
-        "post", "/members/bulk", key, {"members": [{"external_id": "olga", "email": "o@x.org", "country": "US"}]}
+        "post",
+        "/members/bulk",
+        key,
+        {"members": [{"external_id": "olga", "email": "o@x.org", "country": "US"}]},
     )
     assert batch.status_code == 200
     [result] = batch.json()["results"]

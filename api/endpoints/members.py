@@ -143,4 +143,3 @@ def member_delete(request: HttpRequest, external_id: str) -> Status[None]:
     member = get_object_or_404(Member, external_id=external_id)
     member_erase(member=member, source=Source.API, metadata={"api_client": client.pk})
     return Status(204, None)
-

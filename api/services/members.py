@@ -80,16 +80,14 @@ def members_upsert(*, items: Sequence[Mapping[str, Any]]) -> list[ItemResult]:
 
 def _item_validate(index: int, item: Mapping[str, Any]) -> db_member_import.StagedRow | RowError:
     """The importer's checks for one item (its index as the line)."""
-    values = []
     for name in (*FIELDS, PERSON_KEY):
         value = item.get(name)
         if value is not None and not isinstance(value, str):
             return RowError(index, f"{name} must be a string")
-        values.append(value)
-    *fields, person_key = values
-    if PERSON_KEY in item and person_key is None:
-        person_key = ""  # null unlinks, as in an import
-    return validate_row(index, *(value or "" for value in fields), person_key)
+    external_id, email, locale, country = (item.get(name) or "" for name in FIELDS)
+    # Absent keeps the member's key; null unlinks, as in an import.
+    person_key = (item[PERSON_KEY] or "") if PERSON_KEY in item else None
+    return validate_row(index, external_id, email, locale, country, person_key)
 
 
 def _write(valid: dict[str, tuple[int, db_member_import.SourceRow]]) -> dict[int, ItemResult]:
