@@ -230,6 +230,27 @@ def test_a_pending_delivery_of_an_erased_member_is_skipped_not_sent(mailer, purp
     assert sorted(m.to[0] for m in mail.outbox) == sorted(m.email for m in members[1:])
 
 
+def test_a_delivery_claimed_before_the_erasure_is_not_sent(mailer, purpose, monkeypatch):
+    """The sender read the address when it claimed the chunk; the erasure comes while it
+    waits for the throttle, before it hands the batch to the transport."""
+    from campaigns.services import sending
+
+    erased, kept = MemberFactory(country="US"), MemberFactory(country="US")
+    c = campaign(state=CampaignState.SENDING, throttle_per_minute=60_000)
+    campaign_fan_out(campaign=c)
+    take = sending.throttle_take
+
+    def erase_while_waiting(**kwargs):
+        if Member.objects.get(pk=erased.pk).erased_at is None:
+            member_erase(member=Member.objects.get(pk=erased.pk), source=Source.API)
+        return take(**kwargs)
+
+    monkeypatch.setattr(sending, "throttle_take", erase_while_waiting)
+    campaign_send_chunk(campaign_id=c.pk)
+    assert [m.to for m in mail.outbox] == [[kept.email]]
+    assert Delivery.objects.get(member=erased).status == DeliveryStatus.SKIPPED
+
+
 def test_an_erased_member_is_left_out_of_fan_out_and_reminders(purpose):
     erased, kept = MemberFactory(country="US"), MemberFactory(country="US")
     c = campaign(state=CampaignState.SENDING, remind_after_days=3, max_reminders=1)

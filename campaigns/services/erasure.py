@@ -6,14 +6,18 @@ Invariants:
   ``REACHABLE`` keeps the member from every mailing path (fan-out, a delivery already
   pending or claimed, reminders, receipts), so no email goes out even before the
   address is gone.
-- Then, in one transaction: the address and the person key are blanked and
+- Then, in one transaction: the member's deliveries not yet handed to the transport
+  (pending, or claimed by a sender that read the address before the unsubscribe) are
+  skipped, so a sender's hand-over, fenced by the status, finds them gone; the address
+  and the person key are blanked and
   ``erased_at`` is set on the member, and what the ESP told us about their mail
   (recipient, raw payload, server responses, clicked links, user agents) and any send
   error quoting the address are blanked too.
 - Kept: the external id (pseudonymous: the platform's own id), country and
   jurisdiction, preferences and the ledger, so an objection stays an objection and
   stays in the suppression lists. Ledger events cannot be changed (the hash chain
-  covers every field), so a comment or user agent recorded with a choice stays.
+  covers every field), so a comment or user agent recorded with a choice stays. A
+  message already handed to the transport when the erasure ran may still go out.
 - Safe to repeat: a repeated or interrupted erasure records no second event and
   finishes what is left.
 """
@@ -29,11 +33,13 @@ from django.utils import timezone
 from accounts.models import Action, Member, Source
 from accounts.permissions import permission_require
 from accounts.services.consent import consent_record
-from campaigns.models import Delivery, DeliveryEvent
+from campaigns.models import Delivery, DeliveryEvent, DeliveryStatus
 
 ERASE = "accounts.delete_member"
 # What a send error says instead of the address it quoted.
 ERASED_ADDRESS = "[erased]"
+# Deliveries a sender has not handed to the transport yet: they can still be stopped.
+NOT_HANDED_OVER = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)
 
 
 def member_erase(
@@ -63,6 +69,9 @@ def _personal_data_blank(member: Member) -> bool:
     now = timezone.now()
     Member.objects.filter(pk=locked.pk).update(
         email="", person_key="", erased_at=now, updated_at=now
+    )
+    Delivery.objects.filter(member_id=locked.pk, status__in=NOT_HANDED_OVER).update(
+        status=DeliveryStatus.SKIPPED, lease_expires_at=None, error="member erased"
     )
     _mail_records_blank(member_id=locked.pk, email=email)
     member.email, member.person_key, member.erased_at = "", "", now
