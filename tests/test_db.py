@@ -369,6 +369,93 @@ def test_the_import_rejects_the_repeats_the_orm_would_find():
         stager.drop()
 
 
+def _members_for_upsert() -> dict[str, Member]:
+    """Members an upsert meets: unchanged, moved (bounced), linked, erased."""
+    made = {
+        "same": MemberFactory(external_id="same", email="same@example.com", country="DE"),
+        "moved": MemberFactory(external_id="moved", email="old@example.com", country="DE"),
+        "kept": MemberFactory(
+            external_id="kept", email="k@example.com", country="DE", person_key="p-1"
+        ),
+        "unlinked": MemberFactory(
+            external_id="unlinked", email="u@example.com", country="DE", person_key="p-2"
+        ),
+        "erased": MemberFactory(external_id="erased", email="", country="DE"),
+    }
+    Member.objects.filter(external_id="moved").update(email_status="bounced")
+    Member.objects.filter(external_id="erased").update(erased_at=T0 - timedelta(days=1))
+    return made
+
+
+# (external_id, email, locale, country, jurisdiction, person_key) as the upsert gets them.
+UPSERT_ROWS = [
+    ("same", "same@example.com", "en", "DE", "EU", None),
+    ("moved", "new@example.com", "en", "DE", "EU", None),
+    ("kept", "k2@example.com", "en", "DE", "EU", None),
+    ("unlinked", "u@example.com", "en", "DE", "EU", ""),
+    ("erased", "back@example.com", "en", "DE", "EU", None),
+    ("fresh", "fresh@example.com", "en", "US", "US", "p-3"),
+    ("fresh-unkeyed", "f2@example.com", "en", "US", "US", None),
+]
+
+
+def _orm_upsert(before: dict[int, Member]) -> dict[str, dict]:
+    """What the upsert of UPSERT_ROWS leaves, said with the ORM: each member's fields."""
+    expected = {}
+    for member in before.values():
+        row = {f.attname: getattr(member, f.attname) for f in Member._meta.fields}
+        expected[member.external_id] = row
+    expected["moved"].update(
+        email="new@example.com", email_status="ok", email_status_changed_at=T0, updated_at=T0
+    )
+    expected["kept"].update(email="k2@example.com", updated_at=T0)
+    expected["unlinked"].update(person_key="", updated_at=T0)
+    return expected
+
+
+@pytest.mark.parametrize("way", ["staged", "rows"])
+def test_the_import_upsert_with_person_keys_and_erased_members_writes_what_the_orm_would(way):
+    _members_for_upsert()
+    before = {m.pk: m for m in Member.objects.all()}
+    stager = member_import.stager(connection.vendor)
+    with transaction.atomic():
+        if way == "staged":
+            stager.create()
+            stager.write([(n, *row) for n, row in enumerate(UPSERT_ROWS, start=2)])
+            assert stager.reject_erased() == 1
+            assert list(stager.rejected(chunk=10)) == [(6, member_import.ERASED_REASON)]
+            assert stager.count_changes() == (2, 3)
+            assert stager.upsert(status="ok", new_address_health="ok", now=T0) == (2, 3)
+            stager.drop()
+        else:
+            written = stager.rows_upsert(UPSERT_ROWS, status="ok", new_address_health="ok", now=T0)
+            assert written == {
+                "moved": False,
+                "kept": False,
+                "unlinked": False,
+                "fresh": True,
+                "fresh-unkeyed": True,
+            }
+
+    expected = _orm_upsert(before)
+    for pk, member in before.items():
+        assert stored(Member, [pk], exclude=()) == [expected[member.external_id]]
+    fresh = dict(Member.objects.filter(created_at=T0).values_list("external_id", "person_key"))
+    assert fresh == {"fresh": "p-3", "fresh-unkeyed": ""}
+
+
+def test_the_erased_members_found_are_those_the_orm_finds():
+    _members_for_upsert()
+    asked = ["same", "erased", "nobody"]
+    orm = set(
+        Member.objects.filter(external_id__in=asked, erased_at__isnull=False).values_list(
+            "external_id", flat=True
+        )
+    )
+    assert member_import.members_erased(external_ids=asked) == orm == {"erased"}
+    assert member_import.members_erased(external_ids=[]) == set()
+
+
 # --- The suppression export --------------------------------------------------------
 
 
