@@ -26,7 +26,14 @@ from psycopg import sql
 SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks)
 # and #5 (notice pages).
-STANDALONE = ("fanout", "send_loop", "throttle_accuracy", "webhooks", "notice_pages")
+STANDALONE = (
+    "fanout",
+    "send_loop",
+    "throttle_accuracy",
+    "webhooks",
+    "notice_pages",
+    "member_upsert",  # issue #16
+)
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}
 

@@ -168,11 +168,14 @@ class Stager(ABC):
         """SQL true when the member aliased ``old`` differs from the row aliased ``new``
         whose person key is the expression ``person_key``."""
 
-    def _upsert_sql(self, source: str) -> str:
+    def _upsert_sql(self, source: str, *, lookup: str | None = None) -> str:
         """Upsert the rows of ``source`` (a FROM item aliased ``s`` with
-        ``SOURCE_COLUMNS``). Parameters: the status of a new member, created_at,
-        updated_at, then the source's own, then the health of a new address twice."""
+        ``SOURCE_COLUMNS``), each joined to its member as ``o`` by ``lookup`` (by
+        default a plain LEFT JOIN, the planner's to choose). Parameters: the status of
+        a new member, created_at, updated_at, then the source's own, then the health of
+        a new address twice."""
         members = table(Member)
+        lookup = lookup or f"LEFT JOIN {members} o ON o.external_id = s.external_id"
         # The key the member keeps when the row does not say (NULL): resolved here, so
         # the row the upsert writes (``excluded``) holds the key as it will be.
         person_key = "COALESCE(s.person_key, o.person_key, '')"
@@ -181,7 +184,7 @@ class Stager(ABC):
             " person_key, email_status, email_status_changed_at, created_at, updated_at)"
             " SELECT s.external_id, s.email, s.locale, s.country, s.jurisdiction,"
             f" {person_key}, %s, NULL, %s, %s"
-            f" FROM {source} LEFT JOIN {members} o ON o.external_id = s.external_id"
+            f" FROM {source} {lookup}"
             # Unchanged rows never reach ON CONFLICT, which would lock (and so write)
             # every conflicting row before looking at its WHERE; nor do erased members.
             " WHERE o.id IS NULL OR (o.erased_at IS NULL AND "
@@ -229,7 +232,8 @@ class Stager(ABC):
         with connection.cursor() as cursor:
             existing = self._existing(cursor, [row[0] for row in rows])
             cursor.execute(
-                f"{self._upsert_sql(source)} RETURNING external_id{self._inserted_column()}",
+                f"{self._upsert_sql(source, lookup=self._batch_lookup())}"
+                f" RETURNING external_id{self._inserted_column()}",
                 [status, created_at, created_at, *params, new_address_health, new_address_health],
             )
             at = row_index(cursor)
@@ -251,6 +255,10 @@ class Stager(ABC):
     def _inserted_column(self) -> str:
         """A RETURNING column ``inserted`` when the database can tell (else ``""``)."""
         return ""
+
+    def _batch_lookup(self) -> str | None:
+        """How a batch's rows find their members (None: as a staged import does)."""
+        return None
 
     def _existing(self, cursor, external_ids: list[str]) -> set[str]:
         """The external ids that are members already, when ``_inserted_column`` cannot
@@ -280,6 +288,16 @@ class _PostgresStager(Stager):
     def _inserted_column(self) -> str:
         # xmax = 0 on a row version that INSERT created, non-zero on one ON CONFLICT updated.
         return ", (xmax = 0) AS inserted"
+
+    def _batch_lookup(self) -> str:
+        # Each of at most a few thousand rows by the unique index, whatever the
+        # statistics say: on a table growing from empty (a first sync), stale ones make
+        # a plain join read the whole table for every batch. OFFSET 0 keeps the
+        # planner from turning the lookup back into a join.
+        return (
+            f"LEFT JOIN LATERAL (SELECT * FROM {table(Member)} o"
+            " WHERE o.external_id = s.external_id OFFSET 0) o ON true"
+        )
 
     def write(self, rows: Sequence[StagedRow]) -> None:
         if not rows:
@@ -390,16 +408,27 @@ class _SqliteStager(Stager):
 
 
 def members_erased(*, external_ids: Sequence[str]) -> set[str]:
-    """Which of ``external_ids`` name erased members."""
+    """Which of ``external_ids`` name erased members, each looked up by the unique index
+    (as a batch's upsert does: see ``_PostgresStager._batch_lookup``)."""
     if not external_ids:
         return set()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT external_id FROM {table(Member)}"
-            f" WHERE external_id IN ({placeholders(len(external_ids))})"
-            " AND erased_at IS NOT NULL",
-            list(external_ids),
+    members = table(Member)
+    if connection.vendor == "postgresql":
+        sql = (
+            "SELECT s.external_id FROM unnest(%s::text[]) AS s (external_id)"
+            f" WHERE EXISTS (SELECT 1 FROM {members} o WHERE o.external_id = s.external_id"
+            " AND o.erased_at IS NOT NULL OFFSET 0)"
         )
+        params: list = [list(external_ids)]
+    else:  # SQLite looks an IN list up by the index anyway
+        sql = (
+            f"SELECT external_id FROM {members}"
+            f" WHERE external_id IN ({placeholders(len(external_ids))})"
+            " AND erased_at IS NOT NULL"
+        )
+        params = list(external_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         at = row_index(cursor)["external_id"]
         return {row[at] for row in cursor.fetchall()}
 

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import EmailStatus, Member
+from api.endpoints.members import BatchOut
 from api.models import Scope
 from api.services.clients import api_client_create
 from tests.factories import MemberFactory
@@ -188,6 +189,7 @@ def test_a_batch_applies_the_valid_items_and_reports_the_invalid_ones_by_index(c
         (7, "new", "invalid", ["duplicate external_id (first seen at index 0)"]),
     ]
     assert (body["created"], body["updated"], body["unchanged"], body["invalid"]) == (1, 1, 1, 5)
+    BatchOut.model_validate(body)  # the answer is what the schema documents
     assert sorted(Member.objects.values_list("external_id", flat=True)) == ["moved", "new", "same"]
     assert stored("new")[:4] == ("new@example.com", "fr", "FR", "EU")
     assert stored("moved")[0] == "moved@example.com"
