@@ -15,6 +15,7 @@ Each round, into an emptied members table:
 Medians of the rounds are reported, with the ratio paired round by round.
 
 Usage: SCALE=100000 .venv/bin/python bench/member_upsert.py [--rounds R] [--concurrency C]
+           [--keep]
 SCALE: members per round (default 100,000).
 """
 
@@ -182,10 +183,24 @@ def report(figures: Figures, args) -> dict:
     }
 
 
+def database_drop(url: str) -> None:
+    from django.db import connections
+    from psycopg import sql
+
+    connections.close_all()
+    with harness.connect(harness.with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(harness.database_name(url))
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4, help="connections sending")
+    parser.add_argument("--keep", action="store_true", help="leave the database behind")
     args = parser.parse_args()
     args.scale = int(os.environ.get("SCALE", "100000"))
     args.url = campaign_setup.database_url(DATABASE)
@@ -213,6 +228,8 @@ def main() -> None:
                 round_run(conn, csv_path, bodies, key, args, figures)
     finally:
         harness.process_stop(server)
+        if not args.keep:
+            database_drop(args.url)
     print(
         f"\nmember upsert: {args.scale:,} members, {len(bodies)} requests of up to {BATCH:,},"
         f" {args.concurrency} connections, gunicorn {load_driver.WORKERS} sync workers,"
