@@ -11,6 +11,7 @@ the column, a JSON object without the key): the member keeps the key they have (
 member gets none). An empty string unlinks the member.
 """
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -278,12 +279,11 @@ def _copy_escape(value: str) -> str:
 
 class _PostgresStager(Stager):
     def _rows_source(self, rows: Sequence[SourceRow]) -> tuple[str, list]:
-        # One array per column: the statement's text is the same whatever the count.
-        arrays = ", ".join(["%s::text[]"] * len(SOURCE_COLUMNS))
-        return (
-            f"unnest({arrays}) AS s ({', '.join(SOURCE_COLUMNS)})",
-            [list(column) for column in zip(*rows, strict=True)],
-        )
+        # One JSON document (as db.tracking's events): one parameter however many rows,
+        # where an array per column is dumped value by value in Python.
+        record = ", ".join(f"{column} text" for column in SOURCE_COLUMNS)
+        document = json.dumps([dict(zip(SOURCE_COLUMNS, row, strict=True)) for row in rows])
+        return f"jsonb_to_recordset(%s::jsonb) AS s ({record})", [document]
 
     def _inserted_column(self) -> str:
         # xmax = 0 on a row version that INSERT created, non-zero on one ON CONFLICT updated.
@@ -415,11 +415,11 @@ def members_erased(*, external_ids: Sequence[str]) -> set[str]:
     members = table(Member)
     if connection.vendor == "postgresql":
         sql = (
-            "SELECT s.external_id FROM unnest(%s::text[]) AS s (external_id)"
+            "SELECT s.external_id FROM jsonb_array_elements_text(%s::jsonb) AS s (external_id)"
             f" WHERE EXISTS (SELECT 1 FROM {members} o WHERE o.external_id = s.external_id"
             " AND o.erased_at IS NOT NULL OFFSET 0)"
         )
-        params: list = [list(external_ids)]
+        params: list = [json.dumps(list(external_ids))]
     else:  # SQLite looks an IN list up by the index anyway
         sql = (
             f"SELECT external_id FROM {members}"

@@ -246,3 +246,17 @@ def test_a_batch_item_that_is_not_an_object_is_a_422_problem(crm_key):
 def test_an_empty_batch_writes_nothing(crm_key):
     response = bulk(crm_key, [])
     assert response.status_code == 200 and response.json()["results"] == []
+
+
+def test_odd_characters_in_ids_and_keys_are_stored_as_sent(crm_key):
+    odd = ['quo"te', "back\\slash", "tab\there", "émoji-🙂", "comma,semi;pipe|"]
+    members = [
+        {"external_id": ext, "email": f"m{n}@example.com", "country": "FR", "person_key": ext}
+        for n, ext in enumerate(odd)
+    ]
+    response = bulk(crm_key, members)
+    assert [r["status"] for r in response.json()["results"]] == ["created"] * len(odd)
+    stored_keys = dict(Member.objects.values_list("external_id", "person_key"))
+    assert stored_keys == {ext: ext for ext in odd}
+    again = bulk(crm_key, members)
+    assert [r["status"] for r in again.json()["results"]] == ["unchanged"] * len(odd)
