@@ -59,10 +59,11 @@ class MemberOut(Schema):
     updated_at: datetime
 
 
+# A plain model: ninja's Schema would read an item that is not an object as one without
+# fields, where it should make the request a 422.
 class MemberItem(BaseModel):
     """One member of a batch. Each item is checked on its own: a wrong value makes that
-    item ``invalid``, never the request. (A plain model: ninja's Schema would read an
-    item that is not an object as one without fields.)"""
+    item `invalid`, never the request."""
 
     external_id: Text = None
     email: Text = None
