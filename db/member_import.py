@@ -268,8 +268,6 @@ class Stager(ABC):
 
 
 _COPY_SPECIAL = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
 _COPY_NULL = "\\N"
 
 
@@ -304,7 +302,7 @@ class _PostgresStager(Stager):
             return
         # COPY text format, one write per batch. Only external_id and person_key can hold
         # a character COPY treats specially: the other fields were validated to exclude
-        # them. A person key the row does not give is NULL (\\N).
+        # them. A person key the row does not give is NULL (\N).
         text = "".join(
             f"{line}\t{_copy_escape(external_id)}\t{email}\t{locale}\t{country}\t{place}"
             f"\t{_COPY_NULL if person_key is None else _copy_escape(person_key)}\n"

@@ -25,6 +25,7 @@ from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
 from django.utils import timezone
 
+from accounts.models import Source
 from accounts.permissions import PermissionRefused
 from accounts.services import members, policies
 from api.services.clients import api_client_create, api_client_revoke
@@ -39,7 +40,7 @@ from campaigns.models import (
     ObjectionReceipt,
     ReceiptStatus,
 )
-from campaigns.services import lifecycle, notices, receipts, reconcile
+from campaigns.services import erasure, lifecycle, notices, receipts, reconcile
 from campaigns.services.sending import campaign_send_chunk
 from config.admin_base import StaffAdmin
 from tests.factories import MemberFactory, ai_training, campaign, notice_version
@@ -629,6 +630,11 @@ SERVICES: dict[str, Service] = {
             member=o["obj"], email="new@example.com", by=by, reason="moved"
         ),
         system=False,  # staff change an address, named in its audit row
+    ),
+    "erasure.member_erase": Service(
+        "accounts.delete_member",
+        lambda: bounced_member(None),
+        lambda o, by: erasure.member_erase(member=o["obj"], source=Source.ADMIN, by=by),
     ),
     "policies.purpose_create": Service(
         "accounts.add_purpose",

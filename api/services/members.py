@@ -30,6 +30,7 @@ BATCH_MAX = 1000
 # An item's fields, as the importer reads them (person_key optional: absent keeps it).
 FIELDS = ("external_id", "email", "locale", "country")
 PERSON_KEY = "person_key"
+ERASED_REASON = db_member_import.ERASED_REASON
 
 
 class ItemStatus(StrEnum):
@@ -114,9 +115,6 @@ def _result(index: int, external_id: str, *, erased: bool, written: dict[str, bo
         return ItemResult(index, external_id, ItemStatus.UNCHANGED)
     created = written[external_id]
     return ItemResult(index, external_id, ItemStatus.CREATED if created else ItemStatus.UPDATED)
-
-
-ERASED_REASON = db_member_import.ERASED_REASON
 
 
 def member_upsert(
