@@ -213,7 +213,21 @@ if REDIS_URL:
 RENOTIFY_LEDGER_HEAD_CHECK_SECONDS = env.float("RENOTIFY_LEDGER_HEAD_CHECK_SECONDS", default=300.0)
 # Beat's sweeps for work a request's kick did not start (events, receipts).
 RENOTIFY_SWEEP_SECONDS = 30.0
+# Outbound webhooks (api.services.webhook_sending): beat follows the ledger and sends
+# what is due this often, so an event reaches its endpoints within about two of these.
+RENOTIFY_WEBHOOK_SECONDS = env.float("RENOTIFY_WEBHOOK_SECONDS", default=5.0)
+# Each request's connect and read timeout, and how long one sending run may take.
+RENOTIFY_WEBHOOK_TIMEOUT = env.float("RENOTIFY_WEBHOOK_TIMEOUT", default=5.0)
+RENOTIFY_WEBHOOK_BUDGET = env.float("RENOTIFY_WEBHOOK_BUDGET", default=20.0)
 CELERY_BEAT_SCHEDULE = {
+    "dispatch-webhooks": {
+        "task": "api.tasks.webhooks_dispatch",
+        "schedule": RENOTIFY_WEBHOOK_SECONDS,
+    },
+    "deliver-webhooks": {
+        "task": "api.tasks.webhooks_deliver_due",
+        "schedule": RENOTIFY_WEBHOOK_SECONDS,
+    },
     "start-due-campaigns": {"task": "campaigns.tasks.campaigns_start_due", "schedule": 60.0},
     "reconcile-deliveries": {
         "task": "campaigns.tasks.deliveries_reconcile_task",
