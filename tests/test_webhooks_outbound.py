@@ -24,7 +24,7 @@ from accounts.models import Action, ConsentEvent, Source
 from accounts.permissions import PermissionRefused
 from accounts.services.consent import consent_record
 from api.models import LedgerFollower, WebhookAttempt, WebhookDelivery, WebhookState
-from api.services.clients import api_client_create
+from api.services.clients import api_client_create, api_client_revoke
 from api.services.webhook_sending import (
     EVENT_ID_HEADER,
     RETRY_WINDOW,
@@ -469,6 +469,30 @@ def test_a_deactivated_endpoint_is_sent_nothing_more(crm, purpose, receiver):
     assert receiver.received == [] and WebhookDelivery.objects.get() == delivery
 
 
+def test_a_revoked_clients_endpoints_are_sent_nothing_more(crm, purpose, receiver):
+    delivery = a_delivery_to(endpoint_at(crm, receiver.url), purpose)
+    api_client_revoke(client=crm, by=None)
+    record(MemberFactory(country="US"), Action.OBJECT, purpose)
+    webhook_events_dispatch()
+    assert webhook_deliveries_send_due().delivered == 0
+    assert receiver.received == [] and WebhookDelivery.objects.get() == delivery
+
+
+def test_idle_runs_cost_a_few_queries(crm, purpose, receiver, django_assert_max_num_queries):
+    a_delivery_to(endpoint_at(crm, receiver.url), purpose)
+    webhook_deliveries_send_due()
+    for member in MemberFactory.create_batch(3, country="US"):
+        record(member, Action.ACKNOWLEDGE, notice_version_id=1)
+    with django_assert_max_num_queries(9):  # past events nobody is told of
+        assert webhook_events_dispatch() == (0, True)
+    with django_assert_max_num_queries(2):  # beat runs both every few seconds
+        assert webhook_events_dispatch() == (0, True)
+    with django_assert_max_num_queries(4):
+        assert webhook_deliveries_send_due().as_dict() == dict.fromkeys(
+            ("delivered", "failed", "parked", "postponed"), 0
+        )
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="SKIP LOCKED between connections")
 def test_senders_running_at_once_send_each_delivery_once(purpose, receiver):
@@ -505,7 +529,7 @@ def test_a_dead_endpoint_gets_one_attempt_per_run_and_the_others_go_on(
     run = webhook_deliveries_send_due()
     elapsed = time.monotonic() - started
 
-    assert (run.failed, run.delivered) == (1, 2) and elapsed < 1.5
+    assert (run.failed, run.delivered) == (1, 2) and elapsed < 2.0
     assert WebhookAttempt.objects.filter(delivery__endpoint=dead).count() == 1
     waiting = WebhookDelivery.objects.filter(endpoint=dead, state=WebhookState.PENDING)
     assert waiting.filter(next_attempt_at__gt=timezone.now() + timedelta(seconds=29)).count() == 6
@@ -523,11 +547,12 @@ def test_the_deliver_task_returns_within_its_budget(crm, purpose, dead_sockets, 
     done = webhooks_deliver_due()
     elapsed = time.monotonic() - started
 
-    assert elapsed <= 1.0 + 0.2, elapsed
-    assert (
-        done["failed"] == 2 and done["postponed"] == 6
-    )  # 2 x 0.3 s; a third might not end in time
-    assert WebhookDelivery.objects.filter(next_attempt_at__lte=timezone.now()).count() == 6
+    # A request starts only while one more (up to twice the timeout) fits the budget:
+    # two of 0.3 s fit in 1 s, or one on a slow machine; the rest wait for the next run.
+    assert elapsed <= 1.0 + 0.3, elapsed
+    assert done["failed"] in (1, 2) and done["failed"] + done["postponed"] == 8
+    due_again = WebhookDelivery.objects.filter(next_attempt_at__lte=timezone.now())
+    assert due_again.count() == done["postponed"]
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from api.models import WebhookAttempt, WebhookDelivery, WebhookState
+from api.services.webhooks import live_endpoint
 from config.fields import clipped
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ RETRY_WINDOW = timedelta(hours=24)
 FIRST_RETRY_SECONDS = 30.0
 LONGEST_RETRY_SECONDS = 3600.0
 JITTER = 0.25
-# Deliveries claimed per run.
+# Deliveries claimed per run, and attempts recorded per commit (a worker that dies
+# leaves at most these unrecorded: their deliveries are sent again after the lease).
 SEND_BATCH = 100
+RECORD_EVERY = 25
 # An answer's body is read this far at most (only its status counts).
 ANSWER_READ_BYTES = 1024
 # A claimed delivery is due again this long after its run's budget, in case the worker
@@ -114,21 +117,84 @@ class Answer:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """One attempt, as it will be recorded: the delivery's new state and next try."""
+
+    delivery: WebhookDelivery
+    answer: Answer
+    at: datetime
+    state: WebhookState
+    retry_at: datetime | None  # pending: when it is due again
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery, answer: Answer, at: datetime) -> "_Outcome":
+        deadline = delivery.created_at + RETRY_WINDOW
+        if answer.ok:
+            return cls(delivery, answer, at, WebhookState.DELIVERED, None)
+        if at >= deadline:
+            return cls(delivery, answer, at, WebhookState.PARKED, None)
+        retry_at = min(at + timedelta(seconds=retry_delay(delivery.attempts + 1)), deadline)
+        return cls(delivery, answer, at, WebhookState.PENDING, retry_at)
+
+    def changes(self) -> dict[str, Any]:
+        """The delivery's fields after this attempt."""
+        changes: dict[str, Any] = {"state": self.state, "attempts": F("attempts") + 1}
+        if self.state == WebhookState.DELIVERED:
+            changes["delivered_at"] = self.at
+        if self.retry_at is not None:
+            changes["next_attempt_at"] = self.retry_at
+        return changes
+
+
 @dataclass
-class _Postponed:
-    """Claimed deliveries a run did not send, by when each is due again."""
+class _Pass:
+    """A run's attempts not yet recorded, and the claimed deliveries it leaves
+    unsent, by when each is due again. Written together, a few attempts at a time: a
+    commit per attempt would cost more than the attempt."""
 
-    until: dict[datetime, list[int]] = field(default_factory=lambda: defaultdict(list))
+    run: SendRun = field(default_factory=SendRun)
+    outcomes: list[_Outcome] = field(default_factory=list)
+    postponed: dict[datetime, list[int]] = field(default_factory=lambda: defaultdict(list))
 
-    def add(self, delivery_id: int, until: datetime) -> None:
-        self.until[until].append(delivery_id)
+    def attempted(self, outcome: _Outcome) -> None:
+        self.outcomes.append(outcome)
+        if len(self.outcomes) >= RECORD_EVERY:
+            self.record()
 
-    def apply(self) -> int:
-        for until, ids in self.until.items():
-            WebhookDelivery.objects.filter(pk__in=ids, state=WebhookState.PENDING).update(
-                next_attempt_at=until
+    def postpone(self, delivery_id: int, until: datetime) -> None:
+        self.postponed[until].append(delivery_id)
+
+    def record(self) -> None:
+        if not self.outcomes and not self.postponed:
+            return
+        with transaction.atomic():
+            WebhookAttempt.objects.bulk_create(_attempt_row(o) for o in self.outcomes)
+            for outcome in self.outcomes:
+                WebhookDelivery.objects.filter(
+                    pk=outcome.delivery.pk, state=WebhookState.PENDING
+                ).update(**outcome.changes())
+                self._count(outcome)
+            for until, ids in self.postponed.items():
+                WebhookDelivery.objects.filter(pk__in=ids, state=WebhookState.PENDING).update(
+                    next_attempt_at=until
+                )
+                self.run.postponed += len(ids)
+        self.outcomes, self.postponed = [], defaultdict(list)
+
+    def _count(self, outcome: _Outcome) -> None:
+        if outcome.state == WebhookState.DELIVERED:
+            self.run.delivered += 1
+        elif outcome.state == WebhookState.PARKED:
+            self.run.parked += 1
+            logger.warning(
+                "webhook delivery %s to endpoint %s parked after %s attempts",
+                outcome.delivery.pk,
+                outcome.delivery.endpoint_id,
+                outcome.delivery.attempts + 1,
             )
-        return sum(len(ids) for ids in self.until.values())
+        else:
+            self.run.failed += 1
 
 
 def webhook_deliveries_send_due(*, limit: int = SEND_BATCH) -> SendRun:
@@ -137,23 +203,25 @@ def webhook_deliveries_send_due(*, limit: int = SEND_BATCH) -> SendRun:
     budget, timeout = settings.RENOTIFY_WEBHOOK_BUDGET, settings.RENOTIFY_WEBHOOK_TIMEOUT
     started = time.monotonic()
     claimed = _claim(limit, lease_until=timezone.now() + _lease(budget, timeout))
-    run, postponed = SendRun(), _Postponed()
-    failing: dict[int, datetime] = {}  # endpoint id -> its retry
-    for delivery in claimed:
+    this = _Pass()
+    failing: dict[int, datetime] = {}  # endpoint id -> when it is tried again
+    for index, delivery in enumerate(claimed):
         if delivery.endpoint_id in failing:
-            postponed.add(delivery.pk, failing[delivery.endpoint_id])
+            this.postpone(delivery.pk, failing[delivery.endpoint_id])
             continue
-        sent_any = run.delivered + run.failed + run.parked > 0
-        if sent_any and time.monotonic() - started + 2 * timeout > budget:
-            postponed.add(delivery.pk, timezone.now())
+        if index and time.monotonic() - started + 2 * timeout > budget:
+            this.postpone(delivery.pk, timezone.now())
             continue
-        retry_at = _attempt(delivery, run)
-        if retry_at is not None:
-            failing[delivery.endpoint_id] = retry_at
-    run.postponed = postponed.apply()
+        outcome = _Outcome.of(delivery, _post(delivery), timezone.now())
+        this.attempted(outcome)
+        if outcome.state != WebhookState.DELIVERED:
+            failing[delivery.endpoint_id] = outcome.retry_at or outcome.at + timedelta(
+                seconds=FIRST_RETRY_SECONDS
+            )
+    this.record()
     if claimed:
-        logger.info("webhook deliveries: %s", run.as_dict())
-    return run
+        logger.info("webhook deliveries: %s", this.run.as_dict())
+    return this.run
 
 
 def _lease(budget: float, timeout: float) -> timedelta:
@@ -161,13 +229,14 @@ def _lease(budget: float, timeout: float) -> timedelta:
 
 
 def _claim(limit: int, *, lease_until: datetime) -> list[WebhookDelivery]:
-    """Due deliveries to active endpoints, oldest due first, leased until
+    """Due deliveries to live endpoints, oldest due first, leased until
     ``lease_until``; another run at the same moment skips them."""
     now = timezone.now()
     with transaction.atomic():
         ids = list(
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(state=WebhookState.PENDING, next_attempt_at__lte=now, endpoint__active=True)
+            .filter(live_endpoint("endpoint__"), state=WebhookState.PENDING)
+            .filter(next_attempt_at__lte=now)
             .order_by("next_attempt_at", "pk")
             .values_list("pk", flat=True)[:limit]
         )
@@ -176,45 +245,14 @@ def _claim(limit: int, *, lease_until: datetime) -> list[WebhookDelivery]:
     return [found[pk] for pk in ids]
 
 
-def _attempt(delivery: WebhookDelivery, run: SendRun) -> datetime | None:
-    """Send ``delivery`` once and record how it went; when it failed, when its
-    endpoint may be tried again."""
-    answer = _post(delivery)
-    now = timezone.now()
-    retry_at = None
-    with transaction.atomic():
-        WebhookAttempt.objects.create(
-            delivery=delivery,
-            attempted_at=now,
-            status_code=answer.status_code,
-            error=clipped(WebhookAttempt, "error", answer.error),
-            duration_ms=answer.duration_ms,
-        )
-        pending = WebhookDelivery.objects.filter(pk=delivery.pk, state=WebhookState.PENDING)
-        if answer.ok:
-            pending.update(
-                state=WebhookState.DELIVERED, delivered_at=now, attempts=F("attempts") + 1
-            )
-            run.delivered += 1
-        elif now >= delivery.created_at + RETRY_WINDOW:
-            pending.update(state=WebhookState.PARKED, attempts=F("attempts") + 1)
-            run.parked += 1
-            logger.warning(
-                "webhook delivery %s to endpoint %s parked after %s attempts",
-                delivery.pk,
-                delivery.endpoint_id,
-                delivery.attempts + 1,
-            )
-        else:
-            retry_at = min(
-                now + timedelta(seconds=retry_delay(delivery.attempts + 1)),
-                delivery.created_at + RETRY_WINDOW,
-            )
-            pending.update(next_attempt_at=retry_at, attempts=F("attempts") + 1)
-            run.failed += 1
-    if answer.ok:
-        return None
-    return retry_at or now + timedelta(seconds=FIRST_RETRY_SECONDS)
+def _attempt_row(outcome: _Outcome) -> WebhookAttempt:
+    return WebhookAttempt(
+        delivery=outcome.delivery,
+        attempted_at=outcome.at,
+        status_code=outcome.answer.status_code,
+        error=clipped(WebhookAttempt, "error", outcome.answer.error),
+        duration_ms=outcome.answer.duration_ms,
+    )
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
