@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -96,12 +96,7 @@ class SendRun:
     postponed: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "delivered": self.delivered,
-            "failed": self.failed,
-            "parked": self.parked,
-            "postponed": self.postponed,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
