@@ -299,3 +299,18 @@ def test_a_conflict_raised_by_an_endpoint_is_a_409_problem(rf):
     response = HANDLERS[HttpError](rf.get("/api/v1/x"), HttpError(409, "already erased"))
     assert response.status_code == 409 and response["Content-Type"] == PROBLEM
     assert json.loads(response.content)["detail"] == "already erased"
+
+
+def test_staff_give_a_client_its_own_rate_in_the_admin_and_an_unreadable_one_is_refused(ines):
+    browser = Client()
+    browser.force_login(ines)
+    refused = browser.post(
+        "/admin/api/apiclient/add/", {"name": "crm", "scopes": ["campaigns:read"], "rate": "9"}
+    )
+    assert refused.status_code == 200 and not ApiClient.objects.exists()
+    assert "is not like" in refused.content.decode()
+    browser.post(
+        "/admin/api/apiclient/add/",
+        {"name": "crm", "scopes": ["campaigns:read"], "rate": "600/m"},
+    )
+    assert ApiClient.objects.get().rate == "600/m"
