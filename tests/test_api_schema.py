@@ -11,7 +11,9 @@ that CI runs the same requests every time.
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -39,7 +41,19 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
 
 
 @pytest.fixture
-def key(db):
+def connection_kept():
+    """The app is called as a server would call it, and a server's request signals close
+    the database connection after each request; the test's transaction needs it open
+    (Django's test client does the same)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def key(db, connection_kept):
     """A key with every scope and room for every generated request, and a little data."""
     ines = staff_user("ines", "api.manage_apiclient")
     client, key = api_client_create(name="schemathesis", scopes=list(Scope.values), by=ines)
