@@ -262,6 +262,9 @@ class GpcVisit:
         return min(self.offered, default="")
 
     def key(self) -> tuple:
+        """What the page shows of the visit, for the notice page's kept skeletons."""
+        if not (self.offered or self.applied or self.kept):
+            return ()
         return (tuple(sorted(self.offered)), tuple(sorted(self.applied)), tuple(sorted(self.kept)))
 
 
