@@ -283,11 +283,11 @@ def gpc_visit(
     delivery: Delivery | None,
     ip: str | None,
     user_agent: str,
-) -> GpcVisit:
+) -> tuple[GpcVisit, dict[int, Preference]]:
     """Act on a page visit that carries the signal, purpose by purpose, as staff chose
-    (``Purpose.gpc_mode``). Recording never fails the page: a failure is logged and the
-    objection is offered instead. ``preferences`` (the member's, by purpose id) is what
-    the page shows: call again to read what this visit recorded."""
+    (``Purpose.gpc_mode``); the member's preferences (``preferences``, by purpose id, read
+    again only if this visit recorded anything) for the page to show. Recording never
+    fails the page: a failure is logged and the objection is offered instead."""
     offered: set[str] = set()
     applied: set[str] = set()
     kept: set[str] = set()
@@ -302,7 +302,9 @@ def gpc_visit(
                 applied.add(purpose.slug)
             else:
                 offered.add(purpose.slug)
-    return GpcVisit(frozenset(offered), frozenset(applied), frozenset(kept))
+    if applied:
+        preferences = member_preferences(member_id=member.pk)
+    return GpcVisit(frozenset(offered), frozenset(applied), frozenset(kept)), preferences
 
 
 def _choice(preferences: dict[int, Preference], purpose: Purpose) -> str | None:

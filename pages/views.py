@@ -126,9 +126,9 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
         return _notice_post(request, token, delivery)
     gpc = services.NO_SIGNAL
     if request.method == "GET" and services.gpc_signalled(request.META):
-        gpc = _gpc_visit(request, delivery.member, delivery.preferences or {}, delivery)
-        if gpc.applied:
-            delivery.preferences = services.member_preferences(member_id=delivery.member_id)
+        gpc, delivery.preferences = _gpc_visit(
+            request, delivery.member, delivery.preferences or {}, delivery
+        )
     view = services.notice_view(
         delivery=delivery, locale=request.GET.get("lang"), reader_locale=locale
     )
@@ -272,9 +272,7 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
     preferences, gpc = None, services.NO_SIGNAL
     if request.method == "GET" and services.gpc_signalled(request.META):
         preferences = services.member_preferences(member_id=member.pk)
-        gpc = _gpc_visit(request, member, preferences, None)
-        if gpc.applied:
-            preferences = services.member_preferences(member_id=member.pk)
+        gpc, preferences = _gpc_visit(request, member, preferences, None)
     context = {
         "member": member,
         "states": member_effective_states(member=member, preferences=preferences, locale=locale),
@@ -293,7 +291,7 @@ def _gpc_visit(
     member: Member,
     preferences: dict[int, Preference],
     delivery: Delivery | None,
-) -> services.GpcVisit:
+) -> tuple[services.GpcVisit, dict[int, Preference]]:
     """The browser's Global Privacy Control signal, acted on as staff chose per purpose."""
     ip, user_agent = _client(request)
     return services.gpc_visit(
