@@ -314,3 +314,14 @@ def test_staff_give_a_client_its_own_rate_in_the_admin_and_an_unreadable_one_is_
         {"name": "crm", "scopes": ["campaigns:read"], "rate": "600/m"},
     )
     assert ApiClient.objects.get().rate == "600/m"
+
+
+def test_an_unreadable_rate_setting_stops_the_app_from_starting(settings):
+    from config.checks import rates
+
+    assert rates(None) == []
+    settings.RENOTIFY_API_RATE = "lots"
+    settings.RENOTIFY_API_RATE_BAD_KEY = "9/fortnight"
+    errors = rates(None)
+    assert [e.id for e in errors] == ["renotify.E021", "renotify.E021"]
+    assert errors[0].msg.startswith("RENOTIFY_API_RATE: rate 'lots'")
