@@ -73,7 +73,9 @@ def problems_document(schema: dict) -> dict:
 
 
 def _operation_document(method: str, operation: dict) -> None:
-    responses = operation.setdefault("responses", {})
+    # ninja keys responses by int, JSON by string: one key per status, as JSON has it
+    responses = {str(status): r for status, r in operation.get("responses", {}).items()}
+    operation["responses"] = responses
     for status in _problem_statuses(method, operation):
         responses.setdefault(str(status), _problem_response(status))
     if operation.get("security"):

@@ -325,3 +325,46 @@ def test_an_unreadable_rate_setting_stops_the_app_from_starting(settings):
     errors = rates(None)
     assert [e.id for e in errors] == ["renotify.E021", "renotify.E021"]
     assert errors[0].msg.startswith("RENOTIFY_API_RATE: rate 'lots'")
+
+
+@pytest.mark.urls("tests.api_probe_urls")
+def test_the_schema_lists_each_operations_problems_by_what_the_operation_has():
+    schema = api_probe_urls.probe.get_openapi_schema()
+    write = schema["paths"]["/api/probe/notes"]["post"]["responses"]
+    read = schema["paths"]["/api/probe/crash"]["get"]["responses"]
+    assert sorted(write) == sorted(
+        ["200", "400", "401", "403", "404", "409", "413", "415", "422", "429", "500"]
+    )
+    assert sorted(read) == ["200", "400", "401", "403", "404", "429", "500"]
+    problem = write["415"]["content"]["application/problem+json"]["schema"]
+    assert problem == {"$ref": "#/components/schemas/Problem"}
+    assert schema["components"]["schemas"]["Problem"]["required"] == [
+        "type",
+        "title",
+        "status",
+        "detail",
+    ]
+    assert set(write["429"]["headers"]) == {
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "Retry-After",
+    }
+
+
+def test_a_response_an_endpoint_declares_itself_is_kept_once():
+    from api.problems import problems_document
+
+    own = {"description": "gone for good", "content": {"application/json": {}}}
+    schema = {
+        "paths": {
+            "/x": {"delete": {"responses": {204: {"description": "erased"}, 404: own}}},
+            "/open": {"get": {"responses": {200: {"description": "OK"}}}},
+        }
+    }
+    responses = problems_document(schema)["paths"]["/x"]["delete"]["responses"]
+    assert responses["404"] == own and 404 not in responses and "204" in responses
+    assert "409" in responses and "401" not in responses  # a write, with no key needed
+    opened = schema["paths"]["/open"]["get"]["responses"]
+    assert sorted(opened) == ["200", "400", "404", "500"]
+    assert "headers" not in opened["200"]  # no key, no rate limit
