@@ -4,8 +4,8 @@ operations, Django's URL resolver, its error handlers):
 - a body larger than ``RENOTIFY_API_MAX_BODY`` is 413, and a write whose body is not
   JSON 415, before anything reads it (or looks up the key: a refusal costs nothing);
 - every error is a problem details document: Django's HTML 404 for an unknown path,
-  ninja's plain 405, a 500 page, become ``application/problem+json`` (the headers that
-  say what to do next, ``Allow`` and ``Retry-After``, kept);
+  ninja's plain 405, a 500 page, become ``application/problem+json`` (with their other
+  headers: ``Allow``, ``Retry-After``, the security headers);
 - a response to a counted request carries ``RateLimit-Limit``, ``RateLimit-Remaining``
   and ``RateLimit-Reset`` (noted on the request by ``api.auth``).
 """
@@ -30,7 +30,8 @@ DETAILS = {
     413: "the request body is larger than this API accepts",
     500: INTERNAL,
 }
-KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+# Headers that describe the body a converted answer no longer has.
+BODY_HEADERS = {"content-type", "content-length", "content-encoding", "content-language", "etag"}
 _RATE_ATTRIBUTE = "renotify_api_rate"
 
 
@@ -90,12 +91,14 @@ def _is_problem(response: HttpResponseBase) -> bool:
 
 
 def _as_problem(response: HttpResponseBase) -> HttpResponse:
+    """The same answer as a problem: every header but those about the old body (the
+    security headers the other middleware set, ``Allow``, ``Retry-After``...) kept."""
     status = response.status_code
-    detail = DETAILS.get(status) or _phrase(status)
-    converted = problem(status, detail)
-    for name in KEPT_HEADERS:
-        if name in response:
-            converted[name] = response[name]
+    converted = problem(status, DETAILS.get(status) or _phrase(status))
+    for name, value in response.items():
+        if name.lower() not in BODY_HEADERS:
+            converted[name] = value
+    converted.cookies = response.cookies
     return converted
 
 

@@ -368,3 +368,14 @@ def test_a_response_an_endpoint_declares_itself_is_kept_once():
     opened = schema["paths"]["/open"]["get"]["responses"]
     assert sorted(opened) == ["200", "400", "404", "500"]
     assert "headers" not in opened["200"]  # no key, no rate limit
+
+
+def test_a_problem_made_from_a_page_keeps_the_security_headers_and_allow(ines):
+    _, key = reader(ines)
+    unknown = get("/api/v1/nothing-here", key)
+    wrong_method = Client().delete(reach_path(), headers={"Authorization": f"Bearer {key}"})
+    for response in (unknown, wrong_method):
+        assert response["Content-Type"] == PROBLEM
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["X-Frame-Options"] == "DENY"
+    assert wrong_method["Allow"] == "GET"
