@@ -76,8 +76,8 @@ def _operation_document(method: str, operation: dict) -> None:
     # ninja keys responses by int, JSON by string: one key per status, as JSON has it
     responses = {str(status): r for status, r in operation.get("responses", {}).items()}
     operation["responses"] = responses
-    for status in _problem_statuses(method, operation):
-        responses.setdefault(str(status), _problem_response(status))
+    for code in _problem_statuses(method, operation):
+        responses.setdefault(str(code), _problem_response(code))
     if operation.get("security"):
         for status, response in responses.items():
             headers = response.setdefault("headers", {})

@@ -109,7 +109,7 @@ def rates(app_configs, **kwargs) -> list[checks.CheckMessage]:
     """A rate that cannot be read would fail every request it limits, at the first one."""
     from config.ratelimit import rate_parse
 
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for name in RATE_SETTINGS:
         try:
             rate_parse(getattr(settings, name))
