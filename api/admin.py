@@ -5,6 +5,7 @@ delivery with its attempts, replayed with ``api.replay_webhookdelivery``."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 from api.models import ApiClient, Scope, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -24,6 +25,7 @@ from config.admin_base import (
     StaffAdmin,
     acting_user,
 )
+from config.ratelimit import rate_parse
 
 
 class ApiClientForm(forms.ModelForm):
@@ -31,13 +33,29 @@ class ApiClientForm(forms.ModelForm):
 
     class Meta:
         model = ApiClient
-        fields = ("name", "scopes")
+        fields = ("name", "scopes", "rate")
+
+    def clean_rate(self) -> str:
+        rate = self.cleaned_data["rate"].strip()
+        try:
+            rate and rate_parse(rate)
+        except ImproperlyConfigured as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return rate
 
 
 @admin.register(ApiClient)
 class ApiClientAdmin(StaffAdmin):
     form = ApiClientForm
-    list_display = ("name", "key_prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_display = (
+        "name",
+        "key_prefix",
+        "scopes",
+        "rate",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     list_filter = ("revoked_at",)
     readonly_fields = ("key_prefix", "created_by", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
@@ -59,6 +77,7 @@ class ApiClientAdmin(StaffAdmin):
             name=form.cleaned_data["name"],
             scopes=form.cleaned_data["scopes"],
             by=acting_user(request),
+            rate=form.cleaned_data["rate"],
         )
         # The admin's log entry and message name the new client.
         obj.pk, obj.key_prefix = client.pk, client.key_prefix

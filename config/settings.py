@@ -69,6 +69,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it sees every /api/ response last: errors as problem details, rate
+    # limit headers, and bodies too large or not JSON refused before anything reads them.
+    "api.middleware.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -421,3 +424,12 @@ def _anymail_esp(backend: str) -> list[str]:
 RENOTIFY_WEBHOOK_ESPS = env.list(
     "RENOTIFY_WEBHOOK_ESPS", default=_anymail_esp(globals().get("EMAIL_BACKEND", ""))
 )
+
+# --- Platform API: rate limits and request bodies ----------------------------------
+# Requests per client whose own rate (ApiClient.rate) is blank; and requests with a wrong
+# key per client address (a valid key is never refused for its address).
+RENOTIFY_API_RATE = env("RENOTIFY_API_RATE", default="1200/m")
+RENOTIFY_API_RATE_BAD_KEY = env("RENOTIFY_API_RATE_BAD_KEY", default="60/m")
+# The largest API request body (bytes); larger ones are 413 before they are read. Bodies
+# over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default) are refused whatever this says.
+RENOTIFY_API_MAX_BODY = env.int("RENOTIFY_API_MAX_BODY", default=2 * 1024 * 1024)
