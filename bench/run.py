@@ -24,15 +24,16 @@ import harness
 from psycopg import sql
 
 SHARED_DATABASE = ("import_members", "export_suppressions")
-# Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks)
-# and #5 (notice pages).
+# Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
+# #5 (notice pages) and #16 (outbound webhooks, member upsert).
 STANDALONE = (
     "fanout",
     "send_loop",
     "throttle_accuracy",
     "webhooks",
     "notice_pages",
-    "member_upsert",  # issue #16
+    "outbound_webhooks",
+    "member_upsert",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}
