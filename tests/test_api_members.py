@@ -122,7 +122,7 @@ def test_an_invalid_member_is_a_422_problem_and_changes_nothing(crm_key, body, r
     MemberFactory(external_id="u-1", email="kept@example.com", country="GB")
     response = put("u-1", crm_key, **body)
     assert response.status_code == 422 and response["Content-Type"] == PROBLEM
-    assert response.json()["errors"][0].startswith(reason)
+    assert response.json()["errors"][0]["msg"].startswith(reason)
     assert "a@example.com" not in response.content.decode()  # never echoes the address
     assert stored("u-1")[:3] == ("kept@example.com", "en", "GB")
 

@@ -139,7 +139,9 @@ def member_put(
         external_id=external_id, fields=payload.model_dump(exclude_unset=True)
     )
     if result.status == ItemStatus.INVALID:
-        return problem(422, "the member is not valid", errors=result.errors)
+        # As the schema's own 422s list theirs: one object per error.
+        errors = [{"loc": ["body"], "msg": reason} for reason in result.errors]
+        return problem(422, "the member is not valid", errors=errors)
     if result.status == ItemStatus.ERASED or member is None:
         return problem(409, f"member {external_id} was erased: it cannot be written again")
     return Status(201 if result.status == ItemStatus.CREATED else 200, member)
