@@ -11,7 +11,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from api.auth import ApiKey
-from api.endpoints import campaigns
+from api.endpoints import campaigns, preferences
 from api.problems import problem
 
 api = NinjaAPI(
@@ -22,6 +22,7 @@ api = NinjaAPI(
     docs_url="/docs",
 )
 api.add_router("/campaigns", campaigns.router)
+api.add_router("/members", preferences.router)
 
 
 @api.exception_handler(AuthenticationError)
