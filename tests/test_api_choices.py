@@ -18,6 +18,7 @@ from accounts.models import ConsentEvent, Member, Preference, Source
 from api.models import IdempotentRequest, Scope
 from api.services.clients import api_client_create
 from api.services.idempotency import STALE
+from config.logredact import member_links_redact
 from tests.concurrency import at_once
 from tests.factories import MemberFactory, ai_training, notice_version, staff_user
 
@@ -268,6 +269,7 @@ def test_a_choice_from_the_future_is_refused_beyond_a_small_clock_skew(
     "body",
     [
         {**OBJECT, "occurred_at": "2026-01-01T10:00:00"},  # no offset
+        {**OBJECT, "occurred_at": "0001-01-01T00:00:00+05:00"},  # before year 1 in UTC
         {**OBJECT, "purpose": "no-such-purpose"},
         {**OBJECT, "action": "erase"},
         {"purpose": "ai-training"},
@@ -281,15 +283,16 @@ def test_a_choice_that_cannot_be_recorded_is_a_422_problem(app_key, maya, body):
     assert not ConsentEvent.objects.exists() and not IdempotentRequest.objects.exists()
 
 
-@pytest.mark.parametrize("key", ["", "k" * 256])
+@pytest.mark.parametrize("key", ["", "k" * 256, "nul\x00key", "caf\u00e9"])
 def test_an_empty_or_overlong_idempotency_key_is_a_422_problem(app_key, maya, key):
     response = choose(app_key, OBJECT, **{"Idempotency-Key": key})
     assert response.status_code == 422 and not ConsentEvent.objects.exists()
 
 
-def test_an_unknown_member_is_a_404_problem_everywhere(app_key, purpose, sent_version):
+@pytest.mark.parametrize("nobody", ["nobody", "nul%00byte"])
+def test_an_unknown_member_is_a_404_problem_everywhere(app_key, purpose, sent_version, nobody):
     for method, path, body, _scope in endpoints(sent_version.pk).values():
-        response = call(method, path.replace("maya-1", "nobody"), app_key, body)
+        response = call(method, path.replace("maya-1", nobody), app_key, body)
         assert response.status_code == 404 and response["Content-Type"] == PROBLEM, path
     assert not ConsentEvent.objects.exists()
 
@@ -330,6 +333,8 @@ def test_a_preference_link_opens_the_members_page_and_a_tampered_one_is_refused(
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     url = response.json()["url"]
     assert url.startswith(f"{settings.SITE_URL}/p/")
+    token = url.removeprefix(f"{settings.SITE_URL}/p/").strip("/")
+    assert token not in member_links_redact(f"minted {url}")  # never readable in a log
     path = urlsplit(url).path
     page = Client().get(path)
     assert page.status_code == 200 and page.context["member"] == maya
@@ -369,3 +374,21 @@ def test_two_requests_at_once_with_one_key_record_one_event_and_get_one_answer(i
     assert ConsentEvent.objects.count() == 1
     assert Member.objects.get().preferences.get().choice == "out"
     assert chain_intact()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent connections")
+def test_a_notice_served_in_app_by_several_requests_at_once_is_one_event(ines):
+    MemberFactory(external_id="maya-1", country="US")
+    version = notice_version()
+    type(version).objects.filter(pk=version.pk).update(frozen_at=timezone.now())
+    key = key_with(ines, Scope.PREFERENCES_WRITE)
+    statuses = []
+
+    def serve():
+        path = f"/api/v1/members/maya-1/notices/{version.pk}/served"
+        statuses.append(call("post", path, key).status_code)
+
+    assert at_once(*[serve] * 4) == []
+    assert sorted(statuses) == [200, 200, 200, 201]
+    assert ConsentEvent.objects.count() == 1 and chain_intact()

@@ -41,7 +41,9 @@ def launched(purpose):
     c = campaign(version=version, state=CampaignState.SENDING, only_not_acknowledged=True)
     campaign_fan_out(campaign=c)
     now = timezone.now()
-    Delivery.objects.filter(member=people["ann"]).update(sent_at=now, delivered_at=now)
+    Delivery.objects.filter(member=people["ann"]).update(
+        sent_at=now, delivered_at=now, status="delivered"
+    )
     Delivery.objects.filter(member=people["cat"]).update(
         sent_at=now, bounced_at=now, status="bounced"
     )
@@ -168,3 +170,18 @@ def test_a_campaign_filtered_by_purpose_state_counts_its_left_out_members_too(pu
     reach = campaign_reach(campaign=c)
     assert (reach.in_app["served"], reach.reached) == (1, 1)
     assert bounced.pk not in set(Delivery.objects.values_list("member_id", flat=True))
+
+
+def test_an_acknowledgement_in_app_stops_the_emailed_reminders(launched):
+    from datetime import timedelta
+
+    from campaigns.services.reminders import reminder_candidates
+
+    c, people = launched
+    c.remind_after_days = 3
+    later = timezone.now() + timedelta(days=4)
+    assert people["ann"] in reminder_candidates(campaign=c, wave=0, now=later)
+
+    assert in_app(app_key(), "ann", c.notice_version_id, "acknowledged") == 201
+
+    assert people["ann"] not in reminder_candidates(campaign=c, wave=0, now=later)

@@ -6,7 +6,7 @@ preference page."""
 from datetime import datetime
 from typing import Any, Literal
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Header, Query, Router, Schema
 from ninja.errors import HttpError
@@ -22,6 +22,8 @@ from api.services.idempotency import Answer, KeyBusy, KeyReused
 from campaigns.models import NoticeVersion
 
 router = Router(tags=["preferences"])
+# Printable ASCII, as a header value carries it.
+KEY_PATTERN = r"^[ -~]+$"
 
 
 class StateOut(Schema):
@@ -79,6 +81,8 @@ class LinkOut(Schema):
 
 
 def _member(external_id: str) -> Member:
+    if "\x00" in external_id:  # no member has one, and PostgreSQL refuses it in a query
+        raise Http404
     return get_object_or_404(Member, external_id=external_id)
 
 
@@ -102,7 +106,12 @@ def member_choice_record(
     external_id: str,
     body: ChoiceIn,
     idempotency_key: str | None = Header(
-        None, alias="Idempotency-Key", min_length=1, max_length=255
+        None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=KEY_PATTERN,
+        description="any printable ASCII, up to 255 characters (a UUID is a good one)",
     ),
 ) -> Status[dict[str, Any]]:
     """Record a choice made in the platform's own UI (``source=api``): 201 with the new

@@ -100,7 +100,10 @@ def _occurred_at_check(occurred_at: datetime | None) -> str | None:
         raise ChoiceRefused("occurred_at needs a UTC offset, e.g. 2026-05-01T12:00:00Z")
     if occurred_at > timezone.now() + CLOCK_SKEW:
         raise ChoiceRefused("occurred_at is in the future")
-    return occurred_at.astimezone(UTC).isoformat()
+    try:
+        return occurred_at.astimezone(UTC).isoformat()
+    except OverflowError as exc:  # year 1 with an offset east of UTC
+        raise ChoiceRefused("occurred_at is out of range") from exc
 
 
 def notice_in_app_record(
