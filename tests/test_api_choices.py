@@ -246,6 +246,21 @@ def test_a_key_whose_first_request_died_is_taken_over_once_stale(app_key, maya):
     assert IdempotentRequest.objects.get().status_code == 200
 
 
+def test_a_retry_while_the_first_request_is_still_answered_is_told_to_retry(
+    app_key, maya, monkeypatch
+):
+    from api.services import idempotency
+
+    monkeypatch.setattr(idempotency, "WAIT", timedelta(milliseconds=200))
+    choose(app_key, OBJECT, **{"Idempotency-Key": "k-5"})
+    IdempotentRequest.objects.update(status_code=idempotency.IN_PROGRESS)  # not answered yet
+
+    retry = choose(app_key, OBJECT, **{"Idempotency-Key": "k-5"})
+
+    assert retry.status_code == 409 and "still in progress" in retry.json()["detail"]
+    assert ConsentEvent.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     ("occurred_at", "status"),
     [

@@ -66,14 +66,14 @@ def idempotent_answer(
         if claim is not None:
             return _answer_and_store(claim, write)
         row = IdempotentRequest.objects.filter(client=client, key=key).first()
-        if row is None:
-            continue  # released by a write that failed: claim it again
-        if row.request_hash != fingerprint:
-            raise KeyReused(f"the Idempotency-Key {key!r} was used for another request")
-        if row.status_code != IN_PROGRESS:
-            return Answer(row.status_code, row.response)
-        if _stale_take_over(row):
-            return _answer_and_store(row, write)
+        if row is not None:
+            if row.request_hash != fingerprint:
+                raise KeyReused(f"the Idempotency-Key {key!r} was used for another request")
+            if row.status_code != IN_PROGRESS:
+                return Answer(row.status_code, row.response)
+            if _stale_take_over(row):
+                return _answer_and_store(row, write)
+        # Still being answered, or released by a write that failed (claim it again).
         if time.monotonic() > deadline:
             raise KeyBusy(f"a request with the Idempotency-Key {key!r} is still in progress")
         time.sleep(POLL_SECONDS)
