@@ -13,7 +13,6 @@ from campaigns.models import (
     CampaignState,
     Delivery,
     DeliveryStatus,
-    NoticeVersion,
 )
 
 FINAL_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
@@ -40,10 +39,7 @@ def audience_members(*, campaign: Campaign, as_of: datetime | None = None) -> Qu
         acknowledged = ConsentEvent.objects.filter(
             member=OuterRef("pk"),
             action=Action.ACKNOWLEDGE,
-            # Every version of the campaign's notice, in SQL (no query for the notice).
-            notice_version_id__in=NoticeVersion.objects.filter(
-                notice__versions=campaign.notice_version_id
-            ).values("pk"),
+            notice_version_id__in=campaign.notice_version.notice.versions.values("pk"),
         )
         if as_of is not None:
             acknowledged = acknowledged.filter(created_at__lt=as_of)
@@ -201,7 +197,7 @@ def campaign_reach(*, campaign: Campaign) -> Reach:
             ):
                 bucket.setdefault(key, {n: 0 for n in aggregates})[name] += row[name]
     snapshot = campaign.audience_snapshot or {}
-    in_app = campaign_in_app_reach(campaign=campaign)
+    in_app = campaign_in_app_reach(campaign=campaign, delivered=totals["delivered"])
     return Reach(
         targeted=snapshot.get("targeted", totals["deliveries"]),
         unreachable=snapshot.get("unreachable", {}),
@@ -231,41 +227,54 @@ IN_APP_ACTIONS = {
 IN_APP_COUNTS = tuple(IN_APP_ACTIONS)
 
 
-def _in_app(campaign: Campaign, name: str, member: OuterRef) -> QuerySet[ConsentEvent]:
-    return ConsentEvent.objects.filter(
-        member=member,
+def _in_app(campaign: Campaign, name: str, member: OuterRef | None = None) -> QuerySet:
+    """The campaign's version's in-app events of kind ``name`` (for ``member`` if given)."""
+    events = ConsentEvent.objects.filter(
         source=Source.IN_APP,
         action__in=IN_APP_ACTIONS[name],
         notice_version_id=campaign.notice_version_id,
     )
+    return events if member is None else events.filter(member=member)
 
 
-def campaign_audience(*, campaign: Campaign) -> QuerySet[Member]:
-    """Everyone the campaign targeted: members with a notice delivery, and members its
-    filters selected when it fanned out who have none. Fan-out gives every reachable
-    member of the audience a delivery, so those were unreachable by email (bounced,
-    complained, unsubscribed) and are the ones in-app notices are for. Before the
-    fan-out, whom its filters select now."""
+def campaign_audience(*, campaign: Campaign, members: QuerySet[Member] | None = None):
+    """Of ``members`` (everyone by default), those the campaign targeted: members with a
+    notice delivery, and members its filters selected when it fanned out who have none.
+    Fan-out gives every reachable member of the audience a delivery, so those were
+    unreachable by email (bounced, complained, unsubscribed) and are the ones in-app
+    notices are for. Before the fan-out, whom its filters select now. Tested member by
+    member (two index probes each): pass the few members in question."""
     notice_delivery = Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))
     selected = audience_members(campaign=campaign, as_of=campaign.fanned_out_at)
-    return Member.objects.filter(Q(Exists(notice_delivery)) | Q(pk__in=selected.values("pk")))
+    return (members if members is not None else Member.objects.all()).filter(
+        Q(Exists(notice_delivery)) | Q(Exists(selected.filter(pk=OuterRef("pk"))))
+    )
 
 
-def campaign_in_app_reach(*, campaign: Campaign) -> dict[str, int]:
-    """Members of the audience shown the notice in-app, who acknowledged it there, and
-    who were reached by any channel (email delivered or shown in-app): one aggregate."""
-    served = Exists(_in_app(campaign, "served", OuterRef("pk")))
-    acknowledged = Exists(_in_app(campaign, "acknowledged", OuterRef("pk")))
-    delivered = Exists(
-        Delivery.objects.filter(
-            campaign=campaign, wave=0, member=OuterRef("pk"), delivered_at__isnull=False
-        )
+def campaign_in_app_reach(*, campaign: Campaign, delivered: int) -> dict[str, int]:
+    """Members of the audience shown the notice in-app, those who acknowledged it there,
+    and everyone reached by any channel: the ``delivered`` count (one notice delivery per
+    member) plus those shown in-app whose email was not delivered. One aggregate over the
+    members with in-app events for the version, however large the audience."""
+    shown = campaign_audience(
+        campaign=campaign,
+        members=Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id")),
     )
-    return campaign_audience(campaign=campaign).aggregate(
-        served=Count("pk", filter=Q(served)),
-        acknowledged=Count("pk", filter=Q(acknowledged)),
-        reached=Count("pk", filter=Q(served) | Q(delivered)),
+    delivered_to = Delivery.objects.filter(
+        campaign=campaign, wave=0, member=OuterRef("pk"), delivered_at__isnull=False
     )
+    counts = shown.aggregate(
+        served=Count("pk"),
+        acknowledged=Count(
+            "pk", filter=Q(Exists(_in_app(campaign, "acknowledged", OuterRef("pk"))))
+        ),
+        not_delivered=Count("pk", filter=~Q(Exists(delivered_to))),
+    )
+    return {
+        "served": counts["served"],
+        "acknowledged": counts["acknowledged"],
+        "reached": delivered + counts["not_delivered"],
+    }
 
 
 # Deliveries that did not reach the member, and how to say why in the export.
