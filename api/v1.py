@@ -8,7 +8,7 @@ Every error is a JSON problem details document (RFC 9457), never an HTML page
 
 from api.auth import ApiKey
 from api.base import RenotifyAPI
-from api.endpoints import campaigns, members
+from api.endpoints import campaigns, members, preferences
 
 api = RenotifyAPI(
     title="Renotify API",
@@ -19,3 +19,4 @@ api = RenotifyAPI(
 )
 api.add_router("/campaigns", campaigns.router)
 api.add_router("/members", members.router)
+api.add_router("/members", preferences.router)

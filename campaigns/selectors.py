@@ -1,10 +1,11 @@
 """Reads for campaigns: who is in an audience, and counts, always computed in SQL."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
-from accounts.models import REACHABLE, UNREACHABLE_REASON, Action, ConsentEvent, Member
+from accounts.models import REACHABLE, UNREACHABLE_REASON, Action, ConsentEvent, Member, Source
 from accounts.selectors import members_with_effective_state
 from campaigns.models import (
     UNFINISHED_STATUSES,
@@ -17,9 +18,13 @@ from campaigns.models import (
 FINAL_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 
 
-def audience_members(*, campaign: Campaign) -> QuerySet[Member]:
-    """Everyone the campaign's filters select, reachable by email or not."""
+def audience_members(*, campaign: Campaign, as_of: datetime | None = None) -> QuerySet[Member]:
+    """Everyone the campaign's filters select, reachable by email or not; ``as_of``: as
+    the filters selected them then (members who existed, acknowledgements made by then;
+    the purpose-state filter reads the state as it is now)."""
     members = Member.objects.all()
+    if as_of is not None:
+        members = members.filter(created_at__lte=as_of)
     if campaign.jurisdictions:
         members = members.filter(jurisdiction__in=campaign.jurisdictions)
     if campaign.countries:
@@ -36,6 +41,8 @@ def audience_members(*, campaign: Campaign) -> QuerySet[Member]:
             action=Action.ACKNOWLEDGE,
             notice_version_id__in=campaign.notice_version.notice.versions.values("pk"),
         )
+        if as_of is not None:
+            acknowledged = acknowledged.filter(created_at__lt=as_of)
         members = members.filter(~Exists(acknowledged))
     if campaign.purpose_state and campaign.purpose is not None:
         members = members_with_effective_state(purpose=campaign.purpose, members=members).filter(
@@ -134,6 +141,10 @@ class Reach:
     by_jurisdiction: dict[str, dict[str, int]]
     by_locale: dict[str, dict[str, int]]
     reminders_sent: int
+    # Members of the audience the platform showed the notice in its app (``IN_APP_COUNTS``).
+    in_app: dict[str, int] = field(default_factory=dict)
+    # Members the notice reached by any channel: email delivered or shown in-app.
+    reached: int = 0
 
     def rate(self, name: str) -> float | None:
         base = self.totals.get(RATE_OF[name], 0)
@@ -186,6 +197,7 @@ def campaign_reach(*, campaign: Campaign) -> Reach:
             ):
                 bucket.setdefault(key, {n: 0 for n in aggregates})[name] += row[name]
     snapshot = campaign.audience_snapshot or {}
+    in_app = campaign_in_app_reach(campaign=campaign, delivered=totals["delivered"])
     return Reach(
         targeted=snapshot.get("targeted", totals["deliveries"]),
         unreachable=snapshot.get("unreachable", {}),
@@ -195,7 +207,74 @@ def campaign_reach(*, campaign: Campaign) -> Reach:
         reminders_sent=Delivery.objects.filter(
             campaign=campaign, wave__gt=0, sent_at__isnull=False
         ).count(),
+        in_app={name: in_app[name] for name in IN_APP_COUNTS},
+        reached=in_app["reached"],
     )
+
+
+# --- Reach in the platform's own app ----------------------------------------------------
+#
+# The platform records that it showed a notice version in its app (``serve``) and that
+# the member acknowledged it there (``acknowledge``), both with source ``in_app`` and no
+# delivery. Those events name a notice version, not a campaign: they count for every
+# campaign of that version whose audience holds the member.
+
+# What an in-app event shows: an acknowledgement in the app proves it was shown there too.
+IN_APP_ACTIONS = {
+    "served": (Action.SERVE, Action.ACKNOWLEDGE),
+    "acknowledged": (Action.ACKNOWLEDGE,),
+}
+IN_APP_COUNTS = tuple(IN_APP_ACTIONS)
+
+
+def _in_app(campaign: Campaign, name: str, member: OuterRef | None = None) -> QuerySet:
+    """The campaign's version's in-app events of kind ``name`` (for ``member`` if given)."""
+    events = ConsentEvent.objects.filter(
+        source=Source.IN_APP,
+        action__in=IN_APP_ACTIONS[name],
+        notice_version_id=campaign.notice_version_id,
+    )
+    return events if member is None else events.filter(member=member)
+
+
+def campaign_audience(*, campaign: Campaign, members: QuerySet[Member] | None = None):
+    """Of ``members`` (everyone by default), those the campaign targeted: members with a
+    notice delivery, and members its filters selected when it fanned out who have none.
+    Fan-out gives every reachable member of the audience a delivery, so those were
+    unreachable by email (bounced, complained, unsubscribed) and are the ones in-app
+    notices are for. Before the fan-out, whom its filters select now. Tested member by
+    member (two index probes each): pass the few members in question."""
+    notice_delivery = Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))
+    selected = audience_members(campaign=campaign, as_of=campaign.fanned_out_at)
+    return (members if members is not None else Member.objects.all()).filter(
+        Q(Exists(notice_delivery)) | Q(Exists(selected.filter(pk=OuterRef("pk"))))
+    )
+
+
+def campaign_in_app_reach(*, campaign: Campaign, delivered: int) -> dict[str, int]:
+    """Members of the audience shown the notice in-app, those who acknowledged it there,
+    and everyone reached by any channel: the ``delivered`` count (one notice delivery per
+    member) plus those shown in-app whose email was not delivered. One aggregate over the
+    members with in-app events for the version, however large the audience."""
+    shown = campaign_audience(
+        campaign=campaign,
+        members=Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id")),
+    )
+    delivered_to = Delivery.objects.filter(
+        campaign=campaign, wave=0, member=OuterRef("pk"), delivered_at__isnull=False
+    )
+    counts = shown.aggregate(
+        served=Count("pk"),
+        acknowledged=Count(
+            "pk", filter=Q(Exists(_in_app(campaign, "acknowledged", OuterRef("pk"))))
+        ),
+        not_delivered=Count("pk", filter=~Q(Exists(delivered_to))),
+    )
+    return {
+        "served": counts["served"],
+        "acknowledged": counts["acknowledged"],
+        "reached": delivered + counts["not_delivered"],
+    }
 
 
 # Deliveries that did not reach the member, and how to say why in the export.
@@ -214,13 +293,14 @@ NOT_REACHED_COLUMNS = ("external_id", "jurisdiction", "locale", "reason")
 def members_not_reached(*, campaign: Campaign):
     """Rows (external_id, jurisdiction, locale, reason) for everyone the notice did not
     reach: deliveries that ended badly, and audience members left out at fan-out for
-    their address's health or their unsubscribe. Two streamed queries; memory does not
-    grow with the audience."""
+    their address's health or their unsubscribe; members shown it in-app are reached.
+    Two streamed queries; memory does not grow with the audience."""
     statuses = [*NOT_REACHED_STATUSES]
     if campaign.state in FINAL_STATES:
         statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
     delivered_badly = (
         Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses)
+        .exclude(Exists(_in_app(campaign, "served", OuterRef("member_id"))))
         .order_by("member_id")
         .values_list("member__external_id", "member__jurisdiction", "member__locale", "status")
     )
@@ -229,6 +309,7 @@ def members_not_reached(*, campaign: Campaign):
         audience_members(campaign=campaign)
         .exclude(REACHABLE)
         .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
+        .exclude(Exists(_in_app(campaign, "served", OuterRef("pk"))))
         .annotate(reason=UNREACHABLE_REASON)
         .order_by("pk")
         .values_list("external_id", "jurisdiction", "locale", "reason")

@@ -1,4 +1,5 @@
-"""A column's length read from the model field itself, and text cut to it."""
+"""A column's length read from the model field itself, text cut to it, and text freed of
+control characters."""
 
 from django.db import models
 
@@ -14,3 +15,16 @@ def column_length(model: type[models.Model], field_name: str) -> int:
 def clipped(model: type[models.Model], field_name: str, text: str) -> str:
     """``text`` cut to ``model.field_name``'s ``max_length`` (the column would refuse more)."""
     return text[: column_length(model, field_name)]
+
+
+# Control characters (C0 but tab and line breaks, DEL, C1) are dropped from what a member
+# or their browser sends: PostgreSQL refuses NUL in text, and a stray byte in a comment
+# must never cost the member the choice it came with.
+_CONTROLS = dict.fromkeys(
+    (c for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n\r"), None
+)
+
+
+def text_printable(text: str) -> str:
+    """``text`` without control characters other than tab and line breaks."""
+    return text.translate(_CONTROLS)

@@ -29,24 +29,13 @@ from campaigns import tokens
 from campaigns.models import Campaign, Delivery, NoticeText, NoticeVersion
 from campaigns.rendering import markdown_to_html, text_for_locale, version_texts
 from campaigns.services import receipts
+from config.fields import text_printable
 from db import notice_page as db_notice_page
 
 logger = logging.getLogger(__name__)
 
 # Actions a member can take for a purpose on the page, by the form's value.
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
-
-# Control characters (C0 but tab and line breaks, DEL, C1) are dropped from what a member
-# or their browser sends: PostgreSQL refuses NUL in text, and a stray byte in a comment
-# must never cost the member the choice it came with.
-_CONTROLS = dict.fromkeys(
-    (c for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n\r"), None
-)
-
-
-def text_printable(text: str) -> str:
-    """``text`` without control characters other than tab and line breaks."""
-    return text.translate(_CONTROLS)
 
 
 def delivery_for_token(token: str, *, viewed: bool = False, page: bool = True) -> Delivery:

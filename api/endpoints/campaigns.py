@@ -24,6 +24,8 @@ class ReachOut(Schema):
     by_jurisdiction: dict[str, dict[str, int]]
     by_locale: dict[str, dict[str, int]]
     reminders_sent: int
+    in_app: dict[str, int]
+    reached: int
 
 
 @router.get("/{campaign_id}/reach", response=ReachOut)
@@ -43,4 +45,6 @@ def campaign_reach_read(request: HttpRequest, campaign_id: int) -> dict[str, Any
         "by_jurisdiction": reach.by_jurisdiction,
         "by_locale": reach.by_locale,
         "reminders_sent": reach.reminders_sent,
+        "in_app": reach.in_app,
+        "reached": reach.reached,
     }
