@@ -18,5 +18,7 @@ api = RenotifyAPI(
     docs_url="/docs",
 )
 api.add_router("/campaigns", campaigns.router)
-api.add_router("/members", members.router)
+# Preferences first: a member's own paths (/members/{id}/choices, ...) must be matched
+# before the members router's /members/{id}, whose id may hold "/".
 api.add_router("/members", preferences.router)
+api.add_router("/members", members.router)

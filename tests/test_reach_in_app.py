@@ -60,7 +60,8 @@ def app_key() -> str:
 
 def in_app(key: str, member: str, version_id: int, kind: str) -> int:
     path = f"/api/v1/members/{member}/notices/{version_id}/{kind}"
-    return Client().post(path, headers={"Authorization": f"Bearer {key}"}).status_code
+    headers = {"Authorization": f"Bearer {key}"}
+    return Client().post(path, "", content_type="application/json", headers=headers).status_code
 
 
 def show_in_app(c, key: str) -> None:
