@@ -11,7 +11,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from api.auth import ApiKey
-from api.endpoints import campaigns
+from api.endpoints import campaigns, consumers, suppressions
 from api.problems import problem
 
 api = NinjaAPI(
@@ -22,6 +22,8 @@ api = NinjaAPI(
     docs_url="/docs",
 )
 api.add_router("/campaigns", campaigns.router)
+api.add_router("/suppressions", suppressions.router)
+api.add_router("/consumers", consumers.router)
 
 
 @api.exception_handler(AuthenticationError)
