@@ -4,6 +4,7 @@ order; a snapshot plus the entries after its cursor is exactly the suppression l
 import io
 import itertools
 import json
+import threading
 
 import pytest
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -27,7 +28,8 @@ from accounts.services.member_import import members_import
 from accounts.services.policies import policy_set_mode, purpose_create
 from accounts.services.suppression_feed import suppression_feed_sync
 from accounts.services.suppression_snapshot import suppression_snapshot_open
-from tests.factories import MemberFactory
+from tests.concurrency import at_once
+from tests.factories import MemberFactory, ai_training
 
 pytestmark = pytest.mark.django_db
 
@@ -378,3 +380,77 @@ def test_a_snapshot_then_the_changes_fold_into_exactly_the_suppression_list(
     assert follower.folded() == suppression_set(purpose)
     after_snapshot = SuppressionChange.objects.filter(purpose=purpose, pk__gt=follower.start)
     assert follower.seen == list(after_snapshot.order_by("pk").values_list("pk", flat=True))
+
+
+# --- Concurrent writers on PostgreSQL ------------------------------------------------------
+
+
+def _writers_and_a_reader(purpose, members, eu_members):
+    """Writers objecting and withdrawing (one member list each) and flipping the EU's
+    policy, while a pipeline follows the feed in small pages until they are done."""
+    writing = threading.Semaphore(0)
+    follower = Follower(purpose, page_size=4)
+
+    def writer(own):
+        def run():
+            try:
+                for round_ in range(3):
+                    for member in own:
+                        action = Action.OBJECT if round_ % 2 == 0 else Action.WITHDRAW_OBJECTION
+                        choose(member, action, purpose)
+            finally:
+                writing.release()
+
+        return run
+
+    def policy_flipper():
+        try:
+            for mode in (PolicyMode.OPT_IN, PolicyMode.EXCLUDED, PolicyMode.OPT_OUT):
+                set_mode(purpose, Jurisdiction.EU, mode)
+        finally:
+            writing.release()
+
+    def reader():
+        follower.read()  # the snapshot, taken while the writers start
+        done = 0
+        while done < len(calls) - 1:
+            follower.read()
+            if writing.acquire(timeout=0.01):
+                done += 1
+        follower.read()
+
+    slices = [members[i::3] for i in range(3)]
+    calls = [*(writer(own) for own in slices), policy_flipper, reader]
+    return at_once(*calls), follower
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_follower_misses_nothing_while_writers_append_concurrently(services):
+    purpose = ai_training()
+    members = MemberFactory.create_batch(12, country="US")
+    eu_members = MemberFactory.create_batch(6, country="DE")
+    suppression_feed_sync(purpose=purpose)
+
+    errors, follower = _writers_and_a_reader(purpose, members, eu_members)
+
+    assert errors == []
+    after_snapshot = SuppressionChange.objects.filter(purpose=purpose, pk__gt=follower.start)
+    assert follower.seen == list(after_snapshot.order_by("pk").values_list("pk", flat=True))
+    assert len(follower.seen) >= 12 * 3  # every objection and withdrawal at least
+    assert follower.folded() == suppression_set(purpose)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_snapshot_stays_consistent_with_its_cursor_while_the_feed_moves_on(services):
+    purpose = ai_training()
+    members = MemberFactory.create_batch(3, country="US")
+    suppression_feed_sync(purpose=purpose)
+    snapshot = suppression_snapshot_open(purpose=purpose)  # head read, rows not yet
+
+    # Another connection (this one is in the snapshot's transaction) records an objection.
+    assert at_once(lambda: choose(members[0], Action.OBJECT, purpose)) == []
+    assert b"".join(snapshot.lines) == b""  # as of its cursor: nobody out yet
+    assert SuppressionChange.objects.order_by("pk").last().pk > snapshot.cursor
+    follower = Follower(purpose)
+    follower.read()
+    assert follower.folded() == {(members[0].external_id, "objected")}
