@@ -118,9 +118,9 @@ def _slices(member_ids: Iterable[int] | None, jurisdiction: str | None) -> Itera
         return
     # By id range: members created while this runs are taken too (the range moves on
     # until it passes the highest id).
-    ids = Member.objects.order_by("pk").values_list("pk", flat=True)
-    low = ids.first()
-    while low is not None and low <= (ids.last() or 0):
+    every_id = Member.objects.order_by("pk").values_list("pk", flat=True)
+    low = every_id.first()
+    while low is not None and low <= (every_id.last() or 0):
         yield members.filter(pk__gte=low, pk__lt=low + chunk)
         low += chunk
 

@@ -88,7 +88,7 @@ def _lines(purpose_id: int) -> Iterator[int | bytes]:
         yield "".join(block).encode()
 
 
-def _line(external_id: str, reason: str | None, since) -> str:
+def _line(external_id: str | None, reason: str | None, since) -> str:
     row = {"external_id": external_id, "reason": reason, "since": _utc_text(since)}
     return json.dumps(row) + "\n"
 
