@@ -66,6 +66,39 @@ def changes_append(
         return cursor.rowcount
 
 
+def changes_append_with_states(
+    *, purpose_id: int, query_sql: str, query_params: Sequence[Any], recorded_at: datetime
+) -> int:
+    """PostgreSQL: ``changes_append`` and ``states_upsert`` in one statement (the entries
+    appended are the rows the upsert reads), one round trip on the choice's path;
+    return the entries appended."""
+    change, state = table(SuppressionChange), table(SuppressionState)
+    cursor_column = column(SuppressionState, "cursor")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH appended AS (INSERT INTO {change}"
+            " (purpose_id, member_id, external_id, state, reason, changed_at, recorded_at)"
+            " SELECT %s, e.id, e.external_id, e.effective_state, e.effective_reason,"
+            " e.effective_since, %s"
+            f" FROM ({query_sql}) AS e"
+            f" LEFT JOIN {state} AS s ON s.purpose_id = %s AND s.member_id = e.id"
+            " WHERE s.id IS NULL OR s.state <> e.effective_state"
+            " OR s.reason <> e.effective_reason"
+            " ORDER BY e.id"
+            " RETURNING id, purpose_id, member_id, external_id, state, reason, changed_at)"
+            f" INSERT INTO {state}"
+            f" (purpose_id, member_id, external_id, state, reason, changed_at, {cursor_column})"
+            " SELECT purpose_id, member_id, external_id, state, reason, changed_at, id"
+            " FROM appended"
+            " ON CONFLICT (purpose_id, member_id) DO UPDATE SET"
+            " external_id = excluded.external_id, state = excluded.state,"
+            " reason = excluded.reason, changed_at = excluded.changed_at,"
+            f" {cursor_column} = excluded.{cursor_column}",
+            [purpose_id, recorded_at, *query_params, purpose_id],
+        )
+        return cursor.rowcount
+
+
 def states_upsert(*, purpose_id: int, after: int) -> int:
     """Make the purpose's entries after cursor ``after`` the feed's last word on their
     members (one entry per member: they come from one ``changes_append``)."""
@@ -98,27 +131,31 @@ def snapshot_ndjson_copy(*, purpose_id: int) -> Iterator[bytes]:
     """PostgreSQL: the purpose's suppressed members as NDJSON lines
     (``{"external_id", "reason", "since"}``), made by the database itself and streamed
     in blocks of about ``SNAPSHOT_BLOCK`` bytes."""
+    block = bytearray()
+    statement = snapshot_ndjson_copy_sql(purpose_id=purpose_id)
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for row in copy:
+            block += row
+            if len(block) >= SNAPSHOT_BLOCK:
+                yield bytes(block)
+                block.clear()
+    if block:
+        yield bytes(block)
+
+
+def snapshot_ndjson_copy_sql(*, purpose_id: int) -> str:
+    """The COPY statement ``snapshot_ndjson_copy`` runs (the benchmark's floor runs it
+    too), its values bound into the text: COPY takes no parameters."""
     # COPY's CSV format writes a value as it is unless it holds the delimiter, the
     # quote character or a line break; JSON text escapes every control character, so
     # with \x01 and \x02 as those characters each line is the JSON object, untouched.
-    # COPY takes no parameters: they are bound into the text by the driver's quoting.
     query = connection.ops.compose_sql(  # type: ignore[attr-defined]
         "SELECT json_build_object('external_id', external_id, 'reason', reason,"
         " 'since', to_char(changed_at AT TIME ZONE 'UTC', %s))::text"
         f" FROM {table(SuppressionState)} WHERE purpose_id = %s AND state = %s",
         [PG_SINCE_FORMAT, purpose_id, Choice.OUT.value],
     )
-    block = bytearray()
-    with connection.cursor() as cursor:
-        copy_sql = f"COPY ({query}) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
-        with cursor.cursor.copy(copy_sql) as copy:
-            for row in copy:
-                block += row
-                if len(block) >= SNAPSHOT_BLOCK:
-                    yield bytes(block)
-                    block.clear()
-    if block:
-        yield bytes(block)
+    return f"COPY ({query}) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
 
 
 def snapshot_rows(*, purpose_id: int) -> Iterator[tuple[int, str | None, str | None, Any]]:

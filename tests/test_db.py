@@ -765,7 +765,25 @@ def _orm_feed_differences(purpose) -> list[tuple]:
     ]
 
 
-def test_the_feed_diff_appends_and_upserts_what_the_orm_finds_changed(purpose):
+def _two_statements(**statement) -> int:
+    head = suppression_feed.feed_head(purpose_id=statement["purpose_id"])
+    appended = suppression_feed.changes_append(**statement)
+    assert suppression_feed.states_upsert(purpose_id=statement["purpose_id"], after=head) == (
+        appended
+    )
+    return appended
+
+
+@pytest.mark.parametrize(
+    "append",
+    [
+        pytest.param(_two_statements, id="append-then-upsert"),
+        pytest.param(
+            suppression_feed.changes_append_with_states, id="one-statement", marks=postgres_only
+        ),
+    ],
+)
+def test_the_feed_diff_appends_and_upserts_what_the_orm_finds_changed(purpose, append):
     moved, stays = MemberFactory(country="US"), MemberFactory(country="GB")
     suppression_feed_sync(purpose=purpose)
     Member.objects.filter(pk=moved.pk).update(country="DE", jurisdiction="EU")  # no sync
@@ -776,7 +794,7 @@ def test_the_feed_diff_appends_and_upserts_what_the_orm_finds_changed(purpose):
     head = suppression_feed.feed_head(purpose_id=purpose.pk)
     assert head == SuppressionChange.objects.aggregate(m=Max("pk"))["m"]
     query_sql, query_params = _feed_effective(purpose).query.sql_with_params()
-    appended = suppression_feed.changes_append(
+    appended = append(
         purpose_id=purpose.pk, query_sql=query_sql, query_params=query_params, recorded_at=T0
     )
     new = SuppressionChange.objects.filter(pk__gt=head).order_by("pk")
@@ -784,7 +802,6 @@ def test_the_feed_diff_appends_and_upserts_what_the_orm_finds_changed(purpose):
     assert [(c.member_id, c.external_id, c.state, c.reason, c.changed_at) for c in new] == expected
     assert {c.recorded_at for c in new} == {T0}
 
-    assert suppression_feed.states_upsert(purpose_id=purpose.pk, after=head) == 2
     states = {s.member_id: s for s in SuppressionState.objects.filter(purpose=purpose)}
     for change in new:
         state = states[change.member_id]

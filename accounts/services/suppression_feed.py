@@ -38,6 +38,7 @@ after committing.
 
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -70,10 +71,9 @@ def suppression_feed_sync(
     transaction of its own, so a sync of millions holds the feed's lock for one slice
     at a time and a member's choice waits for one slice at most.
     """
-    purpose_ids = [purpose.pk] if purpose is not None else None
     appended = 0
     for members in _slices(member_ids, jurisdiction):
-        appended += _slice_sync(purpose_ids, members)
+        appended += _slice_sync(members, purpose)
     return appended
 
 
@@ -125,30 +125,43 @@ def _slices(member_ids: Iterable[int] | None, jurisdiction: str | None) -> Itera
         low += chunk
 
 
-def _slice_sync(purpose_ids: list[int] | None, members: QuerySet) -> int:
+def _slice_sync(members: QuerySet, given: Purpose | None) -> int:
     appended = 0
-    with transaction.atomic():
+    # No savepoint: the sync is its caller's transaction when it has one (it commits
+    # or fails with it), and its own otherwise.
+    with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
             db_feed.feed_lock(lock_id=FEED_LOCK_ID)
-        # Read inside the lock, not from the pages' per-process copy (module docstring).
-        purposes = Purpose.objects.order_by("pk")
-        if purpose_ids is not None:
-            purposes = purposes.filter(pk__in=purpose_ids)
         now = timezone.now()
-        for purpose in purposes:
+        for purpose in _purposes_fresh(given):
             appended += _purpose_sync(purpose, members, now)
     return appended
 
 
+def _purposes_fresh(given: Purpose | None) -> Iterable[Purpose]:
+    """The purposes to compare (``given``, else all), their policies still to be read,
+    inside the lock (module docstring): the given one is copied without any policies
+    it may hold (its id and creation time never change), the others are read."""
+    if given is not None:
+        return [Purpose(pk=given.pk, slug=given.slug, created_at=given.created_at)]
+    return Purpose.objects.order_by("pk")
+
+
 def _purpose_sync(purpose: Purpose, members: QuerySet, now) -> int:
-    head = db_feed.feed_head(purpose_id=purpose.pk)
     effective = members_with_effective_state(purpose=purpose, members=members).values(
         "id", "external_id", "effective_state", "effective_reason", "effective_since"
     )
     query_sql, query_params = effective.query.sql_with_params()
-    appended = db_feed.changes_append(
-        purpose_id=purpose.pk, query_sql=query_sql, query_params=query_params, recorded_at=now
-    )
+    statement: dict[str, Any] = {
+        "purpose_id": purpose.pk,
+        "query_sql": query_sql,
+        "query_params": query_params,
+        "recorded_at": now,
+    }
+    if connection.vendor == "postgresql":
+        return db_feed.changes_append_with_states(**statement)
+    head = db_feed.feed_head(purpose_id=purpose.pk)
+    appended = db_feed.changes_append(**statement)
     if appended:
         db_feed.states_upsert(purpose_id=purpose.pk, after=head)
     return appended
