@@ -120,6 +120,29 @@ def states_upsert(*, purpose_id: int, after: int) -> int:
         return cursor.rowcount
 
 
+def changes_page_json(*, purpose_id: int, after: int, limit: int) -> dict[str, Any]:
+    """PostgreSQL: up to ``limit`` of the purpose's entries after cursor ``after`` as one
+    JSON array made by the database (``entries``: cursor, external_id, state, reason,
+    changed_at in UTC), the last cursor in it (``last_cursor``, None when empty), and
+    whether more follow (``has_more``): one keyset read of ``limit + 1`` entries."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(json_agg(json_build_object('cursor', id,"
+            " 'external_id', external_id, 'state', state, 'reason', reason,"
+            " 'changed_at', to_char(changed_at AT TIME ZONE 'UTC', %s)) ORDER BY id)"
+            " FILTER (WHERE n <= %s), '[]')::text AS entries,"
+            " MAX(id) FILTER (WHERE n <= %s) AS last_cursor, COUNT(*) > %s AS has_more"
+            " FROM (SELECT id, external_id, state, reason, changed_at,"
+            "  row_number() OVER (ORDER BY id) AS n"
+            f"  FROM {table(SuppressionChange)} WHERE purpose_id = %s AND id > %s"
+            "  ORDER BY id LIMIT %s) AS s",
+            [PG_SINCE_FORMAT, limit, limit, limit, purpose_id, after, limit + 1],
+        )
+        row = row_dict(cursor)
+    assert row is not None  # an aggregate always returns its one row
+    return row
+
+
 def snapshot_isolate() -> None:
     """PostgreSQL, first statement of a transaction: every later statement of it reads
     one snapshot (the head and the rows agree)."""

@@ -841,3 +841,32 @@ def test_the_copy_snapshot_writes_the_rows_the_orm_reads(purpose):
         for s in orm
     )
     assert len(lines) == 3
+
+
+@postgres_only
+def test_the_json_changes_page_holds_the_entries_the_orm_reads(purpose):
+    for country in ("US", "GB", "DE", "FR", "US"):
+        MemberFactory(country=country)
+    suppression_feed_sync(purpose=purpose)
+    orm = list(SuppressionChange.objects.filter(purpose=purpose).order_by("pk"))
+    pages = [
+        suppression_feed.changes_page_json(purpose_id=purpose.pk, after=after, limit=2)
+        for after in (0, orm[1].pk, orm[3].pk, orm[4].pk)
+    ]
+    entries = [entry for page in pages for entry in json.loads(page["entries"])]
+    assert entries == [
+        {
+            "cursor": c.pk,
+            "external_id": c.external_id,
+            "state": c.state,
+            "reason": c.reason,
+            "changed_at": c.changed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        for c in orm
+    ]
+    assert [(p["last_cursor"], p["has_more"]) for p in pages] == [
+        (orm[1].pk, True),
+        (orm[3].pk, True),
+        (orm[4].pk, False),
+        (None, False),
+    ]

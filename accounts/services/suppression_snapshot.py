@@ -29,10 +29,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.models import Purpose
+from accounts.selectors import feed_time
 from db import suppression_feed as db_feed
 
-# The same text as db.suppression_feed.PG_SINCE_FORMAT makes.
-SINCE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 LINES_PER_BLOCK = 2_000
 
 
@@ -45,7 +44,7 @@ class Snapshot:
 
     def header(self) -> bytes:
         """The first NDJSON line: which purpose, which cursor, when."""
-        taken_at = self.taken_at.astimezone(UTC).strftime(SINCE_FORMAT)
+        taken_at = feed_time(self.taken_at)
         head = {"purpose": self.purpose.slug, "cursor": self.cursor, "taken_at": taken_at}
         return (json.dumps(head) + "\n").encode()
 
@@ -99,4 +98,4 @@ def _utc_text(moment: datetime | str) -> str:
         moment = parse_datetime(moment) or datetime.fromisoformat(moment)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime(SINCE_FORMAT)
+    return feed_time(moment)
