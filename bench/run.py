@@ -24,9 +24,17 @@ import harness
 from psycopg import sql
 
 SHARED_DATABASE = ("import_members", "export_suppressions")
-# Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks)
-# and #5 (notice pages).
-STANDALONE = ("fanout", "send_loop", "throttle_accuracy", "webhooks", "notice_pages")
+# Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
+# #5 (notice pages) and #16 (the suppression feed).
+STANDALONE = (
+    "fanout",
+    "send_loop",
+    "throttle_accuracy",
+    "webhooks",
+    "notice_pages",
+    "suppression_snapshot",
+    "feed_follow",
+)
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}
 
