@@ -22,7 +22,7 @@ import campaign_setup
 import harness
 import load_driver
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
 def feed_start(database: str, *, members: int) -> str:
