@@ -127,10 +127,12 @@ def changes_page_json(*, purpose_id: int, after: int, limit: int) -> dict[str, A
     whether more follow (``has_more``): one keyset read of ``limit + 1`` entries."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT COALESCE(json_agg(json_build_object('cursor', id,"
-            " 'external_id', external_id, 'state', state, 'reason', reason,"
-            " 'changed_at', to_char(changed_at AT TIME ZONE 'UTC', %s)) ORDER BY id)"
-            " FILTER (WHERE n <= %s), '[]')::text AS entries,"
+            "SELECT '[' || COALESCE(string_agg('{\"cursor\": ' || id"
+            " || ', \"external_id\": ' || to_json(external_id)::text"
+            " || ', \"state\": ' || to_json(state)::text"
+            " || ', \"reason\": ' || to_json(reason)::text"
+            " || ', \"changed_at\": \"' || to_char(changed_at AT TIME ZONE 'UTC', %s)"
+            " || '\"}', ', ' ORDER BY id) FILTER (WHERE n <= %s), '') || ']' AS entries,"
             " MAX(id) FILTER (WHERE n <= %s) AS last_cursor, COUNT(*) > %s AS has_more"
             " FROM (SELECT id, external_id, state, reason, changed_at,"
             "  row_number() OVER (ORDER BY id) AS n"
@@ -172,9 +174,12 @@ def snapshot_ndjson_copy_sql(*, purpose_id: int) -> str:
     # COPY's CSV format writes a value as it is unless it holds the delimiter, the
     # quote character or a line break; JSON text escapes every control character, so
     # with \x01 and \x02 as those characters each line is the JSON object, untouched.
+    # Concatenated rather than json_build_object (a quarter faster), the strings
+    # escaped by to_json; laid out as Python's json.dumps lays out the SQLite lines.
     query = connection.ops.compose_sql(  # type: ignore[attr-defined]
-        "SELECT json_build_object('external_id', external_id, 'reason', reason,"
-        " 'since', to_char(changed_at AT TIME ZONE 'UTC', %s))::text"
+        "SELECT '{\"external_id\": ' || to_json(external_id)::text"
+        " || ', \"reason\": ' || to_json(reason)::text"
+        " || ', \"since\": \"' || to_char(changed_at AT TIME ZONE 'UTC', %s) || '\"}'"
         f" FROM {table(SuppressionState)} WHERE purpose_id = %s AND state = %s",
         [PG_SINCE_FORMAT, purpose_id, Choice.OUT.value],
     )

@@ -845,7 +845,8 @@ def test_the_copy_snapshot_writes_the_rows_the_orm_reads(purpose):
 
 @postgres_only
 def test_the_json_changes_page_holds_the_entries_the_orm_reads(purpose):
-    for country in ("US", "GB", "DE", "FR", "US"):
+    MemberFactory(country="US", external_id='q"u\\o\x01\tté', email="odd@example.com")
+    for country in ("GB", "DE", "FR", "US"):
         MemberFactory(country=country)
     suppression_feed_sync(purpose=purpose)
     orm = list(SuppressionChange.objects.filter(purpose=purpose).order_by("pk"))
