@@ -175,12 +175,28 @@ class PurposeTextInline(admin.StackedInline):
     extra = 0
 
 
+class PurposeForm(forms.ModelForm):
+    class Meta:
+        model = Purpose
+        fields = ["slug", "name", "description", "gpc_mode"]
+        help_texts = {
+            "gpc_mode": (
+                "What a browser's Global Privacy Control signal (Sec-GPC: 1) means on the "
+                "notice and preference pages. Ignored: nothing. Offered: the page "
+                "pre-selects the objection and explains why; the member confirms it. "
+                "Applied: the signal is recorded as the member's objection (source gpc) on "
+                "their first visit with it, unless they already made a choice for this "
+                "purpose; GDPR Art. 21(5) allows objecting by automated means."
+            )
+        }
+
+
 @admin.register(Purpose)
 class PurposeAdmin(StaffAdmin):
-    list_display = ["slug", "name", "created_at"]
+    form = PurposeForm
+    list_display = ["slug", "name", "gpc_mode", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [PurposeTextInline, PolicyInline]
-    exclude = ["gpc_mode"]
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         # Downstream pipelines and the ledger refer to the slug: it never changes.
@@ -195,7 +211,11 @@ class PurposeAdmin(StaffAdmin):
             super().save_model(request, obj, form, change)
             return
         created = purpose_create(
-            slug=obj.slug, name=obj.name, description=obj.description, by=acting_user(request)
+            slug=obj.slug,
+            name=obj.name,
+            description=obj.description,
+            gpc_mode=obj.gpc_mode,
+            by=acting_user(request),
         )
         obj.pk, obj.created_at = created.pk, created.created_at
         obj._state.adding = False

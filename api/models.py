@@ -84,6 +84,9 @@ class WebhookEndpoint(models.Model):
     # Signs each delivery (HMAC-SHA256); shown once, when the endpoint is made.
     secret = models.CharField(max_length=64, editable=False)
     active = models.BooleanField(default=True)
+    # The ledger's head when the endpoint was made: it is sent the events after this
+    # one. A seq, not a time: an event's time may be one its client supplied.
+    after_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -25,13 +25,14 @@ from psycopg import sql
 
 SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
-# #5 (notice pages) and #16 (the suppression feed).
+# #5 (notice pages) and #16 (outbound webhooks, the suppression feed).
 STANDALONE = (
     "fanout",
     "send_loop",
     "throttle_accuracy",
     "webhooks",
     "notice_pages",
+    "outbound_webhooks",
     "suppression_snapshot",
     "feed_follow",
 )

@@ -96,6 +96,28 @@ def trusted_proxies(app_configs, **kwargs) -> list[checks.CheckMessage]:
     return []
 
 
+RATE_SETTINGS = (
+    "RENOTIFY_RATE_PER_TOKEN",
+    "RENOTIFY_RATE_PER_IP",
+    "RENOTIFY_API_RATE",
+    "RENOTIFY_API_RATE_BAD_KEY",
+)
+
+
+@checks.register(TAG)
+def rates(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A rate that cannot be read would fail every request it limits, at the first one."""
+    from config.ratelimit import rate_parse
+
+    errors: list[checks.CheckMessage] = []
+    for name in RATE_SETTINGS:
+        try:
+            rate_parse(getattr(settings, name))
+        except ImproperlyConfigured as exc:
+            errors.append(checks.Error(f"{name}: {exc}", id="renotify.E021"))
+    return errors
+
+
 def refuse_to_start_on_errors() -> None:
     """Raise when any Renotify check fails: called by the wsgi/asgi entry points, Celery
     workers and beat."""

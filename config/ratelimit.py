@@ -71,30 +71,60 @@ def client_network(ip: str | None) -> str:
     return str(address)
 
 
+@dataclass(frozen=True)
+class Counted:
+    """Where one limit stands after a hit: hits ``allowed`` per window, ``count`` so far
+    in this one, and ``reset`` whole seconds until it ends."""
+
+    allowed: int
+    count: int
+    reset: int
+
+    @property
+    def over(self) -> bool:
+        return self.count > self.allowed
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.allowed - self.count)
+
+
 def limits_hit(limits: Sequence[Limit], *, cache_alias: str = "default") -> bool:
     """Count one hit on every limit; True when any of them is now over its rate.
 
     A cache that cannot be reached limits nothing (logged): turning members away
     because of a counter would be worse than an unlimited minute.
     """
+    return any(counted.over for counted in limits_count(limits, cache_alias=cache_alias))
+
+
+def limits_count(limits: Sequence[Limit], *, cache_alias: str = "default") -> list[Counted]:
+    """Count one hit on every limit, in one round trip; where each now stands, in order.
+    Empty when the cache cannot be reached (logged): nothing is limited then."""
     now = time.time()
     counters = []
     for limit in limits:
         allowed, period = rate_parse(limit.rate)
-        counters.append((_key(limit, period, now), period + EXPIRY_MARGIN, allowed))
+        counters.append((_key(limit, period, now), period + EXPIRY_MARGIN, allowed, period))
     try:
-        counts = _count(cache_alias, [(key, ttl) for key, ttl, _ in counters])
+        counts = _count(cache_alias, [(key, ttl) for key, ttl, _, _ in counters])
     except (RedisError, OSError) as exc:
         logger.warning("rate limits not counted, cache unreachable: %s", type(exc).__name__)
-        return False
-    return any(count > allowed for count, (_, _, allowed) in zip(counts, counters, strict=True))
+        return []
+    return [
+        Counted(allowed, count, _seconds_left(period, now))
+        for count, (_, _, allowed, period) in zip(counts, counters, strict=True)
+    ]
 
 
 def window_remaining(rate: str, *, now: float | None = None) -> int:
     """Whole seconds until the current window of ``rate`` ends: when a refused client
     may try again (windows are fixed, the same for every key)."""
     _allowed, period = rate_parse(rate)
-    now = time.time() if now is None else now
+    return _seconds_left(period, time.time() if now is None else now)
+
+
+def _seconds_left(period: int, now: float) -> int:
     return max(1, math.ceil(period - now % period))
 
 

@@ -69,6 +69,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it sees every /api/ response last: errors as problem details, rate
+    # limit headers, and bodies too large or not JSON refused before anything reads them.
+    "api.middleware.ApiEdgeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -213,7 +216,21 @@ if REDIS_URL:
 RENOTIFY_LEDGER_HEAD_CHECK_SECONDS = env.float("RENOTIFY_LEDGER_HEAD_CHECK_SECONDS", default=300.0)
 # Beat's sweeps for work a request's kick did not start (events, receipts).
 RENOTIFY_SWEEP_SECONDS = 30.0
+# Outbound webhooks (api.services.webhook_sending): beat follows the ledger and sends
+# what is due this often, so an event reaches its endpoints within about two of these.
+RENOTIFY_WEBHOOK_SECONDS = env.float("RENOTIFY_WEBHOOK_SECONDS", default=5.0)
+# Each request's connect and read timeout, and how long one sending run may take.
+RENOTIFY_WEBHOOK_TIMEOUT = env.float("RENOTIFY_WEBHOOK_TIMEOUT", default=5.0)
+RENOTIFY_WEBHOOK_BUDGET = env.float("RENOTIFY_WEBHOOK_BUDGET", default=20.0)
 CELERY_BEAT_SCHEDULE = {
+    "dispatch-webhooks": {
+        "task": "api.tasks.webhooks_dispatch",
+        "schedule": RENOTIFY_WEBHOOK_SECONDS,
+    },
+    "deliver-webhooks": {
+        "task": "api.tasks.webhooks_deliver_due",
+        "schedule": RENOTIFY_WEBHOOK_SECONDS,
+    },
     "start-due-campaigns": {"task": "campaigns.tasks.campaigns_start_due", "schedule": 60.0},
     "reconcile-deliveries": {
         "task": "campaigns.tasks.deliveries_reconcile_task",
@@ -417,3 +434,12 @@ def _anymail_esp(backend: str) -> list[str]:
 RENOTIFY_WEBHOOK_ESPS = env.list(
     "RENOTIFY_WEBHOOK_ESPS", default=_anymail_esp(globals().get("EMAIL_BACKEND", ""))
 )
+
+# --- Platform API: rate limits and request bodies ----------------------------------
+# Requests per client whose own rate (ApiClient.rate) is blank; and requests with a wrong
+# key per client address (a valid key is never refused for its address).
+RENOTIFY_API_RATE = env("RENOTIFY_API_RATE", default="1200/m")
+RENOTIFY_API_RATE_BAD_KEY = env("RENOTIFY_API_RATE_BAD_KEY", default="60/m")
+# The largest API request body (bytes); larger ones are 413 before they are read. Bodies
+# over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default) are refused whatever this says.
+RENOTIFY_API_MAX_BODY = env.int("RENOTIFY_API_MAX_BODY", default=2 * 1024 * 1024)

@@ -3,8 +3,16 @@
 Every choice goes through ``accounts.services.consent.consent_record`` (one ledger
 event and the Preference, in one transaction; a repeat records nothing). An
 objection also gets a receipt by email, sent by a task after the commit.
+
+Global Privacy Control (``Sec-GPC: 1``) is the one thing a GET may record (``gpc_visit``):
+GDPR Art. 21(5) lets a member object by automated means, and the signal is their own
+browser's, which link scanners do not send. Where staff chose ``applied`` for a purpose,
+the signal is recorded as the member's objection when the member has never made a choice
+for that purpose (no Preference row), so it applies once, on the first visit with the
+signal, and never over a choice made since (a withdrawn objection leaves its row).
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,14 +22,16 @@ from django.db import connection, models
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from accounts.models import Action, Member, Preference, Purpose, Source
-from accounts.selectors import EffectiveState, member_effective_states
+from accounts.models import Action, Choice, GpcMode, Member, Preference, Purpose, Source
+from accounts.selectors import EffectiveState, member_effective_states, purposes_in_force
 from accounts.services.consent import Recorded, consent_record
 from campaigns import tokens
 from campaigns.models import Campaign, Delivery, NoticeText, NoticeVersion
 from campaigns.rendering import markdown_to_html, text_for_locale, version_texts
 from campaigns.services import receipts
 from db import notice_page as db_notice_page
+
+logger = logging.getLogger(__name__)
 
 # Actions a member can take for a purpose on the page, by the form's value.
 PREFERENCE_ACTIONS = {"object": Action.OBJECT, "allow": Action.WITHDRAW_OBJECTION}
@@ -223,3 +233,102 @@ def delivery_unsubscribe(
         ip=ip,
         user_agent=user_agent,
     )
+
+
+# The request header a browser sends Global Privacy Control in, as Django's META names it.
+GPC_HEADER = "HTTP_SEC_GPC"
+
+
+def gpc_signalled(meta: dict) -> bool:
+    """Whether the request carries ``Sec-GPC: 1`` (the only value the spec defines)."""
+    return meta.get(GPC_HEADER, "").strip() == "1"
+
+
+@dataclass(frozen=True)
+class GpcVisit:
+    """What a visit's Global Privacy Control signal did, as sets of purpose slugs:
+    ``offered`` (the page pre-selects and explains the objection: purposes the member has
+    not objected to), ``applied`` (recorded
+    as an objection on this visit), ``kept`` (applied mode, but a choice the member
+    already made for the purpose stands)."""
+
+    offered: frozenset[str] = frozenset()
+    applied: frozenset[str] = frozenset()
+    kept: frozenset[str] = frozenset()
+
+    @property
+    def preselected(self) -> str:
+        """The offered objection the page puts first (purposes are shown by slug)."""
+        return min(self.offered, default="")
+
+    def key(self) -> tuple:
+        """What the page shows of the visit, for the notice page's kept skeletons."""
+        if not (self.offered or self.applied or self.kept):
+            return ()
+        return (tuple(sorted(self.offered)), tuple(sorted(self.applied)), tuple(sorted(self.kept)))
+
+
+NO_SIGNAL = GpcVisit()
+
+
+def member_preferences(*, member_id: int) -> dict[int, Preference]:
+    """The member's Preference rows, by purpose id."""
+    return {p.purpose_id: p for p in Preference.objects.filter(member_id=member_id)}
+
+
+def gpc_visit(
+    *,
+    member: Member,
+    preferences: dict[int, Preference],
+    delivery: Delivery | None,
+    ip: str | None,
+    user_agent: str,
+) -> tuple[GpcVisit, dict[int, Preference]]:
+    """Act on a page visit that carries the signal, purpose by purpose, as staff chose
+    (``Purpose.gpc_mode``); the member's preferences (``preferences``, by purpose id, read
+    again only if this visit recorded anything) for the page to show. Recording never
+    fails the page: a failure is logged and the objection is offered instead."""
+    offered: set[str] = set()
+    applied: set[str] = set()
+    kept: set[str] = set()
+    for purpose, _policies in purposes_in_force():
+        if purpose.gpc_mode == GpcMode.OFFERED:
+            if _choice(preferences, purpose) != Choice.OUT:
+                offered.add(purpose.slug)
+        elif purpose.gpc_mode == GpcMode.APPLIED:
+            if purpose.pk in preferences:
+                kept.add(purpose.slug)
+            elif _gpc_objection_record(member, purpose, delivery, ip, user_agent):
+                applied.add(purpose.slug)
+            else:
+                offered.add(purpose.slug)
+    if applied:
+        preferences = member_preferences(member_id=member.pk)
+    return GpcVisit(frozenset(offered), frozenset(applied), frozenset(kept)), preferences
+
+
+def _choice(preferences: dict[int, Preference], purpose: Purpose) -> str | None:
+    preference = preferences.get(purpose.pk)
+    return preference.choice if preference else None
+
+
+def _gpc_objection_record(
+    member: Member, purpose: Purpose, delivery: Delivery | None, ip: str | None, user_agent: str
+) -> bool:
+    try:
+        consent_record(
+            member=member,
+            action=Action.OBJECT,
+            source=Source.GPC,
+            purpose=purpose,
+            notice_version_id=delivery.campaign.notice_version_id if delivery else None,
+            delivery_id=delivery.pk if delivery else None,
+            ip=ip,
+            user_agent=user_agent,
+            metadata={"gpc": GpcMode.APPLIED.value, **_timing(delivery)},
+        )
+    except Exception:
+        # The member's page must still show; they can still object with one tap.
+        logger.exception("GPC objection not recorded (purpose %s)", purpose.slug)
+        return False
+    return True

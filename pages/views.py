@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from accounts.locales import locale_language
-from accounts.models import ConsentEvent, Member, Purpose, Source
+from accounts.models import ConsentEvent, Member, Preference, Purpose, Source
 from accounts.selectors import (
     member_effective_states,
     purpose_by_slug,
@@ -124,6 +124,11 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
         if _limited(token):
             return _too_many(request, language, settings.RENOTIFY_RATE_PER_TOKEN)
         return _notice_post(request, token, delivery)
+    gpc = services.NO_SIGNAL
+    if request.method == "GET" and services.gpc_signalled(request.META):
+        gpc, delivery.preferences = _gpc_visit(
+            request, delivery.member, delivery.preferences or {}, delivery
+        )
     view = services.notice_view(
         delivery=delivery, locale=request.GET.get("lang"), reader_locale=locale
     )
@@ -132,6 +137,7 @@ def notice_page(request: HttpRequest, token: str) -> HttpResponse:
         "done": _done(request, locale, member_id=delivery.member_id),
         "language": language,
         "action_url": _form_url(request, "notice_page", token),
+        "gpc": gpc,
     }
     with translation.override(language):
         return HttpResponse(_notice_html(request, context))
@@ -151,7 +157,7 @@ def _notice_html(request: HttpRequest, context: dict) -> str:
     view = context["view"]
     if context["done"] or not view.version.is_frozen:  # after a POST, or a draft's preview
         return render_to_string("pages/notice.html", context, request)
-    key = _skeleton_key(view, context["language"])
+    key = (*_skeleton_key(view, context["language"]), context["gpc"].key())
     skeleton = _skeletons.get(key)
     if skeleton is None:
         skeleton = render_to_string(
@@ -263,9 +269,14 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
         if _limited(token):
             return _too_many(request, language, settings.RENOTIFY_RATE_PER_TOKEN)
         return _preferences_post(request, token, member)
+    preferences, gpc = None, services.NO_SIGNAL
+    if request.method == "GET" and services.gpc_signalled(request.META):
+        preferences = services.member_preferences(member_id=member.pk)
+        gpc, preferences = _gpc_visit(request, member, preferences, None)
     context = {
         "member": member,
-        "states": member_effective_states(member=member, locale=locale),
+        "states": member_effective_states(member=member, preferences=preferences, locale=locale),
+        "gpc": gpc,
         "token": token,
         "done": _done(request, locale, member_id=member.pk),
         "language": language,
@@ -273,6 +284,19 @@ def preferences_page(request: HttpRequest, token: str) -> HttpResponse:
     }
     with translation.override(language):
         return render(request, "pages/preferences.html", context)
+
+
+def _gpc_visit(
+    request: HttpRequest,
+    member: Member,
+    preferences: dict[int, Preference],
+    delivery: Delivery | None,
+) -> tuple[services.GpcVisit, dict[int, Preference]]:
+    """The browser's Global Privacy Control signal, acted on as staff chose per purpose."""
+    ip, user_agent = _client(request)
+    return services.gpc_visit(
+        member=member, preferences=preferences, delivery=delivery, ip=ip, user_agent=user_agent
+    )
 
 
 def _preferences_post(request: HttpRequest, token: str, member: Member) -> HttpResponse:

@@ -92,6 +92,7 @@ def test_adding_a_purpose_in_the_admin_creates_a_policy_for_every_jurisdiction(c
             "slug": "ads-personalisation",
             "name": "Personalise ads with my activity",
             "description": "",
+            "gpc_mode": "offered",
             "texts-TOTAL_FORMS": "1",
             "texts-INITIAL_FORMS": "0",
             "texts-0-locale": "de",
@@ -107,6 +108,7 @@ def test_adding_a_purpose_in_the_admin_creates_a_policy_for_every_jurisdiction(c
         (j.value, "opt_in") for j in Jurisdiction
     )
     assert purpose.texts.get(locale="de").name.startswith("Werbung")
+    assert purpose.gpc_mode == "offered"
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,25 @@ def test_a_chunked_body_over_the_upload_limit_is_refused_with_413(settings):
 def test_a_body_with_a_length_is_left_alone():
     status, _, body = call(environ(CONTENT_LENGTH=str(len(BODY))))
     assert (status, body) == ("200 OK", BODY)
+
+
+def test_under_the_api_a_refusal_is_a_problem_document(settings):
+    import json
+
+    status, answer, _ = call(environ(HTTP_TRANSFER_ENCODING="chunked", PATH_INFO="/api/v1/x"))
+    assert status == "411 Length Required"
+    assert json.loads(answer) == {
+        "type": "about:blank",
+        "title": "Length Required",
+        "status": 411,
+        "detail": "send a Content-Length",
+    }
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    status, answer, _ = call(
+        environ(
+            HTTP_TRANSFER_ENCODING="chunked",
+            PATH_INFO="/api/v1/x",
+            **{"wsgi.input_terminated": True},
+        )
+    )
+    assert status == "413 Content Too Large" and json.loads(answer)["status"] == 413

@@ -198,6 +198,7 @@ def purpose_form(purpose, edits: dict[str, str], added: list[tuple[str, str]]) -
     form = {
         "name": purpose.name,
         "description": purpose.description,
+        "gpc_mode": purpose.gpc_mode,
         "texts-TOTAL_FORMS": str(len(texts) + len(added)),
         "texts-INITIAL_FORMS": str(len(texts)),
         "policies-TOTAL_FORMS": "0",

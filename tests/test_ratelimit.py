@@ -9,7 +9,14 @@ from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
-from config.ratelimit import Limit, client_network, limits_hit, rate_parse
+from config.ratelimit import (
+    Limit,
+    client_network,
+    limits_count,
+    limits_hit,
+    rate_parse,
+    window_remaining,
+)
 
 # Both ways the counters are kept: Redis (one pipeline) and any other Django cache.
 CACHES = [
@@ -87,6 +94,24 @@ def test_any_one_limit_over_its_rate_refuses_and_every_limit_is_counted(counters
     assert hits(counters, link_b, times=1) == [True]
 
 
+def test_counts_say_what_is_left_and_when_the_window_ends(counters):
+    client, address = Limit("client", "7", "3/m"), Limit("address", "203.0.113.7", "5/h")
+    with time_machine.travel(time.time(), tick=False):
+        first = limits_count([client, address], cache_alias=counters)
+        assert [(c.allowed, c.count, c.remaining, c.over) for c in first] == [
+            (3, 1, 2, False),
+            (5, 1, 4, False),
+        ]
+        assert 1 <= first[0].reset <= 60 and first[0].reset < first[1].reset <= 3600
+        assert first[0].reset == window_remaining("3/m")
+        counts = [limits_count([client], cache_alias=counters)[0] for _ in range(3)]
+    assert [(c.count, c.remaining, c.over) for c in counts] == [
+        (2, 1, False),
+        (3, 0, False),
+        (4, 0, True),
+    ]
+
+
 def test_a_new_window_starts_counting_afresh(counters):
     link = Limit("link", "a", "2/m")
     with time_machine.travel(time.time(), tick=False) as clock:
@@ -119,4 +144,5 @@ def test_an_unreachable_cache_limits_nothing_and_says_so(settings, caplog):
     }
     with caplog.at_level(logging.WARNING, logger="config.ratelimit"):
         assert limits_hit([Limit("link", "a", "0/m")], cache_alias="limits") is False
+        assert limits_count([Limit("link", "a", "0/m")], cache_alias="limits") == []
     assert "rate limits not counted" in caplog.text

@@ -27,7 +27,13 @@ from django.utils import timezone
 
 from accounts.permissions import PermissionRefused
 from accounts.services import members, policies
+from api.models import WebhookDelivery, WebhookState
 from api.services.clients import api_client_create, api_client_revoke
+from api.services.webhooks import (
+    webhook_deliveries_replay,
+    webhook_endpoint_create,
+    webhook_endpoint_deactivate,
+)
 from campaigns.admin.campaigns import CAMPAIGN_ACTIONS
 from campaigns.models import (
     Campaign,
@@ -205,6 +211,20 @@ def an_api_client(_world):
     return {"obj": api_client_create(name="pipeline", scopes=["campaigns:read"], by=None)[0]}
 
 
+def a_webhook_endpoint(_world):
+    client = an_api_client(None)["obj"]
+    return {"obj": webhook_endpoint_create(client=client, url="https://crm.example/", by=None)[0]}
+
+
+def a_parked_webhook_delivery(_world):
+    endpoint = a_webhook_endpoint(None)["obj"]
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event_seq=1, event_type="member.unsubscribed", payload={"id": "evt_1"},
+        state=WebhookState.PARKED,
+    )  # fmt: skip
+    return {"obj": delivery}
+
+
 def sends_unknown_delivery(objs):
     return campaign_send_chunk(campaign_id=objs["obj"].campaign_id).sent
 
@@ -245,6 +265,20 @@ CASES: dict[str, Case] = {
         setup=an_api_client,
         run=post_action("api_apiclient", "revoke"),
         took_effect=lambda objs, _r: reload(objs["obj"]).revoked_at is not None,
+    ),
+    "action api.webhookendpoint deactivate": Case(
+        perms=("api.manage_apiclient",),
+        gate="api.view_webhookendpoint",
+        setup=a_webhook_endpoint,
+        run=post_action("api_webhookendpoint", "deactivate"),
+        took_effect=lambda objs, _r: not reload(objs["obj"]).active,
+    ),
+    "action api.webhookdelivery replay": Case(
+        perms=("api.replay_webhookdelivery",),
+        gate="api.view_webhookdelivery",
+        setup=a_parked_webhook_delivery,
+        run=post_action("api_webhookdelivery", "replay"),
+        took_effect=lambda objs, _r: reload(objs["obj"]).state == WebhookState.PENDING,
     ),
     "action campaigns.objectionreceipt send_again": Case(
         perms=("campaigns.send_receipt_again",),
@@ -610,6 +644,21 @@ SERVICES: dict[str, Service] = {
         "api.manage_apiclient",
         lambda: an_api_client(None),
         lambda o, by: api_client_revoke(client=o["obj"], by=by),
+    ),
+    "webhooks.webhook_endpoint_create": Service(
+        "api.manage_apiclient",
+        lambda: an_api_client(None),
+        lambda o, by: webhook_endpoint_create(client=o["obj"], url="https://crm.example/", by=by),
+    ),
+    "webhooks.webhook_endpoint_deactivate": Service(
+        "api.manage_apiclient",
+        lambda: a_webhook_endpoint(None),
+        lambda o, by: webhook_endpoint_deactivate(endpoint=o["obj"], by=by),
+    ),
+    "webhooks.webhook_deliveries_replay": Service(
+        "api.replay_webhookdelivery",
+        lambda: a_parked_webhook_delivery(None),
+        lambda o, by: webhook_deliveries_replay(deliveries=WebhookDelivery.objects.all(), by=by),
     ),
     "receipts.receipts_retry": Service(
         "campaigns.send_receipt_again",

@@ -6,6 +6,7 @@ from django.db import transaction
 from accounts.jurisdictions import Jurisdiction
 from accounts.models import (
     DEFAULT_POLICY_MODE,
+    GpcMode,
     JurisdictionPolicy,
     JurisdictionPolicyChange,
     PolicyMode,
@@ -22,12 +23,15 @@ def purpose_create(
     name: str,
     description: str = "",
     modes: dict[str, PolicyMode] | None = None,
+    gpc_mode: GpcMode | str = GpcMode.IGNORED,
     by: User | None = None,
 ) -> Purpose:
-    """Create a purpose with a policy row for every jurisdiction (opt-in where not given).
-    Needs ``accounts.add_purpose``."""
+    """Create a purpose with a policy row for every jurisdiction (opt-in where not given)
+    and what a Global Privacy Control signal means for it. Needs ``accounts.add_purpose``."""
     permission_require(by=by, perm="accounts.add_purpose")
-    purpose = Purpose.objects.create(slug=slug, name=name, description=description)
+    purpose = Purpose.objects.create(
+        slug=slug, name=name, description=description, gpc_mode=GpcMode(gpc_mode)
+    )
     for jurisdiction in Jurisdiction:
         mode = (modes or {}).get(jurisdiction, DEFAULT_POLICY_MODE)
         policy = JurisdictionPolicy.objects.create(

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.permissions import permission_require
 from api.models import ApiClient, Scope
+from config.ratelimit import rate_parse
 
 MANAGE = "api.manage_apiclient"
 KEY_START = "rn_"
@@ -30,12 +31,17 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def api_client_create(*, name: str, scopes: list[str], by: User | None) -> tuple[ApiClient, str]:
-    """A new client with ``scopes``, and its key (shown once: only its hash is kept)."""
+def api_client_create(
+    *, name: str, scopes: list[str], by: User | None, rate: str = ""
+) -> tuple[ApiClient, str]:
+    """A new client with ``scopes`` and ``rate`` (blank: the default), and its key (shown
+    once: only its hash is kept). ImproperlyConfigured for a rate not like "600/m"."""
     permission_require(by=by, perm=MANAGE)
     unknown = sorted(set(scopes) - set(Scope.values))
     if unknown:
         raise UnknownScope(f"unknown scopes: {', '.join(unknown)}")
+    if rate:
+        rate_parse(rate)
     prefix = secrets.token_hex(6)
     key = f"{KEY_START}{prefix}_{secrets.token_urlsafe(32)}"
     client = ApiClient.objects.create(
@@ -44,6 +50,7 @@ def api_client_create(*, name: str, scopes: list[str], by: User | None) -> tuple
         key_hash=_key_hash(key),
         scopes=sorted(set(scopes)),
         created_by=by,
+        rate=rate,
     )
     return client, key
 
