@@ -327,7 +327,7 @@ def members_import(
             # Last: once the block is marked for rollback it refuses further queries.
             transaction.set_rollback(True)
     report.unchanged = report.read - report.rejected - report.created - report.updated
-    if report.created or report.updated:
+    if not dry_run and (report.created or report.updated):
         # New members and new countries change effective states: compare everyone (the
         # importer does not keep which members it wrote; unchanged ones append nothing).
         suppression_feed_sync_after_commit()
