@@ -25,6 +25,7 @@ from accounts.services.members import (
     member_email_status_clear,
 )
 from accounts.services.policies import policy_set_mode, purpose_create
+from accounts.services.suppression_feed import suppression_feed_sync_after_commit
 from config.admin_base import (
     EstimatedCountPaginator,
     ReadOnlyAdmin,
@@ -105,6 +106,12 @@ class MemberAdmin(StaffAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: Member, form, change: bool) -> None:
+        self._member_save(request, obj, form, change)
+        if not change or "country" in form.changed_data:
+            # A new member, or a new jurisdiction: their feed entries once this commits.
+            suppression_feed_sync_after_commit(member_ids=[obj.pk])
+
+    def _member_save(self, request: HttpRequest, obj: Member, form, change: bool) -> None:
         if not change:
             super().save_model(request, obj, form, change)
             return

@@ -6,12 +6,13 @@ place that rule is written down: the single-member function looks it up and
 the queryset annotation is generated from it, so the two cannot disagree.
 """
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypedDict
 
-from django.db import models, transaction
-from django.db.models import Case, F, FilteredRelation, Q, QuerySet, Value, When
+from django.db import connection, models, transaction
+from django.db.models import Case, F, FilteredRelation, Max, Q, QuerySet, Value, When
 from django.db.models.functions import Greatest
 
 from accounts.jurisdictions import Jurisdiction
@@ -23,8 +24,10 @@ from accounts.models import (
     PolicyMode,
     Preference,
     Purpose,
+    SuppressionChange,
 )
 from config.cache import ProcessCache
+from db import suppression_feed as db_suppression_feed
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -244,3 +247,65 @@ def suppressions(*, purpose: Purpose) -> QuerySet:
         .order_by("id")
         .values_list("external_id", "jurisdiction", "effective_reason", "effective_since")
     )
+
+
+# --- The suppression feed ------------------------------------------------------------
+
+# An entry as the changes page hands it on: (cursor, external_id, state, reason,
+# changed_at), in ``FEED_ENTRY_COLUMNS`` order.
+FEED_ENTRY_COLUMNS = ("cursor", "external_id", "state", "reason", "changed_at")
+# Times in the feed and its snapshot (db.suppression_feed.PG_SINCE_FORMAT is the same).
+FEED_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    entries: list[tuple[int, str, str, str, datetime]]
+    next_cursor: int  # the last entry's cursor, or ``after`` when there is none
+    has_more: bool
+
+
+def suppression_changes_page(*, purpose: Purpose, after: int, limit: int) -> FeedPage:
+    """Up to ``limit`` of the purpose's feed entries after cursor ``after``, in cursor
+    order: a keyset read over the (purpose, id) index, as fast at the millionth entry as
+    at the first. A cursor beyond the head reads an empty page."""
+    rows = list(
+        SuppressionChange.objects.filter(purpose=purpose, pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "external_id", "state", "reason", "changed_at")[: limit + 1]
+    )
+    entries = rows[:limit]
+    return FeedPage(entries, entries[-1][0] if entries else after, len(rows) > limit)
+
+
+@dataclass(frozen=True)
+class FeedPageJson:
+    entries_json: str  # a JSON array of entries: FEED_ENTRY_COLUMNS, changed_at as text
+    next_cursor: int
+    has_more: bool
+
+
+def suppression_changes_page_json(*, purpose: Purpose, after: int, limit: int) -> FeedPageJson:
+    """``suppression_changes_page`` as JSON text, ``changed_at`` in UTC as
+    ``FEED_TIME_FORMAT``: made by PostgreSQL itself there (a page of 10,000 entries
+    would spend most of its time making Python objects), through Python elsewhere."""
+    if connection.vendor == "postgresql":
+        row = db_suppression_feed.changes_page_json(purpose_id=purpose.pk, after=after, limit=limit)
+        return FeedPageJson(row["entries"], row["last_cursor"] or after, row["has_more"])
+    page = suppression_changes_page(purpose=purpose, after=after, limit=limit)
+    entries = [
+        {**dict(zip(FEED_ENTRY_COLUMNS, row, strict=True)), "changed_at": feed_time(row[-1])}
+        for row in page.entries
+    ]
+    return FeedPageJson(json.dumps(entries), page.next_cursor, page.has_more)
+
+
+def feed_time(moment: datetime) -> str:
+    """A feed's time as text: UTC, microseconds, ``Z``."""
+    return moment.astimezone(UTC).strftime(FEED_TIME_FORMAT)
+
+
+def suppression_feed_head(*, purpose: Purpose) -> int:
+    """The purpose's last cursor (0 while its feed is empty)."""
+    head = SuppressionChange.objects.filter(purpose=purpose).aggregate(head=Max("pk"))["head"]
+    return head or 0

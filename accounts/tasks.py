@@ -6,6 +6,7 @@ from celery import shared_task
 
 from accounts.models import LedgerCheck
 from accounts.services.ledger_checks import ledger_check_run, ledger_head_check_run
+from accounts.services.suppression_feed import suppression_feed_sync
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +35,13 @@ def _logged(check: LedgerCheck) -> int:
     else:
         logger.error("consent ledger BROKEN at event %s: %s", check.first_broken_seq, check.detail)
     return check.pk
+
+
+@shared_task
+def suppression_feed_reconcile() -> int:
+    """Frequent (beat) full comparison of every member's effective state with the
+    suppression feed; returns the entries appended (0 unless a sync was missed)."""
+    appended = suppression_feed_sync()
+    if appended:
+        logger.warning("suppression feed reconcile appended %d missed entries", appended)
+    return appended

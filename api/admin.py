@@ -7,8 +7,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from api.models import ApiClient, Scope, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from api.selectors import consumer_lags
 from api.services.clients import MANAGE, api_client_create, api_client_revoke
 from api.services.webhooks import (
     REPLAY,
@@ -55,13 +58,46 @@ class ApiClientAdmin(StaffAdmin):
         "created_at",
         "last_used_at",
         "revoked_at",
+        "feed_lag",
     )
     list_filter = ("revoked_at",)
-    readonly_fields = ("key_prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = (
+        "key_prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "feed_lag",
+    )
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(MANAGE)
+
+    @admin.display(description="Suppression feed applied")
+    def feed_lag(self, client: ApiClient) -> str:
+        """Per purpose: the entries after its applied cursor, and how long ago the oldest
+        of them was recorded (an index range count each, no per-entry work)."""
+        if not client.pk:
+            return "-"
+        lags = consumer_lags(client=client)
+        if not lags:
+            return "-"
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}: {} entries behind, oldest {} s ago (cursor {} of {}, reported {})",
+            (
+                (
+                    lag.position.purpose.slug,
+                    lag.entries_behind,
+                    round(lag.seconds_behind),
+                    lag.position.cursor,
+                    lag.head,
+                    f"{lag.position.reported_at:%Y-%m-%d %H:%M} UTC",
+                )
+                for lag in lags
+            ),
+        )
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # a client's scopes are its key's promise: revoke and make another

@@ -8,7 +8,7 @@ Every error is a JSON problem details document (RFC 9457), never an HTML page
 
 from api.auth import ApiKey
 from api.base import RenotifyAPI
-from api.endpoints import campaigns, members, preferences
+from api.endpoints import campaigns, consumers, members, preferences, suppressions
 
 api = RenotifyAPI(
     title="Renotify API",
@@ -22,3 +22,5 @@ api.add_router("/campaigns", campaigns.router)
 # before the members router's /members/{id}, whose id may hold "/".
 api.add_router("/members", preferences.router)
 api.add_router("/members", members.router)
+api.add_router("/suppressions", suppressions.router)
+api.add_router("/consumers", consumers.router)

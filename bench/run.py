@@ -25,7 +25,7 @@ from psycopg import sql
 
 SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
-# #5 (notice pages) and #16 (outbound webhooks, member upsert).
+# #5 (notice pages) and #16 (outbound webhooks, member upsert, the suppression feed).
 STANDALONE = (
     "fanout",
     "send_loop",
@@ -34,6 +34,8 @@ STANDALONE = (
     "notice_pages",
     "outbound_webhooks",
     "member_upsert",
+    "suppression_snapshot",
+    "feed_follow",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}

@@ -256,6 +256,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.ledger_head_verify",
         "schedule": RENOTIFY_LEDGER_HEAD_CHECK_SECONDS,
     },
+    # The suppression feed's full comparison: repairs what a crash between a commit and
+    # its feed sync left behind (accounts.services.suppression_feed).
+    "reconcile-suppression-feed": {
+        "task": "accounts.tasks.suppression_feed_reconcile",
+        "schedule": env.float("RENOTIFY_FEED_RECONCILE_SECONDS", default=300.0),
+    },
 }
 
 # --- Email ---------------------------------------------------------------------
@@ -383,6 +389,10 @@ LOGGING = {
 # Rows per statement when the importer stages rows and when exports fetch rows.
 RENOTIFY_IMPORT_BATCH_SIZE = env.int("RENOTIFY_IMPORT_BATCH_SIZE", default=5000)
 RENOTIFY_EXPORT_CHUNK_SIZE = env.int("RENOTIFY_EXPORT_CHUNK_SIZE", default=5000)
+# Suppression feed: members compared per transaction (each holds the feed's lock, which
+# a member's choice waits for), and entries per page of the changes endpoint at most.
+RENOTIFY_FEED_SYNC_CHUNK = env.int("RENOTIFY_FEED_SYNC_CHUNK", default=20_000)
+RENOTIFY_FEED_PAGE_MAX = 10_000
 
 # Sending: claim this many deliveries per task, hand them to the transport this
 # many at a time (also the throttle's burst), and hold a claim this long before

@@ -11,8 +11,8 @@ SQLITE_TRIGGERS = {
 }
 
 
-# The append-only tables: the ledger and the record of its checks.
-LEDGER_TABLES = ("accounts_consentevent", "accounts_ledgercheck")
+# The append-only tables: the ledger, the record of its checks, the suppression feed.
+LEDGER_TABLES = ("accounts_consentevent", "accounts_ledgercheck", "accounts_suppressionchange")
 
 
 @contextmanager
@@ -28,7 +28,8 @@ def ledger_triggers_disabled():
                 cursor.execute("SET session_replication_role = DEFAULT")
             return
         cursor.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN (%s, %s)",
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+            " AND tbl_name IN (%s, %s, %s)",
             LEDGER_TABLES,
         )
         saved = cursor.fetchall()
@@ -42,15 +43,20 @@ def ledger_triggers_disabled():
 
 
 def _append_only_migrations():
-    """The migrations that create the append-only triggers: the ledger's, the checks'."""
-    names = ("0002_ledger_append_only", "0007_ledger_check_append_only")
+    """The migrations that create the append-only triggers: the ledger's, the checks',
+    the suppression feed's."""
+    names = (
+        "0002_ledger_append_only",
+        "0007_ledger_check_append_only",
+        "0012_suppression_feed_append_only",
+    )
     return [importlib.import_module(f"accounts.migrations.{name}") for name in names]
 
 
 def flush_with_ledger_unlocked(execute_sql_flush):
     """Wrap ``connection.ops.execute_sql_flush`` so that transactional tests can empty the
-    ledger and its checks between tests; the append-only triggers are back when the
-    flush commits."""
+    ledger, its checks and the suppression feed between tests; the append-only triggers
+    are back when the flush commits."""
 
     def flush(sql_list):
         if connection.vendor == "postgresql":

@@ -12,15 +12,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils.dateparse import parse_datetime
 
 import db
-from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
-from accounts.selectors import suppressions
+from accounts.models import (
+    Action,
+    Choice,
+    ConsentEvent,
+    Member,
+    Preference,
+    Source,
+    SuppressionChange,
+    SuppressionState,
+)
+from accounts.selectors import members_with_effective_state, suppressions
 from accounts.services import consent
 from accounts.services.consent import PREFERENCE_EFFECT, consent_record
 from accounts.services.ledger_replay import UNSUBSCRIBE_EFFECT
+from accounts.services.suppression_feed import suppression_feed_sync
 from campaigns.models import Campaign, Delivery, DeliveryEvent, DeliveryStatus
 from campaigns.services.tracking import MILESTONE, RANK
 from db import (
@@ -33,6 +43,7 @@ from db import (
     notice_page,
     sending,
     suppression_export,
+    suppression_feed,
     tracking,
 )
 from tests.factories import MemberFactory, campaign
@@ -813,3 +824,139 @@ def test_an_objection_reads_only_the_delivery():
         )
         is None
     )
+
+
+# --- The suppression feed ------------------------------------------------------------
+
+
+def _feed_effective(purpose):
+    return members_with_effective_state(purpose=purpose).values(
+        "id", "external_id", "effective_state", "effective_reason", "effective_since"
+    )
+
+
+def _orm_feed_differences(purpose) -> list[tuple]:
+    """What the ORM finds changed: members whose state or reason is not the feed's
+    last word (or who have none), by member id."""
+    last = {
+        s.member_id: (s.state, s.reason) for s in SuppressionState.objects.filter(purpose=purpose)
+    }
+    return [
+        (
+            m["id"],
+            m["external_id"],
+            m["effective_state"],
+            m["effective_reason"],
+            m["effective_since"],
+        )
+        for m in _feed_effective(purpose).order_by("id")
+        if last.get(m["id"]) != (m["effective_state"], m["effective_reason"])
+    ]
+
+
+def _two_statements(**statement) -> int:
+    head = suppression_feed.feed_head(purpose_id=statement["purpose_id"])
+    appended = suppression_feed.changes_append(**statement)
+    assert suppression_feed.states_upsert(purpose_id=statement["purpose_id"], after=head) == (
+        appended
+    )
+    return appended
+
+
+@pytest.mark.parametrize(
+    "append",
+    [
+        pytest.param(_two_statements, id="append-then-upsert"),
+        pytest.param(
+            suppression_feed.changes_append_with_states, id="one-statement", marks=postgres_only
+        ),
+    ],
+)
+def test_the_feed_diff_appends_and_upserts_what_the_orm_finds_changed(purpose, append):
+    moved, stays = MemberFactory(country="US"), MemberFactory(country="GB")
+    suppression_feed_sync(purpose=purpose)
+    Member.objects.filter(pk=moved.pk).update(country="DE", jurisdiction="EU")  # no sync
+    newcomer = MemberFactory(country="US")  # no sync: no last word yet
+    expected = _orm_feed_differences(purpose)
+    assert [row[0] for row in expected] == [moved.pk, newcomer.pk]
+
+    head = suppression_feed.feed_head(purpose_id=purpose.pk)
+    assert head == SuppressionChange.objects.aggregate(m=Max("pk"))["m"]
+    query_sql, query_params = _feed_effective(purpose).query.sql_with_params()
+    appended = append(
+        purpose_id=purpose.pk, query_sql=query_sql, query_params=query_params, recorded_at=T0
+    )
+    new = SuppressionChange.objects.filter(pk__gt=head).order_by("pk")
+    assert appended == 2
+    assert [(c.member_id, c.external_id, c.state, c.reason, c.changed_at) for c in new] == expected
+    assert {c.recorded_at for c in new} == {T0}
+
+    states = {s.member_id: s for s in SuppressionState.objects.filter(purpose=purpose)}
+    for change in new:
+        state = states[change.member_id]
+        assert (state.state, state.reason, state.changed_at, state.cursor) == (
+            change.state,
+            change.reason,
+            change.changed_at,
+            change.pk,
+        )
+    assert states[stays.pk].state == "out" and _orm_feed_differences(purpose) == []
+
+
+def test_the_snapshot_rows_are_the_suppressed_states_the_orm_reads(purpose):
+    assert list(suppression_feed.snapshot_rows(purpose_id=purpose.pk)) == [(0, None, None, None)]
+    for country in ("US", "GB", "DE"):
+        MemberFactory(country=country)
+    suppression_feed_sync(purpose=purpose)
+    rows = list(suppression_feed.snapshot_rows(purpose_id=purpose.pk))
+    head = SuppressionChange.objects.aggregate(m=Max("pk"))["m"]
+    orm = SuppressionState.objects.filter(purpose=purpose, state="out")
+    assert sorted((h, e, r, aware(s)) for h, e, r, s in rows) == sorted(
+        (head, s.external_id, s.reason, s.changed_at) for s in orm
+    )
+
+
+@postgres_only
+def test_the_copy_snapshot_writes_the_rows_the_orm_reads(purpose):
+    for country in ("US", "GB", "DE", "FR"):
+        MemberFactory(country=country)
+    suppression_feed_sync(purpose=purpose)
+    with transaction.atomic():
+        blocks = list(suppression_feed.snapshot_ndjson_copy(purpose_id=purpose.pk))
+    lines = [json.loads(line) for line in b"".join(blocks).splitlines()]
+    orm = SuppressionState.objects.filter(purpose=purpose, state="out")
+    assert sorted((line["external_id"], line["reason"], line["since"]) for line in lines) == sorted(
+        (s.external_id, s.reason, s.changed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        for s in orm
+    )
+    assert len(lines) == 3
+
+
+@postgres_only
+def test_the_json_changes_page_holds_the_entries_the_orm_reads(purpose):
+    MemberFactory(country="US", external_id='q"u\\o\x01\tté', email="odd@example.com")
+    for country in ("GB", "DE", "FR", "US"):
+        MemberFactory(country=country)
+    suppression_feed_sync(purpose=purpose)
+    orm = list(SuppressionChange.objects.filter(purpose=purpose).order_by("pk"))
+    pages = [
+        suppression_feed.changes_page_json(purpose_id=purpose.pk, after=after, limit=2)
+        for after in (0, orm[1].pk, orm[3].pk, orm[4].pk)
+    ]
+    entries = [entry for page in pages for entry in json.loads(page["entries"])]
+    assert entries == [
+        {
+            "cursor": c.pk,
+            "external_id": c.external_id,
+            "state": c.state,
+            "reason": c.reason,
+            "changed_at": c.changed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        for c in orm
+    ]
+    assert [(p["last_cursor"], p["has_more"]) for p in pages] == [
+        (orm[1].pk, True),
+        (orm[3].pk, True),
+        (orm[4].pk, False),
+        (None, False),
+    ]

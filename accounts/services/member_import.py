@@ -37,6 +37,7 @@ from accounts.jurisdictions import jurisdiction_for, normalise_country
 from accounts.locales import locale_normalise
 from accounts.models import EmailStatus, Member
 from accounts.services.members import HEALTH_OF_NEW_ADDRESS
+from accounts.services.suppression_feed import suppression_feed_sync_after_commit
 from config.fields import column_length
 from db import member_import as db_member_import
 
@@ -356,6 +357,10 @@ def members_import(
             # Last: once the block is marked for rollback it refuses further queries.
             transaction.set_rollback(True)
     report.unchanged = report.read - report.rejected - report.created - report.updated
+    if not dry_run and (report.created or report.updated):
+        # New members and new countries change effective states: compare everyone (the
+        # importer does not keep which members it wrote; unchanged ones append nothing).
+        suppression_feed_sync_after_commit()
     return report
 
 

@@ -13,6 +13,7 @@ from accounts.models import (
     Purpose,
 )
 from accounts.permissions import permission_require
+from accounts.services.suppression_feed import suppression_feed_sync_after_commit
 
 
 @transaction.atomic
@@ -39,6 +40,8 @@ def purpose_create(
         JurisdictionPolicyChange.objects.create(
             policy=policy, to_mode=mode, changed_by=by, note="created with the purpose"
         )
+    # Every member gets the new purpose's first entry (set-based, once this commits).
+    suppression_feed_sync_after_commit(purpose=purpose)
     return purpose
 
 
@@ -62,4 +65,6 @@ def policy_set_mode(
     )
     policy.mode, policy.mode_since = mode, change.changed_at
     policy.save(update_fields=["mode", "mode_since"])
+    # An entry for every member there whose state or reason changes (set-based).
+    suppression_feed_sync_after_commit(purpose=policy.purpose, jurisdiction=policy.jurisdiction)
     return change
