@@ -260,3 +260,34 @@ def test_odd_characters_in_ids_and_keys_are_stored_as_sent(crm_key):
     assert stored_keys == {ext: ext for ext in odd}
     again = bulk(crm_key, members)
     assert [r["status"] for r in again.json()["results"]] == ["unchanged"] * len(odd)
+
+
+# --- The suppression feed follows ---------------------------------------------------
+
+
+def feed(purpose) -> list[tuple[str, str, str]]:
+    from accounts.models import SuppressionChange
+
+    return list(
+        SuppressionChange.objects.filter(purpose=purpose)
+        .order_by("id")
+        .values_list("external_id", "state", "reason")
+    )
+
+
+def test_members_written_through_the_api_appear_in_the_suppression_feed(
+    crm_key, purpose, django_capture_on_commit_callbacks
+):
+    """AI training is excluded in the EU and opt-out in the US: a new member in Germany
+    is out, and moving to the US makes them in; an unchanged PUT adds nothing."""
+    with django_capture_on_commit_callbacks(execute=True):
+        assert put("u-7", crm_key, email="a@example.com", country="DE").status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bulk(crm_key, [{"external_id": "u-7", "email": "a@example.com", "country": "US"}])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert put("u-7", crm_key, email="a@example.com", country="US").status_code == 200
+
+    assert feed(purpose) == [
+        ("u-7", "out", "jurisdiction-excluded"),
+        ("u-7", "in", "not-objected"),
+    ]

@@ -23,6 +23,7 @@ from django.utils import timezone
 from accounts.models import EmailStatus, Member
 from accounts.services.member_import import RowError, validate_row
 from accounts.services.members import HEALTH_OF_NEW_ADDRESS
+from accounts.services.suppression_feed import suppression_feed_sync_after_commit
 from db import member_import as db_member_import
 
 # The most members one batch may carry: a request's work stays bounded.
@@ -102,10 +103,21 @@ def _write(valid: dict[str, tuple[int, db_member_import.SourceRow]]) -> dict[int
             new_address_health=HEALTH_OF_NEW_ADDRESS.value,
             now=timezone.now(),
         )
+        _feed_sync_after_commit(written)
     return {
         index: _result(index, external_id, erased=external_id in erased, written=written)
         for external_id, (index, _) in valid.items()
     }
+
+
+def _feed_sync_after_commit(written: dict[str, bool]) -> None:
+    """A new member, or a new country, can change a member's effective state: the
+    suppression feed says so once the write commits (only the members written)."""
+    if written:
+        ids = list(
+            Member.objects.filter(external_id__in=list(written)).values_list("pk", flat=True)
+        )
+        suppression_feed_sync_after_commit(member_ids=ids)
 
 
 def _result(index: int, external_id: str, *, erased: bool, written: dict[str, bool]) -> ItemResult:
