@@ -408,3 +408,24 @@ def test_a_notice_served_in_app_by_several_requests_at_once_is_one_event(ines):
     assert at_once(*[serve] * 4) == []
     assert sorted(statuses) == [200, 200, 200, 201]
     assert ConsentEvent.objects.count() == 1 and chain_intact()
+
+
+def test_an_erased_member_is_only_facts_now_nothing_more_is_recorded_or_linked(
+    app_key, maya, purpose, sent_version
+):
+    from accounts.models import Source
+    from campaigns.services.erasure import member_erase
+
+    choose(app_key, OBJECT)
+    member_erase(member=maya, source=Source.API)
+    events = ConsentEvent.objects.count()
+
+    writes = {k: v for k, v in endpoints(sent_version.pk).items() if k != "read"}
+    for method, path, body, _scope in writes.values():
+        response = call(method, path, app_key, body)
+        assert response.status_code == 409, path
+        assert "erased" in response.json()["detail"]
+    assert ConsentEvent.objects.count() == events
+    read = call("get", "/api/v1/members/maya-1/preferences", app_key)
+    assert read.status_code == 200  # the facts stay readable: still objected
+    assert read.json()["purposes"][0]["reason"] == "objected"

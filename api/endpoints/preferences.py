@@ -86,6 +86,15 @@ def _member(external_id: str) -> Member:
     return get_object_or_404(Member, external_id=external_id)
 
 
+def _live_member(external_id: str) -> Member:
+    """The member a write is for: an erased member is only facts now (nothing new is
+    recorded for them, no link made): 409."""
+    member = _member(external_id)
+    if member.erased_at is not None:
+        raise HttpError(409, "this member was erased: nothing more is recorded for them")
+    return member
+
+
 def _answered(answer: Answer) -> Status[dict[str, Any]]:
     return Status(answer.status, answer.body)
 
@@ -118,7 +127,7 @@ def member_choice_record(
     event, 200 when the choice already stood. With an ``Idempotency-Key``, a retry gets
     the first answer and records nothing; the key with another request is 409."""
     client = scope_require(request, Scope.PREFERENCES_WRITE)
-    member = _member(external_id)
+    member = _live_member(external_id)
     purpose = purpose_by_slug(body.purpose)
     if purpose is None:
         raise HttpError(422, f"no purpose {body.purpose!r}")
@@ -143,7 +152,7 @@ def _in_app(
     request: HttpRequest, external_id: str, notice_version_id: int, kind: str
 ) -> Status[dict[str, Any]]:
     client = scope_require(request, Scope.PREFERENCES_WRITE)
-    member = _member(external_id)
+    member = _live_member(external_id)
     version = get_object_or_404(NoticeVersion, pk=notice_version_id)
     try:
         answer = choices.notice_in_app_record(
@@ -186,4 +195,4 @@ def member_preference_link(
     expires and acts for the member: hand it to them only, never log it."""
     scope_require(request, Scope.PREFERENCES_WRITE)
     response["Cache-Control"] = "no-store"
-    return {"url": choices.preference_link_mint(member=_member(external_id))}
+    return {"url": choices.preference_link_mint(member=_live_member(external_id))}
