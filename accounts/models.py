@@ -428,6 +428,17 @@ class SuppressionChange(AppendOnlyModel):
         return f"#{self.id} {self.external_id} {self.state}"
 
 
+class FeedProgress(models.Model):
+    """How far into the consent ledger the suppression feed has caught up with choices:
+    the last event ``suppression_feed_catch_up`` handled (one row, made when first
+    needed)."""
+
+    ledger_seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"feed caught up to ledger event {self.ledger_seq}"
+
+
 class SuppressionState(models.Model):
     """The feed's last word on each member and purpose: what the feed says now.
 

@@ -6,7 +6,7 @@ from celery import shared_task
 
 from accounts.models import LedgerCheck
 from accounts.services.ledger_checks import ledger_check_run, ledger_head_check_run
-from accounts.services.suppression_feed import suppression_feed_sync
+from accounts.services.suppression_feed import suppression_feed_catch_up, suppression_feed_sync
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,13 @@ def _logged(check: LedgerCheck) -> int:
     else:
         logger.error("consent ledger BROKEN at event %s: %s", check.first_broken_seq, check.detail)
     return check.pk
+
+
+@shared_task
+def suppression_feed_catch_up_task() -> int:
+    """Frequent (beat): the suppression feed's entries for the choices recorded since
+    the last run; returns the entries appended."""
+    return suppression_feed_catch_up()
 
 
 @shared_task

@@ -256,11 +256,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.ledger_head_verify",
         "schedule": RENOTIFY_LEDGER_HEAD_CHECK_SECONDS,
     },
-    # The suppression feed's full comparison: repairs what a crash between a commit and
-    # its feed sync left behind (accounts.services.suppression_feed).
+    # The suppression feed follows the ledger's choices, and is compared in full now and
+    # then to repair what a crash between a commit and its sync left behind
+    # (accounts.services.suppression_feed).
+    "suppression-feed-catch-up": {
+        "task": "accounts.tasks.suppression_feed_catch_up_task",
+        "schedule": env.float("RENOTIFY_FEED_CATCH_UP_SECONDS", default=5.0),
+    },
     "reconcile-suppression-feed": {
         "task": "accounts.tasks.suppression_feed_reconcile",
-        "schedule": env.float("RENOTIFY_FEED_RECONCILE_SECONDS", default=300.0),
+        "schedule": env.float("RENOTIFY_FEED_RECONCILE_SECONDS", default=3600.0),
     },
 }
 

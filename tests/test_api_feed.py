@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import Action, Source, SuppressionChange
 from accounts.services.consent import consent_record
+from accounts.services.suppression_feed import suppression_feed_catch_up
 from accounts.services.suppression_feed import suppression_feed_sync
 from api.models import ConsumerPosition, Scope
 from api.services.clients import api_client_create
@@ -122,6 +123,7 @@ def test_a_withdrawn_objection_follows_as_in(key, purpose, five_entries):
     head = cursors(purpose)[-1]
     for action in (Action.OBJECT, Action.WITHDRAW_OBJECTION):
         consent_record(member=member, action=action, source=Source.API, purpose=purpose)
+        suppression_feed_catch_up()  # beat's next run
     page = call("get", f"{FEED}/changes?after={head}", key).json()
     assert [(e["external_id"], e["state"], e["reason"]) for e in page["entries"]] == [
         (member.external_id, "out", "objected"),
@@ -225,7 +227,9 @@ def test_the_lag_counts_the_entries_and_the_age_of_the_oldest_not_applied(
         consent_record(
             member=five_entries[1], action=Action.OBJECT, source=Source.API, purpose=purpose
         )
+        suppression_feed_catch_up()
     consent_record(member=five_entries[3], action=Action.OBJECT, source=Source.API, purpose=purpose)
+    suppression_feed_catch_up()
     me = call("get", "/api/v1/consumers/me", key).json()
     assert me["client"] == "training pipeline"
     (position,) = me["positions"]

@@ -15,6 +15,8 @@ from accounts import tasks
 from accounts.jurisdictions import Jurisdiction
 from accounts.models import (
     Action,
+    ConsentEvent,
+    FeedProgress,
     JurisdictionPolicy,
     Member,
     PolicyMode,
@@ -26,7 +28,7 @@ from accounts.selectors import suppression_changes_page, suppressions
 from accounts.services.consent import consent_record
 from accounts.services.member_import import members_import
 from accounts.services.policies import policy_set_mode, purpose_create
-from accounts.services.suppression_feed import suppression_feed_sync
+from accounts.services.suppression_feed import suppression_feed_catch_up, suppression_feed_sync
 from accounts.services.suppression_snapshot import suppression_snapshot_open
 from tests.concurrency import at_once
 from tests.factories import MemberFactory, ai_training
@@ -52,7 +54,9 @@ def entries(purpose) -> list[tuple]:
 
 
 def choose(member, action, purpose):
+    """The member's choice, then the feed's next catch-up (as beat runs it)."""
     consent_record(member=member, action=action, source=Source.API, purpose=purpose)
+    suppression_feed_catch_up()
 
 
 def set_mode(purpose, jurisdiction, mode):
@@ -247,24 +251,62 @@ def test_a_sync_of_many_members_works_in_slices(purpose, settings):
     assert suppression_feed_sync(member_ids=[m.pk for m in members]) == 0
 
 
-def test_beat_reconciles_the_feed_every_few_minutes(settings):
+def test_beat_catches_up_with_choices_within_seconds_and_reconciles_hourly(settings):
     entries_by_task = {e["task"]: e["schedule"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert entries_by_task["accounts.tasks.suppression_feed_reconcile"] <= 600
+    assert entries_by_task["accounts.tasks.suppression_feed_catch_up_task"] <= 10
+    assert entries_by_task["accounts.tasks.suppression_feed_reconcile"] <= 3600
 
 
-def test_a_failed_sync_never_refuses_the_members_choice(purpose, monkeypatch, caplog):
+def test_a_choice_waits_for_no_feed_work_and_the_catch_up_appends_it(
+    purpose, django_assert_max_num_queries
+):
+    """Recording a choice does nothing for the feed (the notice page's hot path); the
+    next catch-up appends its entry, and one after that finds nothing new."""
+    member = MemberFactory(country="US")
+    suppression_feed_sync(purpose=purpose)
+    consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
+    assert entries(purpose)[-1][1] == "in"
+
+    assert suppression_feed_catch_up() == 1
+    assert entries(purpose)[-1] == (member.external_id, "out", "objected")
+    # Nothing new: the progress row (made once, then locked) and one read of the ledger,
+    # plus the savepoint a test's transaction adds around the block.
+    with django_assert_max_num_queries(5):
+        assert suppression_feed_catch_up() == 0
+
+
+def test_the_catch_up_takes_the_ledger_in_batches_and_misses_nothing(purpose, monkeypatch):
     from accounts.services import suppression_feed
+
+    monkeypatch.setattr(suppression_feed, "CATCH_UP_BATCH", 2)
+    members = MemberFactory.create_batch(5, country="US")
+    suppression_feed_sync(purpose=purpose)
+    for member in members:
+        consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
+    consent_record(member=members[0], action=Action.ACKNOWLEDGE, source=Source.API)
+
+    assert suppression_feed_catch_up() == 5
+    assert {e[0] for e in entries(purpose) if e[1] == "out"} == {m.external_id for m in members}
+    assert FeedProgress.objects.get().ledger_seq == ConsentEvent.objects.order_by("-seq")[0].seq
+
+
+def test_a_catch_up_that_fails_leaves_its_batch_for_the_next(purpose, monkeypatch):
+    from accounts.services import suppression_feed
+
+    member = MemberFactory(country="US")
+    consent_record(member=member, action=Action.OBJECT, source=Source.API, purpose=purpose)
+    real = suppression_feed.suppression_feed_sync
 
     def broken(**_kwargs):
         raise DatabaseError("feed table unavailable")
 
     monkeypatch.setattr(suppression_feed, "suppression_feed_sync", broken)
-    member = MemberFactory(country="US")
-    recorded = consent_record(
-        member=member, action=Action.OBJECT, source=Source.API, purpose=purpose
-    )
-    assert recorded.created and member.consent_events.count() == 1
-    assert "reconcile repairs" in caplog.text and member.external_id not in caplog.text
+    with pytest.raises(DatabaseError):
+        suppression_feed_catch_up()
+    monkeypatch.setattr(suppression_feed, "suppression_feed_sync", real)
+
+    assert suppression_feed_catch_up() == 1
+    assert entries(purpose) == [(member.external_id, "out", "objected")]
 
 
 # --- Append-only ----------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Every source (preference page, one-click, API, admin, import, ESP) records
 choices through ``consent_record``; nothing else writes ConsentEvent rows, and nothing
 else sets or clears ``Member.unsubscribed_at`` (the member's unsubscribe, written in the
-event's own transaction). A new preference event's suppression feed entry is appended
-after the event commits (``accounts.services.suppression_feed``).
+event's own transaction). The suppression feed follows the ledger on its own
+(``accounts.services.suppression_feed.suppression_feed_catch_up``): recording a choice
+does nothing more.
 
 Linked accounts: members sharing a non-empty ``person_key`` are one person. A preference
 choice (object, withdraw the objection, opt in) made through any of them applies to
@@ -51,7 +52,6 @@ from accounts.models import (
     Purpose,
     Source,
 )
-from accounts.services.suppression_feed import suppression_feed_sync_member
 from config.fields import clipped
 from db import ledger as db_ledger
 
@@ -201,10 +201,6 @@ def _record(
         recorded = _preference_record_unlocked(action, fields)
     if recorded is None:
         recorded = _record_held(member, action, purpose, fields)
-    if recorded.created and purpose is not None:
-        # Committed: the feed's entry follows in a short transaction of its own. A
-        # repeated choice changed nothing and costs nothing more.
-        suppression_feed_sync_member(purpose=purpose, member_id=member.pk)
     return recorded
 
 

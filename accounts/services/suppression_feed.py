@@ -26,33 +26,39 @@ The purposes and their policies are read inside the lock: a sync that read a pol
 before a concurrent policy change committed would write the old default's state after
 the change's own sync had written the new one.
 
-**Who calls it**, after their own commit, so the diff reads what they wrote: a
-preference event (``consent_record``, for that member and purpose), a policy change
-(for that jurisdiction), a new purpose (for everyone), the importer and the admin's
-member save (for the members written), and the beat task
-``accounts.tasks.suppression_feed_reconcile`` (everyone), which repairs whatever a
-crash between a commit and its sync left behind. Any other code that creates members,
-changes a member's country or records a preference must call it for those members
-after committing.
+**Who calls it**, after their own commit, so the diff reads what they wrote: a policy
+change (for that jurisdiction), a new purpose (for everyone), the importer, the API's
+member writes and the admin's member save (for the members written), and two beat
+tasks. Choices are not synced by the request that records them: every objection
+would then wait for the feed's lock and its commit, one member at a time, on the
+notice page's hot path. ``suppression_feed_catch_up`` (beat, every
+``RENOTIFY_FEED_CATCH_UP_SECONDS``) follows the ledger instead: the members of the
+preference events after the last one it handled (``FeedProgress``), synced together
+in one transaction. The ledger appends in ``seq`` order, each event committed before
+the next is written, so no event can appear behind its position later.
+``accounts.tasks.suppression_feed_reconcile`` (everyone, rarely) repairs whatever a
+crash between a commit and its sync left behind. Any other code that creates members
+or changes a member's country must call the sync for those members after committing.
 """
 
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import Member, Purpose
+from accounts.models import Action, ConsentEvent, FeedProgress, Member, Purpose
 from accounts.selectors import members_with_effective_state
 from db import suppression_feed as db_feed
 
-logger = logging.getLogger(__name__)
-
 # Arbitrary constant naming the feed's advisory lock on PostgreSQL ("rnfd").
 FEED_LOCK_ID = 0x726E6664
+# The ledger's actions that can change an effective state (``consent.PREFERENCE_EFFECT``).
+PREFERENCE_ACTIONS = (Action.OBJECT, Action.WITHDRAW_OBJECTION, Action.OPT_IN)
+# Ledger events read per catch-up transaction.
+CATCH_UP_BATCH = 20_000
 
 
 def suppression_feed_sync(
@@ -94,16 +100,37 @@ def suppression_feed_sync_after_commit(
     )
 
 
-def suppression_feed_sync_member(*, purpose: Purpose, member_id: int) -> None:
-    """One member's entry for one purpose, after their choice committed. A failure is
-    logged, not raised: the member's choice is recorded, and the reconcile appends the
-    entry a few minutes later."""
-    try:
-        suppression_feed_sync(purpose=purpose, member_ids=[member_id])
-    except DatabaseError:
-        logger.exception(
-            "suppression feed sync failed for purpose %s; reconcile repairs", purpose.pk
-        )
+def suppression_feed_catch_up() -> int:
+    """Sync the members whose preference events the feed has not handled yet, in ledger
+    order, ``CATCH_UP_BATCH`` events per transaction; return the entries appended.
+
+    Each batch moves ``FeedProgress`` on in the transaction that appends its entries,
+    so a run that dies leaves the batch for the next one (the sync compares what is,
+    so doing a batch twice appends nothing twice). Two runs at once take turns on the
+    progress row."""
+    appended = 0
+    while True:
+        with transaction.atomic():
+            progress = _progress_locked()
+            events = list(
+                ConsentEvent.objects.filter(seq__gt=progress.ledger_seq)
+                .order_by("seq")
+                .values_list("seq", "member_id", "action")[:CATCH_UP_BATCH]
+            )
+            if not events:
+                return appended
+            chose = {member for _seq, member, action in events if action in PREFERENCE_ACTIONS}
+            if chose:
+                appended += suppression_feed_sync(member_ids=chose)
+            progress.ledger_seq = events[-1][0]
+            progress.save(update_fields=["ledger_seq"])
+        if len(events) < CATCH_UP_BATCH:
+            return appended
+
+
+def _progress_locked() -> FeedProgress:
+    FeedProgress.objects.get_or_create(pk=1)
+    return FeedProgress.objects.select_for_update().get(pk=1)
 
 
 def _slices(member_ids: Iterable[int] | None, jurisdiction: str | None) -> Iterable[QuerySet]:
