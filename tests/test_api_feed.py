@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from accounts.models import Action, Source, SuppressionChange
 from accounts.services.consent import consent_record
-from accounts.services.suppression_feed import suppression_feed_catch_up
-from accounts.services.suppression_feed import suppression_feed_sync
+from accounts.services.suppression_feed import suppression_feed_catch_up, suppression_feed_sync
 from api.models import ConsumerPosition, Scope
 from api.services.clients import api_client_create
 from tests.factories import MemberFactory, staff_user
