@@ -52,18 +52,27 @@ def changes_append(
     recorded = connection.ops.adapt_datetimefield_value(recorded_at)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {change}"
-            " (purpose_id, member_id, external_id, state, reason, changed_at, recorded_at)"
-            " SELECT %s, e.id, e.external_id, e.effective_state, e.effective_reason,"
-            " e.effective_since, %s"
-            f" FROM ({query_sql}) AS e"
-            f" LEFT JOIN {state} AS s ON s.purpose_id = %s AND s.member_id = e.id"
-            " WHERE s.id IS NULL OR s.state <> e.effective_state"
-            " OR s.reason <> e.effective_reason"
-            " ORDER BY e.id",
+            _changes_insert_sql(change, state, query_sql),
             [purpose_id, recorded, *query_params, purpose_id],
         )
         return cursor.rowcount
+
+
+def _changes_insert_sql(change: str, state: str, query_sql: str) -> str:
+    """The diff both ways append with: an entry for every member of ``query_sql`` whose
+    effective state or reason differs from the feed's last word, or who has none.
+    Parameters: purpose id, recorded at, the query's own, purpose id."""
+    return (
+        f"INSERT INTO {change}"
+        " (purpose_id, member_id, external_id, state, reason, changed_at, recorded_at)"
+        " SELECT %s, e.id, e.external_id, e.effective_state, e.effective_reason,"
+        " e.effective_since, %s"
+        f" FROM ({query_sql}) AS e"
+        f" LEFT JOIN {state} AS s ON s.purpose_id = %s AND s.member_id = e.id"
+        " WHERE s.id IS NULL OR s.state <> e.effective_state"
+        " OR s.reason <> e.effective_reason"
+        " ORDER BY e.id"
+    )
 
 
 def changes_append_with_states(
@@ -76,15 +85,7 @@ def changes_append_with_states(
     cursor_column = column(SuppressionState, "cursor")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH appended AS (INSERT INTO {change}"
-            " (purpose_id, member_id, external_id, state, reason, changed_at, recorded_at)"
-            " SELECT %s, e.id, e.external_id, e.effective_state, e.effective_reason,"
-            " e.effective_since, %s"
-            f" FROM ({query_sql}) AS e"
-            f" LEFT JOIN {state} AS s ON s.purpose_id = %s AND s.member_id = e.id"
-            " WHERE s.id IS NULL OR s.state <> e.effective_state"
-            " OR s.reason <> e.effective_reason"
-            " ORDER BY e.id"
+            f"WITH appended AS ({_changes_insert_sql(change, state, query_sql)}"
             " RETURNING id, purpose_id, member_id, external_id, state, reason, changed_at)"
             f" INSERT INTO {state}"
             f" (purpose_id, member_id, external_id, state, reason, changed_at, {cursor_column})"
