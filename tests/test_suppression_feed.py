@@ -275,6 +275,20 @@ def test_a_choice_waits_for_no_feed_work_and_the_catch_up_appends_it(
         assert suppression_feed_catch_up() == 0
 
 
+def test_the_first_catch_up_gives_members_made_before_the_feed_their_entries(purpose):
+    """An upgrade, or members written by a path that does not sync (the demo's seed):
+    the first catch-up syncs everyone, not only the members who chose."""
+    excluded, here = MemberFactory(country="GB"), MemberFactory(country="US")
+    assert suppression_feed_catch_up() == 2
+    assert sorted(entries(purpose)) == sorted(
+        [
+            (excluded.external_id, "out", "jurisdiction-excluded"),
+            (here.external_id, "in", "not-objected"),
+        ]
+    )
+    assert suppression_feed_catch_up() == 0
+
+
 def test_the_catch_up_takes_the_ledger_in_batches_and_misses_nothing(purpose, monkeypatch):
     from accounts.services import suppression_feed
 

@@ -108,7 +108,7 @@ def suppression_feed_catch_up() -> int:
     so a run that dies leaves the batch for the next one (the sync compares what is,
     so doing a batch twice appends nothing twice). Two runs at once take turns on the
     progress row."""
-    appended = 0
+    appended = 0 if FeedProgress.objects.filter(pk=1).exists() else _first_sync()
     while True:
         with transaction.atomic():
             progress = _progress_locked()
@@ -128,8 +128,19 @@ def suppression_feed_catch_up() -> int:
             return appended
 
 
+def _first_sync() -> int:
+    """The first catch-up ever (a new install, or members that arrived before the feed
+    existed, as on an upgrade): every member gets an entry now, not at the hourly
+    reconcile. It starts from the ledger's head as it was before the sync, so what is
+    recorded meanwhile is caught up next."""
+    head = ConsentEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    appended = suppression_feed_sync()
+    FeedProgress.objects.get_or_create(pk=1, defaults={"ledger_seq": head})
+    return appended
+
+
 def _progress_locked() -> FeedProgress:
-    FeedProgress.objects.get_or_create(pk=1)
+    """The progress row (made by ``_first_sync``), held until commit."""
     return FeedProgress.objects.select_for_update().get(pk=1)
 
 
