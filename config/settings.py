@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "campaigns",
     "pages",
     "api",
+    "console",
     # The API docs page's scripts and styles come from this site's static files.
     "ninja",
 ]
@@ -98,6 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "console.context.console_nav",
             ],
         },
     },

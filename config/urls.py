@@ -12,12 +12,13 @@ admin.site.site_title = "Renotify"
 admin.site.index_title = "Privacy notices, consent and opt-outs"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(url="/console/", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("", include("pages.urls")),
     path("admin/outbox/", outbox_list, name="outbox_list"),
     path("admin/outbox/<str:name>", outbox_message, name="outbox_message"),
     path("admin/", admin.site.urls),
+    path("console/", include("console.urls")),
     path("api/v1/", api_v1.urls),
     # ESP tracking webhooks: /anymail/<esp>/tracking/ (e.g. /anymail/postmark/tracking/)
     path("anymail/", include(tracking_urlpatterns())),

@@ -1,0 +1,3 @@
+"""The console's menu: (label, URL name, permission needed to see the entry)."""
+
+NAV: list[tuple[str, str, str]] = []
