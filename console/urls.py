@@ -1,7 +1,15 @@
 """The staff console under /console/ (``config.urls``); URL names are ``console:<name>``."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from console.views import campaign_actions
 
 app_name = "console"
 
-urlpatterns: list = []
+urlpatterns = [
+    path(
+        "campaigns/<int:pk>/act/<slug:action>/",
+        campaign_actions.campaign_act,
+        name="campaign_act",
+    ),
+]
