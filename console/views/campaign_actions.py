@@ -23,6 +23,7 @@ from campaigns.services import lifecycle
 from campaigns.services.lifecycle import TRANSITIONS, TransitionError
 from campaigns.services.reconcile import deliveries_give_up, deliveries_resend
 from console.access import console_view, staff_user
+from console.links import campaign_url
 
 S = CampaignState
 
@@ -176,4 +177,4 @@ def _back(request: HttpRequest, campaign: Campaign) -> str:
         back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return back
-    return f"/console/campaigns/{campaign.pk}/"
+    return campaign_url(campaign.pk)
