@@ -2,11 +2,14 @@
 
 from django.urls import path
 
-from console.views import campaign_actions
+from console.views import audience, campaign_actions, create
 
 app_name = "console"
 
 urlpatterns = [
+    path("campaigns/new/", create.campaign_new, name="campaign_new"),
+    path("campaigns/new/count/", audience.audience_count, name="audience_count"),
+    path("campaigns/<int:pk>/edit/", create.campaign_change, name="campaign_edit"),
     path(
         "campaigns/<int:pk>/act/<slug:action>/",
         campaign_actions.campaign_act,
