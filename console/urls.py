@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import audience, campaign_actions, create
+from console.views import approvals, audience, campaign_actions, create
 
 app_name = "console"
 
@@ -14,5 +14,12 @@ urlpatterns = [
         "campaigns/<int:pk>/act/<slug:action>/",
         campaign_actions.campaign_act,
         name="campaign_act",
+    ),
+    path("approvals/", approvals.approval_inbox, name="approvals"),
+    path("approvals/<int:pk>/", approvals.approval_detail, name="approval"),
+    path(
+        "approvals/<int:pk>/preview/<str:locale>/",
+        approvals.approval_preview,
+        name="approval_preview",
     ),
 ]
