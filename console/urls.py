@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import approvals, audience, campaign_actions, create
+from console.views import approvals, audience, campaign_actions, create, notices
 
 app_name = "console"
 
@@ -22,4 +22,6 @@ urlpatterns = [
         approvals.approval_preview,
         name="approval_preview",
     ),
+    path("notices/", notices.notice_list, name="notices"),
+    path("notices/<int:notice>/diff/", notices.notice_diff, name="notice_diff"),
 ]
