@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.jurisdictions import Jurisdiction, normalise_country
 from accounts.locales import locale_normalise
+from accounts.models import Choice, Purpose
 from campaigns.models import Campaign, NoticeText, NoticeVersion
 
 # datetime-local inputs send and show "2027-03-01T09:30"; hidden copies use the same
@@ -88,6 +89,15 @@ class AudienceStep(forms.ModelForm):
     members_created_before = MinuteField(
         required=False, label="Signed up before", help_text="Empty: up to now."
     )
+    purpose = forms.ModelChoiceField(
+        queryset=Purpose.objects.order_by("name"),
+        required=False,
+        empty_label="(any)",
+        help_text="With a state: only members whose current state for it is that.",
+    )
+    purpose_state = forms.ChoiceField(
+        choices=[("", "(any)"), *Choice.choices], required=False, label="Its current state"
+    )
 
     class Meta:
         model = Campaign
@@ -101,12 +111,10 @@ class AudienceStep(forms.ModelForm):
             "purpose_state",
             "only_not_acknowledged",
         ]
-        labels = {
-            "purpose_state": "Its current state",
-            "only_not_acknowledged": "Only members who have not acknowledged this notice yet",
-        }
+        labels = {"only_not_acknowledged": "Only members who have not acknowledged it yet"}
         help_texts = {
-            "purpose": "With a state: only members whose current state for it is that.",
+            "only_not_acknowledged": "Leaves out members who acknowledged any version of "
+            "this notice.",
         }
 
     def clean_countries(self) -> list[str]:
