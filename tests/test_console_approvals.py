@@ -155,3 +155,18 @@ def test_a_fanned_out_campaign_shows_its_snapshot(editor, approver):
     assert "<strong>10</strong> reachable by email of <strong>12</strong> selected" in body
     assert "As counted when it fanned out." in body
     assert "not awaiting approval" in body
+
+
+def test_the_inbox_reads_the_same_few_queries_however_many_await(
+    editor, approver, django_assert_num_queries
+):
+    client = _client(approver)
+    _submitted(editor, name="One")
+    client.get(INBOX)
+    # session, user, user's and group permissions, the campaigns with their submissions
+    with django_assert_num_queries(5):
+        assert "One" in client.get(INBOX).content.decode()
+    for n in range(5):
+        _submitted(editor, name=f"More {n}")
+    with django_assert_num_queries(5):
+        assert "More 4" in client.get(INBOX).content.decode()

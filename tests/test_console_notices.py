@@ -139,3 +139,16 @@ def test_an_editor_reads_the_diff_too(versions):
     editor = staff_user("erin", *CAMPAIGN_EDITOR)
     assert _diff(_client(editor), v1.notice_id, a=v1.pk, b=v2.pk).status_code == 200
     assert Notice.objects.count() == 1
+
+
+def test_the_notice_list_reads_the_same_few_queries_however_many_versions(
+    reader, versions, django_assert_num_queries
+):
+    client = _client(reader)
+    # session, user, user's and group permissions, notices, their versions, their locales
+    with django_assert_num_queries(7):
+        client.get("/console/notices/")
+    for _ in range(3):
+        notice_version()
+    with django_assert_num_queries(7):
+        assert client.get("/console/notices/").content.decode().count("<section") == 4
