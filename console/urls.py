@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import campaign_actions
+from console.views import audit, campaign_actions
 
 app_name = "console"
 
@@ -12,4 +12,6 @@ urlpatterns = [
         campaign_actions.campaign_act,
         name="campaign_act",
     ),
+    path("audit/", audit.audit_trail, name="audit"),
+    path("audit/download.csv", audit.audit_download, name="audit_download"),
 ]

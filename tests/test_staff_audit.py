@@ -658,9 +658,9 @@ def test_the_database_refuses_raw_sql_updates_and_deletes(entry, statement):
     assert StaffAction.objects.get(pk=entry.pk).username == "ada"
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="TRUNCATE is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
 def test_the_database_refuses_truncate(entry):
-    if connection.vendor != "postgresql":
-        pytest.skip("TRUNCATE is PostgreSQL's")
     with (
         pytest.raises(DatabaseError, match="append-only"),
         transaction.atomic(),
@@ -668,6 +668,14 @@ def test_the_database_refuses_truncate(entry):
     ):
         cursor.execute("TRUNCATE audit_staffaction CASCADE")
     assert StaffAction.objects.filter(pk=entry.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_entries_are_refused_updates_too(entry):
+    """Outside a test transaction, as in production: the trigger fires on committed rows."""
+    with pytest.raises(DatabaseError, match="append-only"), connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_staffaction SET username = 'someone else'")
+    assert StaffAction.objects.get(pk=entry.pk).username == "ada"
 
 
 def test_the_admin_lets_nobody_add_change_or_delete_an_entry(entry, ada):
