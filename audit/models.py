@@ -95,10 +95,15 @@ class StaffAction(AppendOnlyModel):
         # in id, so a filtered page is an index range read backwards, never a sort.
         indexes = [
             models.Index(fields=["by", "-id"], name="staffaction_by_idx"),
+            # "What did this person do of this kind": without it, a rare pair reads
+            # every entry of the person's.
+            models.Index(fields=["by", "action", "-id"], name="staffaction_by_action_idx"),
             models.Index(fields=["action", "-id"], name="staffaction_action_idx"),
             models.Index(fields=["target_type", "target_id", "-id"], name="staffaction_target_idx"),
             models.Index(fields=["at"], name="staffaction_at_idx"),
         ]
+        # The search (part of a username or target name) has trigram indexes on
+        # PostgreSQL, made by migration 0003 (SQLite has no such index type).
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.username or 'system'} {self.action}"

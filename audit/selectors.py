@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from audit.models import StaffAction
+from db.plans import custom_plans
 
 PAGE_SIZE = 50
 
@@ -65,10 +66,15 @@ def staff_actions_page(
     before: int | None = None,
     after: int | None = None,
     size: int = PAGE_SIZE,
+    searching: bool = False,
 ) -> TrailPage:
     """One page of ``entries`` (newest first): the newest, those older than ``before``
     or those newer than ``after``. One query: it reads one entry more than it shows
-    to know whether there is another page that way."""
+    to know whether there is another page that way. ``searching``: the filter holds
+    a text search, planned for its own pattern (``db.plans``)."""
+    if searching:
+        with custom_plans():
+            return staff_actions_page(entries=entries, before=before, after=after, size=size)
     if after is not None:
         rows = list(entries.filter(id__gt=after).order_by("id")[: size + 1])
         more, rows = len(rows) > size, rows[:size][::-1]

@@ -221,3 +221,32 @@ def test_the_plan_uses_the_indexes_on_postgresql(trail):
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert index in plan, plan
             assert "Sort" not in plan, plan
+        # A search by part of a name: the trigram indexes (migration 0003), once walking
+        # the id index is ruled out as it would be for a big table.
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        sql, params = staff_actions_filtered(where=TrailFilter(text="nobody"))[
+            :51
+        ].query.sql_with_params()
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "staffaction_username_trgm" in plan and "staffaction_target_label_trgm" in plan, plan
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: the page's own transaction
+def test_a_search_is_planned_for_its_own_pattern_on_postgresql(reader, trail):
+    """Prepared statements may keep a generic plan, which cannot use the trigram index
+    for a pattern it does not know: the page plans a search for its own (db.plans)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("plan caching is PostgreSQL's")
+    client = _client(reader)
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        response = client.get(URL, {"q": "spring"})
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW plan_cache_mode")
+            assert cursor.fetchone()[0] == "force_generic_plan"  # restored after the page
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET plan_cache_mode")
+    assert _shown(response) == ["rita approve", "cam submit"]

@@ -89,6 +89,7 @@ def audit_trail(request: HttpRequest) -> HttpResponse:
         entries=staff_actions_filtered(where=where),
         before=cleaned.get("before"),
         after=cleaned.get("after"),
+        searching=bool(where.text),
     )
     query = _filter_query(request)
     context.update(
