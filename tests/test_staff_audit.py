@@ -154,9 +154,7 @@ def test_a_refused_service_records_nothing(name):
     assert StaffAction.objects.count() == before
 
 
-@pytest.mark.parametrize(
-    "name", sorted(n for n, s in SERVICES.items() if s.system and n != "erasure.member_erase")
-)
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if s.system))
 def test_the_system_acting_is_no_staff_action(name):
     """Beat, the circuit breaker, workers: their moves are in the campaign's timeline."""
     service = SERVICES[name]
@@ -211,6 +209,15 @@ def test_an_edit_records_the_fields_it_changed_old_and_new():
     entry = only(Action.EDIT)
     assert entry.changes == {"name": ["Spring", "Spring notice"]}  # the throttle did not change
     assert entry.by == editor and entry.target_label == "Spring notice"
+
+
+def test_an_edit_after_submission_says_it_sent_the_campaign_back_to_draft():
+    editor = staff_user("erin", *CAMPAIGN_EDITOR)
+    submitted = campaign(state=S.AWAITING_APPROVAL, name="Spring")
+    lifecycle.campaign_edit(campaign=submitted, by=editor, name="Spring notice")
+    entry = only(Action.EDIT)
+    assert entry.detail == {"back_to_draft": True}
+    assert Campaign.objects.get(pk=submitted.pk).state == S.DRAFT
 
 
 def test_an_edit_that_changes_nothing_records_nothing():
@@ -501,6 +508,22 @@ def test_a_suppression_export_by_command_is_recorded_as_the_system(purpose, tmp_
         "file": str(out),
     }
     assert (entry.ip_hash, entry.path) == ("", "")
+
+
+def test_printing_preference_links_is_recorded_without_the_links(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["manage.py", "preference_links"])
+    members = MemberFactory.create_batch(2)
+    out = io.StringIO()
+    call_command("preference_links", *[m.external_id for m in members], stdout=out)
+    entry = only(Action.EXPORT)
+    assert entry.by is None
+    assert entry.detail == {
+        "via": "manage.py preference_links",
+        "what": "preference links",
+        "members": 2,
+    }
+    link = out.getvalue().split()[1]
+    assert link not in json.dumps([entry.detail, entry.changes, entry.target_label, entry.path])
 
 
 # --- Signing in and out -------------------------------------------------------------------

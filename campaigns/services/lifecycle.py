@@ -172,9 +172,13 @@ def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Cam
             setattr(locked, name, changes[name])
         locked.last_edited_by, locked.last_edited_at = by, timezone.now()
         locked.save(update_fields=[*changed, "last_edited_by", "last_edited_at"])
+        back_to_draft = bool(changed & APPROVED_FIELDS) and locked.state != S.DRAFT
         if by is not None:
-            staff_action_record(by=by, action=Action.EDIT, target=locked, changes=diff)
-        if changed & APPROVED_FIELDS and locked.state != S.DRAFT:
+            detail = {"back_to_draft": True} if back_to_draft else None
+            staff_action_record(
+                by=by, action=Action.EDIT, target=locked, changes=diff, detail=detail
+            )
+        if back_to_draft:
             _transition(
                 locked, S.DRAFT, by=by, note="edited after submission: needs approval again"
             )
