@@ -14,7 +14,6 @@ class StaffActionAdmin(ReadOnlyAdmin):
     list_select_related = ["by"]
     search_fields = ["=username", "=target_id", "target_label"]
     search_help_text = "Exact username or target id, or part of the target's name."
-    date_hierarchy = None
     raw_id_fields = ["by"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
