@@ -26,20 +26,26 @@ from accounts.services.members import (
 )
 from accounts.services.policies import policy_set_mode, purpose_create
 from accounts.services.suppression_feed import suppression_feed_sync_after_commit
+from audit.models import Action
+from audit.services import staff_action_record
 from config.admin_base import (
+    AuditedAdmin,
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     ReadOnlyInline,
     StaffAdmin,
     acting_user,
 )
+from config.hashing import hash_ip
 
 LEDGER_ROWS_ON_MEMBER = 50
 EDITABLE_MEMBER_FIELDS = ["external_id", "email", "locale", "country", "person_key"]
 
 
 @admin.register(Member)
-class MemberAdmin(StaffAdmin):
+class MemberAdmin(AuditedAdmin):
+    # The trail names the member (external id), never a second copy of their address.
+    audit_hidden_fields = ("email", "person_key")
     list_display = [
         "external_id",
         "email",
@@ -120,7 +126,9 @@ class MemberAdmin(StaffAdmin):
         # goes through the one service that changes addresses.
         fields = [name for name in form.changed_data if name != "email"]
         if fields:
+            before = Member.objects.get(pk=obj.pk)
             obj.save(update_fields=fields)
+            self.audit_save(request, obj, fields, before=before)
         if "email" in form.changed_data:
             reason = f"address changed in the admin by {request.user}"
             member_address_change(
@@ -213,7 +221,7 @@ class PurposeForm(forms.ModelForm):
 
 
 @admin.register(Purpose)
-class PurposeAdmin(StaffAdmin):
+class PurposeAdmin(AuditedAdmin):
     form = PurposeForm
     list_display = ["slug", "name", "gpc_mode", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
@@ -329,3 +337,25 @@ class LoginLockoutAdmin(StaffAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def delete_model(self, request: HttpRequest, obj: AccessAttempt) -> None:
+        self._lift(request, [obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        self._lift(request, list(queryset))
+        super().delete_queryset(request, queryset)
+
+    def _lift(self, request: HttpRequest, attempts: list[AccessAttempt]) -> None:
+        """Each lockout lifted is in the staff audit trail: the username, and the
+        address as the trail keeps addresses (hashed)."""
+        for attempt in attempts:
+            staff_action_record(
+                by=acting_user(request),
+                action=Action.LOCKOUT_LIFT,
+                detail={
+                    "username": attempt.username,
+                    "address_hash": hash_ip(attempt.ip_address),
+                    "failures": attempt.failures_since_start,
+                },
+            )

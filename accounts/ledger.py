@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
+# The key and the address hash are shared with the staff audit trail.
+from config.hashing import hash_ip as hash_ip
+from config.hashing import ledger_key as ledger_key
 
 GENESIS_HASH = "0" * 64
 
@@ -35,13 +37,6 @@ HASHED_FIELDS = (
 )
 
 
-def ledger_key() -> bytes:
-    if settings.LEDGER_HMAC_KEY:
-        return settings.LEDGER_HMAC_KEY.encode()
-    # Local runs only (production requires LEDGER_HMAC_KEY: renotify.E002).
-    return hashlib.sha256(b"renotify.ledger:" + settings.SECRET_KEY.encode()).digest()
-
-
 def _canonical(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -54,13 +49,6 @@ def event_payload(fields: Mapping[str, Any]) -> bytes:
 def event_hash(fields: Mapping[str, Any], *, prev_hash: str, key: bytes | None = None) -> str:
     message = prev_hash.encode() + b"\n" + event_payload(fields)
     return hmac.new(key or ledger_key(), message, hashlib.sha256).hexdigest()
-
-
-def hash_ip(ip: str | None) -> str:
-    """A keyed hash of an IP address: comparable between events, not reversible without the key."""
-    if not ip:
-        return ""
-    return hmac.new(ledger_key(), b"ip:" + ip.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

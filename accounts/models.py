@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.jurisdictions import Jurisdiction, jurisdiction_for
 from accounts.locales import locale_normalise
+from config.appendonly import AppendOnlyModel
 
 
 class EmailStatus(models.TextChoices):
@@ -291,36 +292,6 @@ class Source(models.TextChoices):
     ESP = "esp", "Email provider event"
     IN_APP = "in_app", "In the platform's app"
     GPC = "gpc", "Global Privacy Control signal"
-
-
-def _refusal(model: type[models.Model], verb: str) -> str:
-    return f"The consent ledger is append-only: {model._meta.verbose_name_plural} cannot be {verb}."
-
-
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise TypeError(_refusal(self.model, "updated"))
-
-    def delete(self):
-        raise TypeError(_refusal(self.model, "deleted"))
-
-
-class AppendOnlyModel(models.Model):
-    """Rows are added, never changed or deleted: the model and its querysets refuse, and
-    database triggers (migrations accounts 0002 and 0007) refuse raw SQL too."""
-
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise TypeError(_refusal(type(self), "changed"))
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise TypeError(_refusal(type(self), "deleted"))
 
 
 class ConsentEvent(AppendOnlyModel):

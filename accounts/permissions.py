@@ -13,18 +13,8 @@ workers, management commands, data migrations) and is always allowed: callers pa
 """
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.exceptions import PermissionDenied
 
-
-class PermissionRefused(PermissionDenied):
-    """The acting user lacks the permission a staff action needs.
-
-    A ``PermissionDenied``, so a view that does not catch it answers 403, never 500;
-    the admin shows it as an error message."""
-
-    def __init__(self, perm: str) -> None:
-        self.perm = perm
-        super().__init__(f"you do not have the permission “{perm}”")
+from config.refusals import PermissionRefused as PermissionRefused
 
 
 def permission_require(*, by: User | AnonymousUser | None, perm: str) -> None:

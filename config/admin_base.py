@@ -2,7 +2,8 @@
 evidence tables nobody edits (ReadOnlyAdmin), rows listed under their parent and never
 edited there (ReadOnlyInline), and a paginator that does not count big tables row by
 row (EstimatedCountPaginator), and the acting staff user for the services' ``by``
-(acting_user)."""
+(acting_user), and the staff audit trail's entries for what an admin page writes
+itself, without a service (AuditedAdmin)."""
 
 from typing import cast
 
@@ -10,10 +11,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten, model_format_dict
 from django.contrib.auth.models import User
 from django.core.paginator import Paginator
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.functional import cached_property
 
-from accounts.permissions import PermissionRefused
+from audit.models import Action
+from audit.services import staff_action_record
+from config.refusals import PermissionRefused
 from db.estimates import table_row_estimate
 
 # Below this many rows an exact count is cheap enough, and exact.
@@ -123,3 +127,60 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+# What the trail shows for a field whose values it does not keep.
+HIDDEN = "(not recorded)"
+
+
+class AuditedAdmin(StaffAdmin):
+    """For models an admin page saves itself, with no service in between (notices and
+    their texts, a purpose's wording, a member's own fields): each save of the page and
+    of its inline rows is an entry in the staff audit trail with the fields changed,
+    old and new, in the admin's transaction. ``audit_hidden_fields``: fields recorded as
+    changed without their values (personal data the trail must not copy)."""
+
+    audit_hidden_fields: tuple[str, ...] = ()
+
+    def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
+        before = type(obj)._default_manager.filter(pk=obj.pk).first() if change else None
+        super().save_model(request, obj, form, change)
+        self.audit_save(request, obj, form.changed_data, before=before)
+
+    def audit_save(
+        self, request: HttpRequest, obj: Model, fields: list[str], *, before: Model | None
+    ) -> None:
+        """Record a create (``before`` None) or an edit of ``fields`` (nothing if none)."""
+        names = [name for name in fields if _is_field(obj, name)]
+        if before is not None and not names:
+            return
+        changes = {
+            name: (HIDDEN, HIDDEN)
+            if name in self.audit_hidden_fields
+            else (getattr(before, name) if before is not None else None, getattr(obj, name))
+            for name in names
+        }
+        action = Action.EDIT if before is not None else Action.CREATE
+        staff_action_record(by=acting_user(request), action=action, target=obj, changes=changes)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        # The inline forms' instances already hold the new values: the old are the
+        # forms' initial data (the row as it was read).
+        initial = {f.instance.pk: f.initial for f in formset.initial_forms}
+        # A deleted row's instance loses its pk: kept to say which row it was.
+        pks = {id(f.instance): f.instance.pk for f in formset.initial_forms}
+        super().save_formset(request, form, formset, change)
+        by = acting_user(request)
+        for obj in formset.new_objects:
+            fields = [f.name for f in obj._meta.concrete_fields if not f.primary_key]
+            self.audit_save(request, obj, fields, before=None)
+        for obj, fields in formset.changed_objects:
+            changes = {name: (initial[obj.pk].get(name), getattr(obj, name)) for name in fields}
+            staff_action_record(by=by, action=Action.EDIT, target=obj, changes=changes)
+        for obj in formset.deleted_objects:
+            obj.pk = pks[id(obj)]
+            staff_action_record(by=by, action=Action.DELETE, target=obj)
+
+
+def _is_field(obj: Model, name: str) -> bool:
+    return any(field.name == name for field in obj._meta.concrete_fields)

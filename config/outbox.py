@@ -17,6 +17,9 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from audit.models import Action
+from audit.services import staff_action_record
+from config.admin_base import acting_user
 from config.mail import outbox_dir
 
 VIEW_OUTBOX = "campaigns.view_outbox"
@@ -44,6 +47,12 @@ def _files() -> list[Path]:
 @permission_required(VIEW_OUTBOX, raise_exception=True)
 def outbox_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(_files(), 50).get_page(request.GET.get("page"))
+    # The list shows members' addresses: who read which page of it is recorded.
+    staff_action_record(
+        by=acting_user(request),
+        action=Action.OUTBOX_READ,
+        detail={"page": page.number, "messages": len(page.object_list)},
+    )
     rows = []
     for path in page.object_list:
         message = _parse(path)
@@ -72,6 +81,7 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
     if "/" in name or not name.endswith(".eml") or not path.is_file():
         raise Http404("no such message")
     message = _parse(path)
+    staff_action_record(by=acting_user(request), action=Action.OUTBOX_READ, detail={"file": name})
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
     context = {

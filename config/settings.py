@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "csp",
     "axes",
     "config",
+    "audit",
     "accounts",
     "campaigns",
     "pages",
@@ -78,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The request behind each staff audit entry (its hashed address and path).
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

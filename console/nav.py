@@ -4,4 +4,5 @@ NAV: list[tuple[str, str, str]] = [
     ("New campaign", "console:campaign_new", "campaigns.add_campaign"),
     ("Approvals", "console:approvals", "campaigns.approve_campaign"),
     ("Notices", "console:notices", "campaigns.view_noticeversion"),
+    ("Audit trail", "console:audit", "audit.view_staffaction"),
 ]

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import approvals, audience, campaign_actions, create, notices
+from console.views import approvals, audience, audit, campaign_actions, create, notices
 
 app_name = "console"
 
@@ -24,4 +24,6 @@ urlpatterns = [
     ),
     path("notices/", notices.notice_list, name="notices"),
     path("notices/<int:notice>/diff/", notices.notice_diff, name="notice_diff"),
+    path("audit/", audit.audit_trail, name="audit"),
+    path("audit/download.csv", audit.audit_download, name="audit_download"),
 ]

@@ -11,8 +11,14 @@ SQLITE_TRIGGERS = {
 }
 
 
-# The append-only tables: the ledger, the record of its checks, the suppression feed.
-LEDGER_TABLES = ("accounts_consentevent", "accounts_ledgercheck", "accounts_suppressionchange")
+# The append-only tables: the ledger, the record of its checks, the suppression feed,
+# the staff audit trail.
+LEDGER_TABLES = (
+    "accounts_consentevent",
+    "accounts_ledgercheck",
+    "accounts_suppressionchange",
+    "audit_staffaction",
+)
 
 
 @contextmanager
@@ -29,7 +35,7 @@ def ledger_triggers_disabled():
             return
         cursor.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
-            " AND tbl_name IN (%s, %s, %s)",
+            " AND tbl_name IN (%s, %s, %s, %s)",
             LEDGER_TABLES,
         )
         saved = cursor.fetchall()
@@ -44,13 +50,14 @@ def ledger_triggers_disabled():
 
 def _append_only_migrations():
     """The migrations that create the append-only triggers: the ledger's, the checks',
-    the suppression feed's."""
+    the suppression feed's, the staff audit trail's."""
     names = (
-        "0002_ledger_append_only",
-        "0007_ledger_check_append_only",
-        "0012_suppression_feed_append_only",
+        "accounts.migrations.0002_ledger_append_only",
+        "accounts.migrations.0007_ledger_check_append_only",
+        "accounts.migrations.0012_suppression_feed_append_only",
+        "audit.migrations.0002_staff_action_append_only",
     )
-    return [importlib.import_module(f"accounts.migrations.{name}") for name in names]
+    return [importlib.import_module(name) for name in names]
 
 
 def flush_with_ledger_unlocked(execute_sql_flush):

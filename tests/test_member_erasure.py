@@ -155,7 +155,7 @@ def test_erasing_again_is_a_204_that_records_nothing(olga, key):
 def test_an_interrupted_erasure_is_finished_by_the_next(olga, monkeypatch):
     from campaigns.services import erasure
 
-    def crash(member):
+    def crash(member, **_):
         raise ConnectionError("the database went away")
 
     with monkeypatch.context() as patch:

@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from accounts.models import EmailStatus, EmailStatusChange, Member
 from accounts.permissions import permission_require
+from audit.models import Action
+from audit.services import staff_action_record
 from config.fields import clipped
 
 # Staff may clear what the address did (bounce, complaint), never what the person
@@ -38,7 +40,15 @@ def member_email_status_clear(*, member: Member, by: User, reason: str) -> Email
     locked = Member.objects.select_for_update().get(pk=member.pk)
     if locked.email_status not in CLEARABLE:
         return None
-    return _health_set(locked, EmailStatus.OK, by=by, reason=reason)
+    change = _health_set(locked, EmailStatus.OK, by=by, reason=reason)
+    staff_action_record(
+        by=by,
+        action=Action.ADDRESS_CLEAR,
+        target=locked,
+        changes={"email_status": (change.from_status, change.to_status)},
+        detail={"reason": reason},
+    )
+    return change
 
 
 @transaction.atomic
@@ -57,6 +67,10 @@ def member_address_change(*, member: Member, email: str, by: User, reason: str) 
         _health_set(locked, HEALTH_OF_NEW_ADDRESS, by=by, reason=reason)
     Member.objects.filter(pk=locked.pk).update(email=email, updated_at=timezone.now())
     member.email = email
+    # Which member, not which addresses: the trail is no second copy of personal data.
+    staff_action_record(
+        by=by, action=Action.ADDRESS_CHANGE, target=locked, detail={"reason": reason}
+    )
     return True
 
 

@@ -14,6 +14,8 @@ from accounts.models import (
 )
 from accounts.permissions import permission_require
 from accounts.services.suppression_feed import suppression_feed_sync_after_commit
+from audit.models import Action
+from audit.services import staff_action_record
 
 
 @transaction.atomic
@@ -40,6 +42,13 @@ def purpose_create(
         JurisdictionPolicyChange.objects.create(
             policy=policy, to_mode=mode, changed_by=by, note="created with the purpose"
         )
+    if by is not None:
+        staff_action_record(
+            by=by,
+            action=Action.PURPOSE_CREATE,
+            target=purpose,
+            detail={"slug": slug, "gpc_mode": purpose.gpc_mode, "modes": dict(modes or {})},
+        )
     # Every member gets the new purpose's first entry (set-based, once this commits).
     suppression_feed_sync_after_commit(purpose=purpose)
     return purpose
@@ -65,6 +74,14 @@ def policy_set_mode(
     )
     policy.mode, policy.mode_since = mode, change.changed_at
     policy.save(update_fields=["mode", "mode_since"])
+    if by is not None:
+        staff_action_record(
+            by=by,
+            action=Action.POLICY_CHANGE,
+            target=policy,
+            changes={"mode": (change.from_mode, change.to_mode)},
+            detail={"note": note} if note else None,
+        )
     # An entry for every member there whose state or reason changes (set-based).
     suppression_feed_sync_after_commit(purpose=policy.purpose, jurisdiction=policy.jurisdiction)
     return change

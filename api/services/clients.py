@@ -11,10 +11,13 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.permissions import permission_require
 from api.models import ApiClient, Scope
+from audit.models import Action
+from audit.services import staff_action_record
 from config.ratelimit import rate_parse
 
 MANAGE = "api.manage_apiclient"
@@ -44,25 +47,35 @@ def api_client_create(
         rate_parse(rate)
     prefix = secrets.token_hex(6)
     key = f"{KEY_START}{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient.objects.create(
-        name=name,
-        key_prefix=prefix,
-        key_hash=_key_hash(key),
-        scopes=sorted(set(scopes)),
-        created_by=by,
-        rate=rate,
-    )
+    with transaction.atomic():
+        client = ApiClient.objects.create(
+            name=name,
+            key_prefix=prefix,
+            key_hash=_key_hash(key),
+            scopes=sorted(set(scopes)),
+            created_by=by,
+            rate=rate,
+        )
+        if by is not None:  # the key's prefix finds it; the key itself is never kept
+            detail = {"scopes": client.scopes, "rate": rate, "key_prefix": prefix}
+            staff_action_record(
+                by=by, action=Action.API_CLIENT_CREATE, target=client, detail=detail
+            )
     return client, key
 
 
 def api_client_revoke(*, client: ApiClient, by: User | None) -> bool:
     """Revoke ``client``: its key is refused from now on. False if it already was."""
     permission_require(by=by, perm=MANAGE)
-    return bool(
-        ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
+    with transaction.atomic():
+        revoked = bool(
+            ApiClient.objects.filter(pk=client.pk, revoked_at__isnull=True).update(
+                revoked_at=timezone.now()
+            )
         )
-    )
+        if revoked and by is not None:
+            staff_action_record(by=by, action=Action.API_CLIENT_REVOKE, target=client)
+    return revoked
 
 
 def api_client_for_key(key: str) -> ApiClient | None:

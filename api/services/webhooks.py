@@ -40,6 +40,8 @@ from api.models import (
     WebhookState,
 )
 from api.services.clients import MANAGE
+from audit.models import Action as StaffAct
+from audit.services import staff_action_record
 
 REPLAY = "api.replay_webhookdelivery"
 FOLLOWER = "webhooks"
@@ -80,9 +82,15 @@ def webhook_endpoint_create(
     permission_require(by=by, perm=MANAGE)
     webhook_url_check(url)
     secret = f"{SECRET_START}{secrets.token_urlsafe(32)}"
-    endpoint = WebhookEndpoint.objects.create(
-        client=client, url=url, secret=secret, after_seq=_ledger_head(), created_by=by
-    )
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.create(
+            client=client, url=url, secret=secret, after_seq=_ledger_head(), created_by=by
+        )
+        if by is not None:  # never the secret
+            detail = {"client": client, "client_id": client.pk, "url": url}
+            staff_action_record(
+                by=by, action=StaffAct.WEBHOOK_ENDPOINT_CREATE, target=endpoint, detail=detail
+            )
     return endpoint, secret
 
 
@@ -90,7 +98,13 @@ def webhook_endpoint_deactivate(*, endpoint: WebhookEndpoint, by: User | None) -
     """Stop telling ``endpoint`` anything, pending deliveries included. False if it
     already was inactive."""
     permission_require(by=by, perm=MANAGE)
-    return bool(WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False))
+    with transaction.atomic():
+        done = bool(
+            WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False)
+        )
+        if done and by is not None:
+            staff_action_record(by=by, action=StaffAct.WEBHOOK_ENDPOINT_DEACTIVATE, target=endpoint)
+    return done
 
 
 def webhook_deliveries_replay(*, deliveries: QuerySet[WebhookDelivery], by: User | None) -> int:
@@ -99,9 +113,13 @@ def webhook_deliveries_replay(*, deliveries: QuerySet[WebhookDelivery], by: User
     A replay gets one attempt: if it fails, the delivery's 24 hours are long over and
     it is parked again (replay once the endpoint answers)."""
     permission_require(by=by, perm=REPLAY)
-    return deliveries.filter(state__in=[WebhookState.PARKED, WebhookState.DELIVERED]).update(
-        state=WebhookState.PENDING, next_attempt_at=timezone.now()
-    )
+    with transaction.atomic():
+        count = deliveries.filter(state__in=[WebhookState.PARKED, WebhookState.DELIVERED]).update(
+            state=WebhookState.PENDING, next_attempt_at=timezone.now()
+        )
+        if by is not None:
+            staff_action_record(by=by, action=StaffAct.WEBHOOK_REPLAY, detail={"deliveries": count})
+    return count
 
 
 def webhook_events_dispatch(*, batch: int = DISPATCH_BATCH) -> tuple[int, bool]:

@@ -14,7 +14,7 @@ from accounts.permissions import PermissionRefused
 from campaigns.models import FrozenVersionError, Notice, NoticeText, NoticeVersion
 from campaigns.rendering import compile_message
 from campaigns.services.notices import notice_send_test, notice_version_copy
-from config.admin_base import ReadOnlyInline, StaffAdmin, acting_user
+from config.admin_base import AuditedAdmin, ReadOnlyInline, acting_user
 
 
 class NoticeVersionInline(ReadOnlyInline):
@@ -24,7 +24,7 @@ class NoticeVersionInline(ReadOnlyInline):
 
 
 @admin.register(Notice)
-class NoticeAdmin(StaffAdmin):
+class NoticeAdmin(AuditedAdmin):
     list_display = ["title", "created_at"]
     inlines = [NoticeVersionInline]
 
@@ -49,7 +49,7 @@ class NoticeTextInline(admin.StackedInline):
 
 
 @admin.register(NoticeVersion)
-class NoticeVersionAdmin(StaffAdmin):
+class NoticeVersionAdmin(AuditedAdmin):
     # A version frozen since the form was opened (a stale tab) is refused, not a 500.
     refusals = (PermissionRefused, FrozenVersionError)
     list_display = [

@@ -13,6 +13,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from audit.models import Action
+from audit.services import staff_action_record
 from campaigns.models import UNFINISHED_STATUSES, Campaign, CampaignState, DeliveryStatus
 from campaigns.selectors import (
     NOT_REACHED_COLUMNS,
@@ -20,6 +22,7 @@ from campaigns.selectors import (
     delivery_status_counts,
     members_not_reached,
 )
+from config.admin_base import acting_user
 from config.spreadsheet import csv_lines_for_people
 
 REACH_COLUMNS = [
@@ -114,10 +117,17 @@ def not_reached_view(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     # A list of members (external ids): needs leave to view members too.
     if not request.user.has_perm("accounts.view_member"):
         raise PermissionDenied
+    filename = f"campaign-{pk}-not-reached.csv"
+    staff_action_record(
+        by=acting_user(request),
+        action=Action.DOWNLOAD,
+        target=campaign,
+        detail={"file": filename, "what": "members not reached"},
+    )
     # For people, in a spreadsheet: formula-leading cells are neutralised.
     response = StreamingHttpResponse(
         csv_lines_for_people(NOT_REACHED_COLUMNS, members_not_reached(campaign=campaign)),
         content_type="text/csv",
     )
-    response["Content-Disposition"] = f'attachment; filename="campaign-{pk}-not-reached.csv"'
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

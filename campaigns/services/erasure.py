@@ -33,6 +33,8 @@ from django.utils import timezone
 from accounts.models import Action, Member, Source
 from accounts.permissions import permission_require
 from accounts.services.consent import consent_record
+from audit.models import Action as StaffAct
+from audit.services import staff_action_record
 from campaigns.models import Delivery, DeliveryEvent, DeliveryStatus
 
 ERASE = "accounts.delete_member"
@@ -57,11 +59,11 @@ def member_erase(
         return False
     for action in (Action.UNSUBSCRIBE, Action.ERASE):
         consent_record(member=member, action=action, source=source, metadata=metadata)
-    return _personal_data_blank(member)
+    return _personal_data_blank(member, by=by)
 
 
 @transaction.atomic
-def _personal_data_blank(member: Member) -> bool:
+def _personal_data_blank(member: Member, *, by: User | None) -> bool:
     locked = Member.objects.select_for_update().get(pk=member.pk)
     if locked.erased_at is not None:
         return False  # a concurrent erasure finished first
@@ -74,6 +76,8 @@ def _personal_data_blank(member: Member) -> bool:
         status=DeliveryStatus.SKIPPED, lease_expires_at=None, error="member erased"
     )
     _mail_records_blank(member_id=locked.pk, email=email)
+    if by is not None:  # the staff erasure's entry; a member's own is in the ledger
+        staff_action_record(by=by, action=StaffAct.MEMBER_ERASE, target=locked)
     member.email, member.person_key, member.erased_at = "", "", now
     return True
 

@@ -17,6 +17,10 @@ Who may do what (``accounts.permissions``): creating needs ``campaigns.add_campa
 editing and submitting ``campaigns.change_campaign``; approving and sending back
 ``campaigns.approve_campaign``; scheduling, pausing, resuming and cancelling
 ``campaigns.operate_campaign``. ``by=None`` is the system (beat, the circuit breaker).
+
+Every staff act (``by`` set) is in the staff audit trail, written in the transaction of
+the change (``_transition``'s ``act``): a refused move records nothing. The system's
+own moves are in the campaign's timeline only.
 """
 
 from datetime import datetime
@@ -27,6 +31,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.permissions import permission_require
+from audit.models import Action
+from audit.services import staff_action_record
 from campaigns import enqueue
 from campaigns.models import (
     UNFINISHED_STATUSES,
@@ -89,13 +95,16 @@ def _transition(
     to: CampaignState,
     *,
     by: User | None,
+    act: Action | None = None,
     note: str = "",
     **fields: Any,
 ) -> Campaign:
+    """Move to ``to``; ``act`` is what the staff audit trail calls it when ``by`` is set."""
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if to not in TRANSITIONS[locked.state]:
             raise TransitionError(f"cannot go from {locked.get_state_display()} to {S(to).label}")
+        locked_from = locked.state
         CampaignTransition.objects.create(
             campaign=locked,
             from_state=locked.state,
@@ -108,6 +117,11 @@ def _transition(
         for name, value in fields.items():
             setattr(locked, name, value)
         locked.save(update_fields=["state", "state_reason", *fields])
+        if by is not None and act is not None:
+            detail = {"from": locked_from, "to": to, **({"note": note} if note else {})}
+            if "starts_at" in fields:
+                detail["starts_at"] = fields["starts_at"]
+            staff_action_record(by=by, action=act, target=locked, detail=detail)
     campaign.refresh_from_db()
     return campaign
 
@@ -119,9 +133,20 @@ def campaign_create(
     unknown = set(fields) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
-    return Campaign.objects.create(
-        name=name, notice_version=notice_version, last_edited_by=by, **fields
-    )
+    with transaction.atomic():
+        campaign = Campaign.objects.create(
+            name=name, notice_version=notice_version, last_edited_by=by, **fields
+        )
+        if by is not None:
+            staff_action_record(
+                by=by,
+                action=Action.CREATE,
+                target=campaign,
+                changes={
+                    k: (None, v) for k, v in {"notice_version": notice_version, **fields}.items()
+                },
+            )
+    return campaign
 
 
 def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Campaign:
@@ -142,11 +167,18 @@ def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Cam
                 "audience, notice and schedule cannot change once sending started; "
                 "only the throttle and the window end can"
             )
+        diff = {name: (getattr(locked, name), changes[name]) for name in sorted(changed)}
         for name in changed:
             setattr(locked, name, changes[name])
         locked.last_edited_by, locked.last_edited_at = by, timezone.now()
         locked.save(update_fields=[*changed, "last_edited_by", "last_edited_at"])
-        if changed & APPROVED_FIELDS and locked.state != S.DRAFT:
+        back_to_draft = bool(changed & APPROVED_FIELDS) and locked.state != S.DRAFT
+        if by is not None:
+            detail = {"back_to_draft": True} if back_to_draft else None
+            staff_action_record(
+                by=by, action=Action.EDIT, target=locked, changes=diff, detail=detail
+            )
+        if back_to_draft:
             _transition(
                 locked, S.DRAFT, by=by, note="edited after submission: needs approval again"
             )
@@ -163,7 +195,7 @@ def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:
         NoticeVersion.objects.select_for_update().filter(pk=locked.notice_version_id).first()
         if not NoticeText.objects.filter(version=locked.notice_version_id).exists():
             raise TransitionError("the notice version has no text yet")
-        return _transition(campaign, S.AWAITING_APPROVAL, by=by)
+        return _transition(campaign, S.AWAITING_APPROVAL, by=by, act=Action.SUBMIT)
 
 
 def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
@@ -176,6 +208,7 @@ def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
             campaign,
             S.APPROVED,
             by=by,
+            act=Action.APPROVE,
             approved_by=by,
             approved_at=timezone.now(),
             approved_text_hashes=locked.notice_version.text_hashes(),
@@ -184,7 +217,9 @@ def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
 
 def campaign_reject(*, campaign: Campaign, by: User, note: str) -> Campaign:
     permission_require(by=by, perm=APPROVE)
-    return _transition(campaign, S.DRAFT, by=by, note=note or "sent back by the approver")
+    return _transition(
+        campaign, S.DRAFT, by=by, act=Action.SEND_BACK, note=note or "sent back by the approver"
+    )
 
 
 def campaign_schedule(
@@ -196,7 +231,7 @@ def campaign_schedule(
         raise TransitionError("set a start time first")
     if campaign.approved_by_id is None:
         raise TransitionError("the campaign has not been approved")
-    return _transition(campaign, S.SCHEDULED, by=by, starts_at=starts_at)
+    return _transition(campaign, S.SCHEDULED, by=by, act=Action.SCHEDULE, starts_at=starts_at)
 
 
 def campaign_start(*, campaign: Campaign) -> Campaign:
@@ -229,7 +264,7 @@ def _hashes_differ(approved: dict[str, str], current: dict[str, str]) -> list[st
 
 def campaign_pause(*, campaign: Campaign, by: User | None, reason: str = "") -> Campaign:
     permission_require(by=by, perm=OPERATE)
-    return _transition(campaign, S.PAUSED, by=by, note=reason or "paused")
+    return _transition(campaign, S.PAUSED, by=by, act=Action.PAUSE, note=reason or "paused")
 
 
 def campaign_resume(*, campaign: Campaign, by: User | None) -> Campaign:
@@ -248,7 +283,9 @@ def campaign_resume(*, campaign: Campaign, by: User | None) -> Campaign:
                 "breaker_reset_at": timezone.now(),
                 "rejected_in_a_row": 0,
             }
-        resumed = _transition(campaign, S.SENDING, by=by, note="resumed", **baseline)
+        resumed = _transition(
+            campaign, S.SENDING, by=by, act=Action.RESUME, note="resumed", **baseline
+        )
         enqueue.senders_start(resumed.pk)
         return resumed
 
@@ -301,7 +338,9 @@ def campaign_cancel(*, campaign: Campaign, by: User | None, reason: str = "") ->
     """Cancel, and mark every delivery not yet handed to the transport cancelled."""
     permission_require(by=by, perm=OPERATE)
     with transaction.atomic():
-        campaign = _transition(campaign, S.CANCELLED, by=by, note=reason or "cancelled")
+        campaign = _transition(
+            campaign, S.CANCELLED, by=by, act=Action.CANCEL, note=reason or "cancelled"
+        )
         Delivery.objects.filter(
             campaign=campaign, status__in=[DeliveryStatus.PENDING, DeliveryStatus.CLAIMED]
         ).update(status=DeliveryStatus.CANCELLED, lease_expires_at=None, error="campaign cancelled")

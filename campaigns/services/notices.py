@@ -7,6 +7,8 @@ from django.db import transaction
 from django.urls import reverse
 
 from accounts.permissions import permission_require
+from audit.models import Action
+from audit.services import staff_action_record
 from campaigns.models import NoticeText, NoticeVersion
 from campaigns.rendering import compile_message
 from campaigns.services.sending import esp_tag, notice_email
@@ -29,6 +31,13 @@ def notice_version_copy(*, version: NoticeVersion, by: User | None) -> NoticeVer
     for text in version.texts.all():
         NoticeText.objects.create(
             version=copy, locale=text.locale, subject=text.subject, body_markdown=text.body_markdown
+        )
+    if by is not None:
+        staff_action_record(
+            by=by,
+            action=Action.NOTICE_VERSION_COPY,
+            target=copy,
+            detail={"copied_from": version, "copied_from_id": version.pk},
         )
     return copy
 
@@ -59,4 +68,10 @@ def notice_send_test(*, version: NoticeVersion, locale: str, to: str, by: User |
     )
     message.extra_headers["X-Renotify-Test"] = "yes"
     esp_tag(message, metadata={"test": "yes", "notice_version_id": str(version.pk)}, tags=["test"])
+    # Recorded once the message is sent, outside any transaction (a send is no database
+    # change): a failed send raises first and records nothing.
     message.send()
+    if by is not None:
+        staff_action_record(
+            by=by, action=Action.TEST_SEND, target=version, detail={"locale": compiled.locale}
+        )

@@ -34,6 +34,8 @@ from accounts.models import Action, Choice, ConsentEvent, Member, Preference, So
 from accounts.permissions import permission_require
 from accounts.selectors import purpose_wording
 from accounts.services.consent import LINKED_VIA
+from audit.models import Action as StaffAct
+from audit.services import staff_action_record
 from campaigns import enqueue, tokens
 from campaigns.models import NoticeVersion, ObjectionReceipt, ReceiptStatus, ReceiptSweep
 from campaigns.services.sending import (
@@ -120,9 +122,12 @@ def receipts_retry(*, receipts, by: User | None) -> int:
     a fresh set of attempts. Returns how many were queued. Needs
     ``campaigns.send_receipt_again``."""
     permission_require(by=by, perm="campaigns.send_receipt_again")
-    count = receipts.filter(status=ReceiptStatus.FAILED).update(
-        status=ReceiptStatus.OWED, due_at=timezone.now(), attempts=0
-    )
+    with transaction.atomic():
+        count = receipts.filter(status=ReceiptStatus.FAILED).update(
+            status=ReceiptStatus.OWED, due_at=timezone.now(), attempts=0
+        )
+        if by is not None:
+            staff_action_record(by=by, action=StaffAct.RECEIPT_RESEND, detail={"receipts": count})
     if count:
         enqueue.receipts_kick()
     return count

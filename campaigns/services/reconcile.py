@@ -9,10 +9,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from accounts.permissions import permission_require
+from audit.models import Action
+from audit.services import staff_action_record
 from campaigns import enqueue
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.selectors import campaign_has_unfinished_deliveries
@@ -110,13 +113,16 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], by: User | None) -> int
     how many are pending again. Needs ``campaigns.resend_delivery``."""
     permission_require(by=by, perm=RESEND)
     chosen = list(deliveries.filter(status__in=RESENDABLE).values_list("pk", "campaign_id"))
-    # Conditional: a delivery that moved on meanwhile (another resend, or the sender
-    # that was thought lost reported after all) is left alone.
-    resent = Delivery.objects.filter(
-        pk__in=[delivery_id for delivery_id, _ in chosen], status__in=RESENDABLE
-    ).update(status=DeliveryStatus.PENDING, error="", not_before=None, attempts=0)
-    for campaign_id in sorted({campaign_id for _, campaign_id in chosen}):
-        enqueue.senders_start(campaign_id, count=1)
+    campaign_ids = sorted({campaign_id for _, campaign_id in chosen})
+    with transaction.atomic():
+        # Conditional: a delivery that moved on meanwhile (another resend, or the sender
+        # that was thought lost reported after all) is left alone.
+        resent = Delivery.objects.filter(
+            pk__in=[delivery_id for delivery_id, _ in chosen], status__in=RESENDABLE
+        ).update(status=DeliveryStatus.PENDING, error="", not_before=None, attempts=0)
+        _record(by, Action.RESEND, count=resent, campaign_ids=campaign_ids)
+        for campaign_id in campaign_ids:
+            enqueue.senders_start(campaign_id, count=1)
     return resent
 
 
@@ -124,6 +130,21 @@ def deliveries_give_up(*, deliveries, by: User | None) -> int:
     """Staff decided not to resend ``unknown`` deliveries: they end as failed. Needs
     ``campaigns.resend_delivery``."""
     permission_require(by=by, perm=RESEND)
-    return deliveries.filter(status=DeliveryStatus.UNKNOWN).update(
-        status=DeliveryStatus.FAILED, error="unknown outcome; staff chose not to resend"
-    )
+    unknown = deliveries.filter(status=DeliveryStatus.UNKNOWN)
+    campaign_ids = sorted(set(unknown.values_list("campaign_id", flat=True).distinct()))
+    with transaction.atomic():
+        count = unknown.update(
+            status=DeliveryStatus.FAILED, error="unknown outcome; staff chose not to resend"
+        )
+        _record(by, Action.GIVE_UP, count=count, campaign_ids=campaign_ids)
+    return count
+
+
+def _record(by: User | None, action: Action, *, count: int, campaign_ids: list[int]) -> None:
+    """One entry per staff decision, on the campaign when there is one (the usual case:
+    the campaign page's button), with how many deliveries it moved."""
+    if by is None:
+        return
+    target = Campaign.objects.get(pk=campaign_ids[0]) if len(campaign_ids) == 1 else None
+    detail = {"deliveries": count, "campaigns": campaign_ids}
+    staff_action_record(by=by, action=action, target=target, detail=detail)

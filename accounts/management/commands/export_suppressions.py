@@ -5,6 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Purpose
 from accounts.services.suppression_export import FORMATS, suppressions_export
+from audit.models import Action
+from audit.services import staff_action_record, system_detail
 
 
 class Command(BaseCommand):
@@ -25,6 +27,18 @@ class Command(BaseCommand):
         except Purpose.DoesNotExist:
             known = ", ".join(Purpose.objects.values_list("slug", flat=True)) or "none"
             raise CommandError(f"unknown purpose {purpose!r} (known: {known})") from None
+        # Who ran it is the shell's to say; that it ran, and what went where, is ours.
+        staff_action_record(
+            by=None,
+            action=Action.EXPORT,
+            target=chosen,
+            detail={
+                **system_detail(),
+                "what": "suppression list",
+                "format": format,
+                "file": output or "standard output",
+            },
+        )
         if output:
             with open(output, "wb") as out:
                 count = suppressions_export(purpose=chosen, out=out, fmt=format)
