@@ -1,3 +1,6 @@
 """The console's menu: (label, URL name, permission needed to see the entry)."""
 
-NAV: list[tuple[str, str, str]] = []
+NAV: list[tuple[str, str, str]] = [
+    ("Dashboard", "console:dashboard", "campaigns.view_campaign"),
+    ("Campaigns", "console:campaigns", "campaigns.view_campaign"),
+]
