@@ -25,7 +25,8 @@ from psycopg import sql
 
 SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
-# #5 (notice pages) and #16 (outbound webhooks, member upsert, the suppression feed).
+# #5 (notice pages), #16 (outbound webhooks, member upsert, the suppression feed) and
+# #17 (the staff console).
 STANDALONE = (
     "fanout",
     "send_loop",
@@ -36,6 +37,7 @@ STANDALONE = (
     "member_upsert",
     "suppression_snapshot",
     "feed_follow",
+    "console",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from django.template.loader import render_to_string
 
+from campaigns.models import UNFINISHED_STATUSES, DeliveryStatus
 from console.charts import PATTERNS, Series, day_bars, funnel, nice_ceiling, segmented
 
 A = Series("a", "Apples", "solid")
@@ -71,3 +72,11 @@ def test_rendered_charts_are_labelled_images_with_patterns_and_a_legend():
     assert "Apples</li>" in html and "Bananas</li>" in html
     assert "<title>Sun 01 Nov: 1 apples</title>" in html
     assert "style=" not in html and "<script" not in html
+
+
+def test_every_delivery_status_is_in_exactly_one_progress_segment():
+    from console.selectors import PROGRESS_SEGMENTS
+
+    statuses = [s for group in PROGRESS_SEGMENTS.values() for s in group]
+    assert sorted(statuses) == sorted(DeliveryStatus)
+    assert set(PROGRESS_SEGMENTS["to_send", "Still to send"]) == set(UNFINISHED_STATUSES)

@@ -28,9 +28,8 @@ FUNNEL = [
     ("Acknowledged", "acknowledged"),
     ("Objected", "objected"),
 ]
-# Per jurisdiction and locale: counts, then rates (of RATE_OF's base), few enough
+# Per jurisdiction and locale: deliveries and sent, then rates (of RATE_OF's base), few enough
 # columns for a laptop; the rest behind a <details>.
-BREAKDOWN_COUNTS = ["deliveries", "sent"]
 BREAKDOWN_RATES = ["delivered", "opened", "acknowledged", "objected"]
 BREAKDOWN_DETAILS = ["bounced_hard", "complained", "failed", "unknown", "not_sent", "in_progress"]
 

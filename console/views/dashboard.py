@@ -28,7 +28,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     campaigns = selectors.dashboard_campaigns(now=now)
     progress = selectors.campaigns_progress(campaigns=campaigns)
-    daily = selectors.responses_per_day(now=now)
+    daily = selectors.responses_per_day_cached(now=now)
     context = {
         "title": "Dashboard",
         "campaigns": [(c, progress_context(progress[c.pk])) for c in campaigns],
