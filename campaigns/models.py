@@ -431,7 +431,8 @@ class Delivery(models.Model):
                 condition=~models.Q(esp_message_id=""),
             ),
             # The console lists deliveries whose outcome is unknown, awaiting a decision:
-            # few rows, and status is indexed already (above), so updates lose nothing.
+            # few rows. A status change is never a HOT update anyway (the partial indexes
+            # above name the column), and only rows entering "unknown" get an entry here.
             models.Index(
                 fields=["campaign"],
                 name="delivery_unknown_idx",

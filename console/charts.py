@@ -97,7 +97,7 @@ def _scaled(value: int, top: int, span: float) -> float:
 # --- Vertical bars per day -------------------------------------------------------------
 
 DAY_WIDTH, DAY_HEIGHT = 760, 240
-DAY_LEFT, DAY_TOP, DAY_BOTTOM, DAY_RIGHT = 48, 12, 28, 8
+DAY_LEFT, DAY_TOP, DAY_BOTTOM, DAY_RIGHT = 48, 12, 28, 28  # room for the last date
 
 
 def day_bars(

@@ -5,7 +5,6 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0014_console_dashboard_indexes"),
         ("campaigns", "0013_rejected_in_a_row"),
     ]
 
