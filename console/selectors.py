@@ -131,8 +131,9 @@ def _finished_at() -> Subquery:
 
 
 def dashboard_campaigns(*, now: datetime) -> list[Campaign]:
-    """Active campaigns and those finished in the last ``RECENT_DAYS``: active first (by
-    start time), then the recently finished, newest first. ``state_since`` is annotated."""
+    """Active campaigns and those finished in the last ``RECENT_DAYS``: the active ones
+    first, then the recently finished, each newest first; annotated with ``state_since``
+    (when it reached its state)."""
     since = now - timedelta(days=RECENT_DAYS)
     rows = (
         Campaign.objects.annotate(state_since=_finished_at())
