@@ -2,18 +2,38 @@
 
 from django.urls import path
 
-from console.views import campaign_actions, campaigns, dashboard
+from console.views import (
+    approvals,
+    audience,
+    campaign_actions,
+    campaigns,
+    create,
+    dashboard,
+    notices,
+)
 
 app_name = "console"
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
     path("campaigns/", campaigns.campaign_list, name="campaigns"),
+    path("campaigns/new/", create.campaign_new, name="campaign_new"),
+    path("campaigns/new/count/", audience.audience_count, name="audience_count"),
     path("campaigns/<int:pk>/", campaigns.campaign_page, name="campaign"),
+    path("campaigns/<int:pk>/edit/", create.campaign_change, name="campaign_edit"),
     path("campaigns/<int:pk>/progress/", campaigns.campaign_progress, name="campaign_progress"),
     path(
         "campaigns/<int:pk>/act/<slug:action>/",
         campaign_actions.campaign_act,
         name="campaign_act",
     ),
+    path("approvals/", approvals.approval_inbox, name="approvals"),
+    path("approvals/<int:pk>/", approvals.approval_detail, name="approval"),
+    path(
+        "approvals/<int:pk>/preview/<str:locale>/",
+        approvals.approval_preview,
+        name="approval_preview",
+    ),
+    path("notices/", notices.notice_list, name="notices"),
+    path("notices/<int:notice>/diff/", notices.notice_diff, name="notice_diff"),
 ]
