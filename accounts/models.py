@@ -326,7 +326,11 @@ class ConsentEvent(AppendOnlyModel):
 
     class Meta:
         ordering = ["-seq"]
-        indexes = [models.Index(fields=["member", "seq"], name="consent_member_seq_idx")]
+        indexes = [
+            models.Index(fields=["member", "seq"], name="consent_member_seq_idx"),
+            # The console's responses per day read the last 30 days' range.
+            models.Index(fields=["created_at"], name="consent_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action}"
@@ -365,7 +369,9 @@ class LedgerCheck(AppendOnlyModel):
                 fields=["-head_seq", "-id"],
                 condition=models.Q(intact=True),
                 name="ledgercheck_head_idx",
-            )
+            ),
+            # The console reads the latest check (failed, or stale).
+            models.Index(fields=["checked_at"], name="ledgercheck_checked_idx"),
         ]
 
     def __str__(self) -> str:

@@ -26,7 +26,7 @@ from psycopg import sql
 SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
 # #5 (notice pages), #16 (outbound webhooks, member upsert, the suppression feed) and
-# #17 (the console's audience count).
+# #17 (the console: its audience count, its dashboard and campaign page).
 STANDALONE = (
     "fanout",
     "send_loop",
@@ -38,6 +38,7 @@ STANDALONE = (
     "suppression_snapshot",
     "feed_follow",
     "audience_count",
+    "console",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}

@@ -430,6 +430,14 @@ class Delivery(models.Model):
                 name="delivery_esp_message_idx",
                 condition=~models.Q(esp_message_id=""),
             ),
+            # The console lists deliveries whose outcome is unknown, awaiting a decision:
+            # few rows. A status change is never a HOT update anyway (the partial indexes
+            # above name the column), and only rows entering "unknown" get an entry here.
+            models.Index(
+                fields=["campaign"],
+                name="delivery_unknown_idx",
+                condition=models.Q(status="unknown"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -543,7 +551,13 @@ class ObjectionReceipt(models.Model):
                 fields=["due_at"],
                 name="receipt_owed_idx",
                 condition=models.Q(status="owed"),
-            )
+            ),
+            # The console counts failed receipts.
+            models.Index(
+                fields=["created_at"],
+                name="receipt_failed_idx",
+                condition=models.Q(status="failed"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -316,3 +316,17 @@ def members_not_reached(*, campaign: Campaign):
     )
     for external_id, jurisdiction, locale, status in never_sent.iterator(chunk_size=5000):
         yield external_id, jurisdiction, locale, f"not sent: email {status}"
+
+
+def delivery_status_counts_by_campaign(*, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    """``{campaign id: {status: deliveries}}`` for several campaigns: one grouped query."""
+    rows = (
+        Delivery.objects.filter(campaign_id__in=campaign_ids)
+        .order_by()
+        .values("campaign_id", "status")
+        .annotate(n=Count("pk"))
+    )
+    counts: dict[int, dict[str, int]] = {pk: {} for pk in campaign_ids}
+    for row in rows:
+        counts[row["campaign_id"]][row["status"]] = row["n"]
+    return counts

@@ -219,6 +219,14 @@ if REDIS_URL:
 # cheap); the whole chain is walked nightly.
 
 RENOTIFY_LEDGER_HEAD_CHECK_SECONDS = env.float("RENOTIFY_LEDGER_HEAD_CHECK_SECONDS", default=300.0)
+# The staff console (docs/console.md): how long it keeps figures too costly to count on
+# every view (a campaign's deliveries by status, its reach, suppressions per purpose and
+# jurisdiction), and how far behind the feed an API consumer is listed as needing
+# attention.
+RENOTIFY_CONSOLE_PROGRESS_SECONDS = env.float("RENOTIFY_CONSOLE_PROGRESS_SECONDS", default=5.0)
+RENOTIFY_CONSOLE_REACH_SECONDS = env.float("RENOTIFY_CONSOLE_REACH_SECONDS", default=60.0)
+RENOTIFY_CONSOLE_COUNTS_SECONDS = env.float("RENOTIFY_CONSOLE_COUNTS_SECONDS", default=60.0)
+RENOTIFY_CONSOLE_FEED_LAG_SECONDS = env.float("RENOTIFY_CONSOLE_FEED_LAG_SECONDS", default=900.0)
 # Beat's sweeps for work a request's kick did not start (events, receipts).
 RENOTIFY_SWEEP_SECONDS = 30.0
 # Outbound webhooks (api.services.webhook_sending): beat follows the ledger and sends

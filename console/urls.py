@@ -2,14 +2,27 @@
 
 from django.urls import path
 
-from console.views import approvals, audience, audit, campaign_actions, create, notices
+from console.views import (
+    approvals,
+    audience,
+    audit,
+    campaign_actions,
+    campaigns,
+    create,
+    dashboard,
+    notices,
+)
 
 app_name = "console"
 
 urlpatterns = [
+    path("", dashboard.dashboard, name="dashboard"),
+    path("campaigns/", campaigns.campaign_list, name="campaigns"),
     path("campaigns/new/", create.campaign_new, name="campaign_new"),
     path("campaigns/new/count/", audience.audience_count, name="audience_count"),
+    path("campaigns/<int:pk>/", campaigns.campaign_page, name="campaign"),
     path("campaigns/<int:pk>/edit/", create.campaign_change, name="campaign_edit"),
+    path("campaigns/<int:pk>/progress/", campaigns.campaign_progress, name="campaign_progress"),
     path(
         "campaigns/<int:pk>/act/<slug:action>/",
         campaign_actions.campaign_act,
