@@ -36,14 +36,15 @@ class StaffTwoFactorMiddleware:
 
     @staticmethod
     def _needs_second_step(request: HttpRequest) -> bool:
-        user = request.user
-        if not (user.is_authenticated and user.is_staff):
-            return False
+        # The path first: members' pages and the API never load a session for this.
         if not request.path.startswith(GUARDED_PREFIXES):
+            return False
+        if two_factor_mode() is not TwoFactorMode.REQUIRED:
             return False
         if request.path in {reverse(name) for name in OPEN_URL_NAMES}:
             return False
-        return two_factor_mode() is TwoFactorMode.REQUIRED and not session_verified(user=user)
+        user = request.user
+        return user.is_authenticated and user.is_staff and not session_verified(user=user)
 
     @staticmethod
     def _second_step(request: HttpRequest) -> HttpResponse:

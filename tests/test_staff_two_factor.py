@@ -378,3 +378,20 @@ def test_a_lost_second_factor_is_reset_by_the_command(app, priya):
     assert sign_in(client)["Location"] == f"{SETUP}?next=/admin/"
     with pytest.raises(CommandError, match="no user named"):
         call_command("staff_two_factor_reset", "ghost")
+
+
+@pytest.mark.parametrize("path", ["/n/some-token/", "/api/v1/members/", "/healthz"])
+def test_members_pages_and_the_api_never_load_the_user_for_it(rf, path):
+    """The path is looked at first: a member's page or an API call reads no session."""
+    from django.http import HttpResponse
+
+    from console.middleware import StaffTwoFactorMiddleware
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"request.user.{name} was read")
+
+    request = rf.get(path)
+    request.user = Untouchable()
+    response = StaffTwoFactorMiddleware(lambda r: HttpResponse("the page"))(request)
+    assert response.content == b"the page"
