@@ -54,6 +54,7 @@ class Action(models.TextChoices):
     LOCKOUT_LIFT = "lockout_lift", "Lifted a sign-in lockout"
     TWO_FACTOR_SETUP = "two_factor_setup", "Set up two-factor authentication"
     TWO_FACTOR_RECOVERY_CODES = "two_factor_recovery_codes", "Made new recovery codes"
+    TWO_FACTOR_RESET = "two_factor_reset", "Removed a staff member's second factors"
     ROLE_CHANGE = "role_change", "Changed a staff member's roles or permissions"
 
 

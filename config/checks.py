@@ -124,3 +124,23 @@ def refuse_to_start_on_errors() -> None:
     failed = [m for m in checks.run_checks(tags=[TAG]) if m.is_serious()]
     if failed:
         raise ImproperlyConfigured("; ".join(f"{m.id}: {m.msg} {m.hint}" for m in failed))
+
+
+STAFF_2FA_MODES = ("required", "optional", "sso")
+
+
+@checks.register(TAG)
+def staff_two_factor(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """A mode that cannot be read would either lock every staff member out or let a
+    password alone in: refuse to start instead."""
+    if settings.RENOTIFY_STAFF_2FA in STAFF_2FA_MODES:
+        return []
+    return [
+        checks.Error(
+            f"RENOTIFY_STAFF_2FA is {settings.RENOTIFY_STAFF_2FA!r}.",
+            hint="Use one of: required (staff need a code from an authenticator app), "
+            "optional (offered, not forced) or sso (never asked: only behind an identity "
+            "provider that already demands a second factor).",
+            id="renotify.E022",
+        )
+    ]

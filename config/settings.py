@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "anymail",
     "csp",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "config",
     "audit",
     "accounts",
@@ -79,6 +82,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): the session passed the second step of the sign-in.
+    "django_otp.middleware.OTPMiddleware",
+    # Staff on /admin/ or /console/ without it go to that step (RENOTIFY_STAFF_2FA).
+    "console.middleware.StaffTwoFactorMiddleware",
     # The request behind each staff audit entry (its hashed address and path).
     "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -348,7 +355,7 @@ AXES_FAILURE_LIMIT = env.int("RENOTIFY_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("RENOTIFY_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "admin/login_locked_out.html"
+AXES_LOCKOUT_TEMPLATE = "console/login_locked_out.html"
 # Failures are counted by the client's address as the member pages see it: the TCP peer,
 # or what the configured trusted proxies report (config.clientip), never a header a
 # client could vary; failed attempts are kept for the cool-off only, and successful
@@ -359,6 +366,24 @@ AXES_VERBOSE = False  # no start-up banner in every command's output
 # Lockouts are listed (and lifted) by accounts.admin's own admin, which needs explicit
 # permissions like every other; axes' admin would offer a clean-up to any viewer.
 AXES_ENABLE_ADMIN = False
+
+# Staff sign in at the console (the admin's own login page sends them there), with a
+# second step: a code from an authenticator app (TOTP) or a one-time recovery code.
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "/console/"
+# "required": staff on /admin/ and /console/ must have passed the second step (the
+# default with DEBUG off); "optional": offered, never forced (the default with DEBUG
+# on); "sso": never asked, for a deployment whose identity provider already demands a
+# second factor in front of Renotify (config.checks refuses any other value).
+RENOTIFY_STAFF_2FA = env("RENOTIFY_STAFF_2FA", default="optional" if DEBUG else "required")
+# Wrong codes in one sign-in before it has to start again with the password (each
+# device also makes every wrong code wait twice as long as the last: django-otp).
+RENOTIFY_2FA_FAILURE_LIMIT = env.int("RENOTIFY_2FA_FAILURE_LIMIT", default=5)
+OTP_TOTP_ISSUER = env("RENOTIFY_2FA_ISSUER", default="Renotify")
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+# django-otp's own device admins are not registered (console.apps): keys never show.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -17,6 +17,12 @@ urlpatterns = [
     path("", include("pages.urls")),
     path("admin/outbox/", outbox_list, name="outbox_list"),
     path("admin/outbox/<str:name>", outbox_message, name="outbox_message"),
+    # The admin signs in through the console: one sign-in, with its second step.
+    path(
+        "admin/login/",
+        RedirectView.as_view(pattern_name="console:login", query_string=True),
+        name="admin_login",
+    ),
     path("admin/", admin.site.urls),
     path("console/", include("console.urls")),
     path("api/v1/", api_v1.urls),

@@ -11,6 +11,8 @@ from console.views import (
     create,
     dashboard,
     notices,
+    signin,
+    two_factor,
 )
 
 app_name = "console"
@@ -23,6 +25,10 @@ urlpatterns = [
     path("campaigns/<int:pk>/", campaigns.campaign_page, name="campaign"),
     path("campaigns/<int:pk>/edit/", create.campaign_change, name="campaign_edit"),
     path("campaigns/<int:pk>/progress/", campaigns.campaign_progress, name="campaign_progress"),
+    path("login/", signin.login, name="login"),
+    path("login/verify/", signin.login_verify, name="login_verify"),
+    path("logout/", signin.logout, name="logout"),
+    path("account/two-factor/", two_factor.two_factor, name="two_factor"),
     path(
         "campaigns/<int:pk>/act/<slug:action>/",
         campaign_actions.campaign_act,

@@ -66,6 +66,10 @@ def _isolated_settings(settings, tmp_path):
     settings.LEDGER_HMAC_KEY = "test-ledger-key-0123456789-abcdefghijklmnopqrstuvwxyz"
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": ["test:webhook-secret"]}
     settings.RENOTIFY_WEBHOOK_ESPS = ["postmark", "sendgrid", "mailgun", "amazon_ses"]
+    # Tests that are not about the sign-in log staff in with force_login (a password
+    # session): with DEBUG off the default, "required", would send each of them to the
+    # code step. tests/test_staff_two_factor.py sets "required" and tests that.
+    settings.RENOTIFY_STAFF_2FA = "optional"
 
 
 @pytest.fixture(autouse=True)

@@ -132,10 +132,10 @@ def test_staff_can_log_in_from_a_real_browser_form(client, lead):
     from django.test import Client
 
     browser = Client(enforce_csrf_checks=True)
-    page = browser.get(reverse("admin:login"))
+    page = browser.get(reverse("console:login"))
     assert page["Referrer-Policy"] == "same-origin"
     response = browser.post(
-        reverse("admin:login"),
+        reverse("console:login"),
         {
             "username": "priya",
             "password": "pw-priya-1",

@@ -74,10 +74,71 @@ def test_full_happy_path_is_recorded_step_by_step(draft, ed, amy):
 
 def test_the_last_editor_cannot_approve_their_own_campaign(draft, ed):
     lifecycle.campaign_submit(campaign=draft, by=ed)
-    with pytest.raises(TransitionError, match="someone other than the last editor"):
+    with pytest.raises(TransitionError, match="a second person, and you created"):
         lifecycle.campaign_approve(campaign=draft, by=ed)
     draft.refresh_from_db()
     assert (draft.state, draft.approved_by) == (CampaignState.AWAITING_APPROVAL, None)
+
+
+@pytest.fixture
+def sue(db):
+    """Sue may edit and approve too: a third person."""
+    return staff_user("sue", *CAMPAIGN_EDITOR, *CAMPAIGN_APPROVER)
+
+
+def approval_refused(c, by, reason: str) -> None:
+    """``by`` is refused approving ``c`` for ``reason``, and nothing changed."""
+    transitions = states(c)
+    with pytest.raises(TransitionError, match=f"a second person, and you {reason} this"):
+        lifecycle.campaign_approve(campaign=c, by=by)
+    c.refresh_from_db()
+    assert (c.state, c.approved_by, states(c)) == (
+        CampaignState.AWAITING_APPROVAL,
+        None,
+        transitions,
+    )
+
+
+def test_the_creator_cannot_approve_what_others_edited_and_submitted(draft, ed, sue, amy):
+    lifecycle.campaign_edit(campaign=draft, by=sue, jurisdictions=["EU"])
+    lifecycle.campaign_submit(campaign=draft, by=sue)
+    approval_refused(draft, ed, "created")
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    assert draft.state == CampaignState.APPROVED
+
+
+def test_the_submitter_cannot_approve_what_others_created_and_edited(draft, ed, sue, amy):
+    lifecycle.campaign_submit(campaign=draft, by=sue)
+    approval_refused(draft, sue, "submitted")
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    assert draft.state == CampaignState.APPROVED
+
+
+def test_the_last_editor_alone_cannot_approve(ed, sue, amy):
+    c = lifecycle.campaign_create(by=sue, name="EU", notice_version=notice_version())
+    lifecycle.campaign_edit(campaign=c, by=ed, jurisdictions=["EU"])
+    lifecycle.campaign_submit(campaign=c, by=sue)
+    approval_refused(c, ed, "last edited")
+    lifecycle.campaign_approve(campaign=c, by=amy)
+    assert c.state == CampaignState.APPROVED
+
+
+def test_the_submitter_is_whoever_submitted_last(draft, ed, sue, amy):
+    """Sent back and submitted again by someone else: the earlier submitter is just a
+    colleague now, the later one is refused."""
+    lifecycle.campaign_submit(campaign=draft, by=amy)
+    lifecycle.campaign_reject(campaign=draft, by=sue, note="typo")
+    lifecycle.campaign_submit(campaign=draft, by=sue)
+    approval_refused(draft, sue, "submitted")
+    lifecycle.campaign_approve(campaign=draft, by=amy)
+    assert draft.state == CampaignState.APPROVED
+
+
+def test_a_superuser_is_held_to_the_second_person_rule(django_user_model, ed):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    c = lifecycle.campaign_create(by=root, name="All", notice_version=notice_version())
+    lifecycle.campaign_submit(campaign=c, by=ed)
+    approval_refused(c, root, "created")
 
 
 def test_an_edit_after_approval_sends_the_campaign_back_to_draft(draft, ed, amy):

@@ -112,11 +112,11 @@ def test_the_last_editor_sees_no_approve_button_and_is_refused(approver):
     submitted = _submitted(both)
     client = _client(both)
     body = client.get(f"{INBOX}{submitted.pk}/").content.decode()
-    assert "You edited this campaign last" in body
+    assert "You cannot approve this campaign</strong>: approval must come from a second" in body
     assert "/act/approve/" not in body and "/act/send_back/" in body
     response = client.post(f"/console/campaigns/{submitted.pk}/act/approve/", {"next": INBOX})
     (message,) = get_messages(response.wsgi_request)
-    assert "someone other than the last editor" in str(message)
+    assert "approval must come from a second person, and you created" in str(message)
     submitted.refresh_from_db()
     assert submitted.state == S.AWAITING_APPROVAL
 

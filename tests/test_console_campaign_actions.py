@@ -53,7 +53,26 @@ def test_the_last_editor_is_neither_offered_nor_allowed_approval(approver):
     submitted = campaign(state=S.AWAITING_APPROVAL, last_edited_by=approver)
     assert "approve" not in dict(campaign_actions_allowed(campaign=submitted, user=approver))
     response = _post(approver, submitted.pk, "approve")
-    assert "someone other than the last editor" in _messages(response)[0]
+    assert "a second person, and you last edited this campaign" in _messages(response)[0]
+    assert Campaign.objects.get().state == S.AWAITING_APPROVAL
+
+
+@pytest.mark.parametrize("role", ["created_by", "submitted_by"])
+def test_the_creator_and_the_submitter_are_neither_offered_nor_allowed_approval(
+    role, approver, editor
+):
+    submitted = campaign(state=S.AWAITING_APPROVAL, last_edited_by=editor)
+    if role == "created_by":
+        Campaign.objects.filter(pk=submitted.pk).update(created_by=approver)
+    else:
+        CampaignTransition.objects.create(
+            campaign=submitted, from_state=S.DRAFT, to_state=S.AWAITING_APPROVAL, by=approver
+        )
+    submitted.refresh_from_db()
+    assert "approve" not in dict(campaign_actions_allowed(campaign=submitted, user=approver))
+    assert "send_back" in dict(campaign_actions_allowed(campaign=submitted, user=approver))
+    response = _post(approver, submitted.pk, "approve")
+    assert "Not done: approval must come from a second person" in _messages(response)[0]
     assert Campaign.objects.get().state == S.AWAITING_APPROVAL
 
 

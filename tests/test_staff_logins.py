@@ -1,4 +1,5 @@
-"""Staff logins are throttled (django-axes): wrong passwords for one username from one
+"""Staff logins (the console's sign-in, which the admin's login page sends to) are
+throttled (django-axes): wrong passwords for one username from one
 address lock that pair out for a while; nobody else is locked out by it."""
 
 import json
@@ -29,7 +30,7 @@ def log_in(address: str, username: str, password: str):
     """A browser at ``address`` submitting the admin's login form."""
     client = Client(REMOTE_ADDR=address)
     response = client.post(
-        reverse("admin:login"),
+        reverse("console:login"),
         {"username": username, "password": password, "next": "/admin/"},
     )
     return response, client
@@ -79,12 +80,12 @@ def test_a_forwarded_for_header_does_not_dodge_the_lockout(priya):
     client = Client(REMOTE_ADDR="198.51.100.7")
     for n in range(6):
         client.post(
-            reverse("admin:login"),
+            reverse("console:login"),
             {"username": "priya", "password": "guess", "next": "/admin/"},
             HTTP_X_FORWARDED_FOR=f"192.0.2.{n}",
         )
     response = client.post(
-        reverse("admin:login"),
+        reverse("console:login"),
         {"username": "priya", "password": PASSWORD, "next": "/admin/"},
         HTTP_X_FORWARDED_FOR="192.0.2.200",
     )
@@ -98,7 +99,7 @@ def test_behind_a_trusted_proxy_each_client_is_counted_on_its_own(priya, setting
 
     def via_proxy(client_address: str, password: str):
         return Client(REMOTE_ADDR="10.0.0.2").post(
-            reverse("admin:login"),
+            reverse("console:login"),
             {"username": "priya", "password": password, "next": "/admin/"},
             HTTP_X_FORWARDED_FOR=client_address,
         )

@@ -2,8 +2,9 @@
 
 draft -> awaiting approval -> approved -> scheduled -> sending <-> paused -> completed,
 and cancelled from any state before completed. An edit after submission sends
-the campaign back to draft; approval must come from someone other than the
-last editor.
+the campaign back to draft; approval always needs a second person: never the
+campaign's creator, the one who submitted it, or its last editor, superusers
+included (``approval_refusal``, which the console's buttons follow too).
 
 From submission on, the campaign holds its notice version (the model refuses edits);
 approval records the texts' hashes, and a start on any other texts sends the campaign
@@ -135,7 +136,11 @@ def campaign_create(
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
     with transaction.atomic():
         campaign = Campaign.objects.create(
-            name=name, notice_version=notice_version, last_edited_by=by, **fields
+            name=name,
+            notice_version=notice_version,
+            created_by=by,
+            last_edited_by=by,
+            **fields,
         )
         if by is not None:
             staff_action_record(
@@ -198,12 +203,33 @@ def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:
         return _transition(campaign, S.AWAITING_APPROVAL, by=by, act=Action.SUBMIT)
 
 
+def approval_refusal(*, campaign: Campaign, user: User) -> str | None:
+    """Why ``user`` may not approve ``campaign`` (None: nothing in the way but the
+    permission and the state). The submitter is the one behind the last move to
+    awaiting approval: whoever submitted what is waiting now."""
+    submitted_by = (
+        CampaignTransition.objects.filter(campaign=campaign, to_state=S.AWAITING_APPROVAL)
+        .order_by("-at", "-pk")
+        .values_list("by_id", flat=True)
+        .first()
+    )
+    for person, role in (
+        (campaign.created_by_id, "created"),
+        (submitted_by, "submitted"),
+        (campaign.last_edited_by_id, "last edited"),
+    ):
+        if person is not None and person == user.pk:
+            return f"approval must come from a second person, and you {role} this campaign"
+    return None
+
+
 def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
     permission_require(by=by, perm=APPROVE)
-    if campaign.last_edited_by_id == by.pk:
-        raise TransitionError("approval must come from someone other than the last editor")
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        refusal = approval_refusal(campaign=locked, user=by)
+        if refusal:
+            raise TransitionError(refusal)
         return _transition(
             campaign,
             S.APPROVED,

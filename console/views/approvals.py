@@ -20,6 +20,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from campaigns.models import Campaign, CampaignState, CampaignTransition, NoticeVersion
 from campaigns.rendering import compile_message, version_texts
 from campaigns.selectors import AudiencePreview, audience_preview
+from campaigns.services.lifecycle import approval_refusal
 from console.access import console_view, staff_user
 from console.views.audience import preview_context
 from console.views.campaign_actions import campaign_actions_allowed
@@ -71,7 +72,8 @@ def approval_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "awaiting": campaign.state == CampaignState.AWAITING_APPROVAL,
         "locales": locales,
         "locale": locale,
-        "last_editor": campaign.last_edited_by_id == user.pk,
+        # Why this approver may not approve (they created, submitted or edited it last).
+        "refusal": approval_refusal(campaign=campaign, user=user),
         "actions": [
             (name, action)
             for name, action in campaign_actions_allowed(campaign=campaign, user=user)

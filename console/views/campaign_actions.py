@@ -143,12 +143,13 @@ ACTIONS: dict[str, Action] = {
 
 def campaign_actions_allowed(*, campaign: Campaign, user: User) -> list[tuple[str, Action]]:
     """The buttons to show ``user`` on ``campaign``: state allows it, user may do it.
-    Approval is not offered to the campaign's last editor (the service refuses it too)."""
+    Approval is not offered to its creator, its submitter or its last editor (the
+    service refuses them too: ``lifecycle.approval_refusal``)."""
     allowed = []
     for name, action in ACTIONS.items():
         if campaign.state not in action.from_states or not user.has_perm(action.perm):
             continue
-        if name == "approve" and campaign.last_edited_by_id == user.pk:
+        if name == "approve" and lifecycle.approval_refusal(campaign=campaign, user=user):
             continue
         allowed.append((name, action))
     return allowed

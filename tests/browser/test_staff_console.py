@@ -34,10 +34,10 @@ def sending(site):
 
 
 def log_in(page, site_url: str, next_path: str) -> None:
-    page.goto(f"{site_url}/admin/login/?next={next_path}")
+    page.goto(f"{site_url}/console/login/?next={next_path}")
     page.fill("#id_username", "viv")
     page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    page.click("button[type=submit]")
     page.wait_for_url(f"**{next_path}")
 
 

@@ -52,7 +52,7 @@ class Command(BaseCommand):
             self._members(members)
         self.stdout.write(
             self.style.SUCCESS(
-                f"\nRenotify demo: open {settings.SITE_URL}/admin/ and log in as "
+                f"\nRenotify demo: sign in at {settings.SITE_URL}/console/login/ as "
                 f"{username} / {password}\n(saved in var/{CREDENTIALS_FILE})\n"
             )
         )

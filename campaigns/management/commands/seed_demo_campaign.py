@@ -4,7 +4,6 @@ demo's UK and EU members that starts a minute after start-up."""
 from datetime import date, timedelta
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
@@ -46,16 +45,6 @@ TEXTS = {
 }
 
 
-EDITOR_PERMISSIONS = [
-    "add_campaign",
-    "change_campaign",
-    "view_campaign",
-    "add_noticeversion",
-    "change_noticeversion",
-    "view_noticeversion",
-]
-
-
 class Command(BaseCommand):
     help = "Create the demo notice and an approved campaign starting a minute from now."
 
@@ -63,16 +52,12 @@ class Command(BaseCommand):
         if Campaign.objects.exists():
             self._reschedule_if_idle()
             return
+        # The demo's staff (`manage.py seed_demo_staff`): the editor writes and submits,
+        # the approver, a second person, approves and schedules.
         User = get_user_model()
-        lead = User.objects.get(username="admin")
-        editor, _ = User.objects.get_or_create(
-            username="editor", defaults={"email": "editor@localhost", "is_staff": True}
-        )
-        # The demo's editor writes and submits; the lead (a superuser) approves.
-        editor.user_permissions.add(
-            *Permission.objects.filter(
-                content_type__app_label="campaigns", codename__in=EDITOR_PERMISSIONS
-            )
+        editor, approver = (
+            User.objects.get(username="editor"),
+            User.objects.get(username="approver"),
         )
         version = self._notice(editor)
         campaign = lifecycle.campaign_create(
@@ -86,8 +71,8 @@ class Command(BaseCommand):
             max_reminders=1,
         )
         lifecycle.campaign_submit(campaign=campaign, by=editor)
-        lifecycle.campaign_approve(campaign=campaign, by=lead)
-        lifecycle.campaign_schedule(campaign=campaign, by=lead)
+        lifecycle.campaign_approve(campaign=campaign, by=approver)
+        lifecycle.campaign_schedule(campaign=campaign, by=approver)
         self.stdout.write(
             f"demo campaign {campaign.pk} scheduled for {campaign.starts_at:%H:%M} UTC"
         )
