@@ -53,6 +53,10 @@ PROGRESS_SEGMENTS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+# A scheduled campaign this close to its start is polled like a sending one.
+STARTING_SOON = timedelta(minutes=10)
+
+
 @dataclass(frozen=True)
 class Progress:
     campaign: Campaign
@@ -81,8 +85,17 @@ class Progress:
 
     @property
     def live(self) -> bool:
-        """Whether the figures are still moving by themselves (worth polling)."""
-        return self.campaign.state == S.SENDING
+        """Whether the figures are moving by themselves, or are about to (worth polling):
+        sending, or scheduled to start soon (beat starts it; whoever just scheduled it
+        sees it begin without reloading)."""
+        if self.campaign.state == S.SENDING:
+            return True
+        starts_at = self.campaign.starts_at
+        return (
+            self.campaign.state == S.SCHEDULED
+            and starts_at is not None
+            and starts_at <= timezone.now() + STARTING_SOON
+        )
 
 
 def campaigns_progress(*, campaigns: list[Campaign]) -> dict[int, Progress]:

@@ -425,3 +425,10 @@ def test_the_dashboards_queries_do_not_grow_with_campaigns(viewer):
     # status, the ledger by day; one each for the breaker's pauses, unknown deliveries,
     # failed receipts, the last ledger check, the feed's consumers; suppressions (1).
     assert few == many == 13
+
+
+def test_a_campaign_scheduled_to_start_soon_is_polled_so_its_start_shows(db):
+    soon = campaign(state=S.SCHEDULED, starts_at=timezone.now() + timedelta(minutes=2))
+    later_on = campaign(state=S.SCHEDULED, starts_at=timezone.now() + timedelta(days=2))
+    progress = selectors.campaigns_progress(campaigns=[soon, later_on])
+    assert (progress[soon.pk].live, progress[later_on.pk].live) == (True, False)

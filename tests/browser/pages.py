@@ -132,3 +132,14 @@ def one_click_link(message: EmailMessage) -> str:
     [url] = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))
     assert f'href="{url}"' in html_of(message)
     return url
+
+
+def sign_in(page: Page, site_url: str, *, username: str, password: str, next_path: str) -> None:
+    """Through the console's sign-in form (where the admin's own login page sends too);
+    tests run with RENOTIFY_STAFF_2FA=optional, so a staff member without an app goes
+    straight on (the two-factor browser tests take the code step themselves)."""
+    page.goto(f"{site_url}/console/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{next_path}")

@@ -7,7 +7,7 @@ import pytest
 
 from campaigns.models import CampaignState, Delivery, DeliveryStatus
 from campaigns.services.fanout import campaign_fan_out
-from tests.browser.pages import check_state, screenshot
+from tests.browser.pages import check_state, screenshot, sign_in
 from tests.factories import CAMPAIGN_APPROVER, MemberFactory, campaign, staff_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -35,11 +35,7 @@ def sending(site, settings):
 
 
 def log_in(page, site_url: str, next_path: str) -> None:
-    page.goto(f"{site_url}/admin/login/?next={next_path}")
-    page.fill("#id_username", "abe")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"**{next_path}")
+    sign_in(page, site_url, username="abe", password=PASSWORD, next_path=next_path)
 
 
 def fits_the_screen(page) -> bool:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from campaigns.models import Campaign, CampaignState, NoticeText, NoticeVersion
-from tests.browser.pages import AXE_OPTIONS, DESKTOP, screenshot
+from tests.browser.pages import AXE_OPTIONS, DESKTOP, screenshot, sign_in
 from tests.factories import (
     CAMPAIGN_APPROVER,
     CAMPAIGN_EDITOR,
@@ -31,11 +31,7 @@ def members(site):
 
 
 def log_in(page, site_url: str, username: str, next_path: str) -> None:
-    page.goto(f"{site_url}/admin/login/?next={next_path}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"**{next_path}")
+    sign_in(page, site_url, username=username, password=PASSWORD, next_path=next_path)
 
 
 def assert_accessible(page, name: str) -> None:

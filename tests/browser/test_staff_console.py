@@ -11,7 +11,7 @@ import pytest
 
 from campaigns.models import CampaignState, Delivery, DeliveryStatus
 from campaigns.services.fanout import campaign_fan_out
-from tests.browser.pages import DESKTOP, screenshot
+from tests.browser.pages import DESKTOP, screenshot, sign_in
 from tests.factories import MemberFactory, campaign, staff_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -34,11 +34,7 @@ def sending(site):
 
 
 def log_in(page, site_url: str, next_path: str) -> None:
-    page.goto(f"{site_url}/console/login/?next={next_path}")
-    page.fill("#id_username", "viv")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{next_path}")
+    sign_in(page, site_url, username="viv", password=PASSWORD, next_path=next_path)
 
 
 def test_staff_see_a_sending_campaigns_progress_on_its_page(site, sending, open_tab):
