@@ -6,6 +6,7 @@ from api.v1 import api as api_v1
 from campaigns.webhooks import tracking_urlpatterns
 from config.outbox import outbox_list, outbox_message
 from config.views import healthz
+from console.views import signin
 
 admin.site.site_header = "Renotify"
 admin.site.site_title = "Renotify"
@@ -17,12 +18,9 @@ urlpatterns = [
     path("", include("pages.urls")),
     path("admin/outbox/", outbox_list, name="outbox_list"),
     path("admin/outbox/<str:name>", outbox_message, name="outbox_message"),
-    # The admin signs in through the console: one sign-in, with its second step.
-    path(
-        "admin/login/",
-        RedirectView.as_view(pattern_name="console:login", query_string=True),
-        name="admin_login",
-    ),
+    # The admin's login page is the console's sign-in (its form posts there): one
+    # sign-in, with its second step, wherever staff start.
+    path("admin/login/", signin.login, name="admin_login"),
     path("admin/", admin.site.urls),
     path("console/", include("console.urls")),
     path("api/v1/", api_v1.urls),

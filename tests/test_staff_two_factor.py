@@ -159,10 +159,16 @@ def test_optional_offers_the_code_step_but_never_forces_it(settings, app, django
     assert response["Location"] == "/admin/"  # no app: straight in
 
 
-def test_the_admins_login_page_sends_to_the_console_sign_in_keeping_next():
-    response = Client().get("/admin/login/?next=/admin/campaigns/")
-    assert response.status_code == 302
-    assert response["Location"] == "/console/login/?next=/admin/campaigns/"
+def test_the_admins_login_page_is_the_console_sign_in_keeping_next(app):
+    client = Client()
+    page = client.get("/admin/login/?next=/admin/campaigns/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert 'action="/console/login/"' in body
+    assert '<input type="hidden" name="next" value="/admin/campaigns/">' in body
+    # Its form posts to the console's sign-in, which asks for the code next.
+    signed = client.post(LOGIN, {"username": "priya", "password": PASSWORD, "next": "/admin/"})
+    assert signed["Location"].startswith(VERIFY)
     anonymous = Client().get("/admin/campaigns/")
     assert anonymous["Location"].startswith("/admin/login/")
 
