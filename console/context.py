@@ -10,9 +10,6 @@ def console_nav(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not request.path.startswith("/console/") or not user.is_staff:
         return {}
-    entries = [
-        {"label": label, "url": reverse(name), "current": request.path == reverse(name)}
-        for label, name, perm in NAV
-        if user.has_perm(perm)
-    ]
+    urls = [(label, reverse(name)) for label, name, perm in NAV if user.has_perm(perm)]
+    entries = [{"label": label, "url": url, "current": request.path == url} for label, url in urls]
     return {"console_nav": entries}

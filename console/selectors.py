@@ -1,8 +1,10 @@
 """Reads for the console's dashboard and campaign pages: grouped queries, a fixed number
 per page however many campaigns, deliveries or ledger events there are."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TypeVar, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -28,6 +30,7 @@ from campaigns.services.lifecycle import BREAKER_NOTE
 from db.suppression_counts import suppression_state_counts
 
 S = CampaignState
+T = TypeVar("T")
 D = DeliveryStatus
 # Campaigns the dashboard always shows; finished ones for RECENT_DAYS after they finished.
 ACTIVE_STATES = (S.AWAITING_APPROVAL, S.APPROVED, S.SCHEDULED, S.SENDING, S.PAUSED)
@@ -105,7 +108,7 @@ def campaigns_progress(*, campaigns: list[Campaign]) -> dict[int, Progress]:
     the counts are kept for ``RENOTIFY_CONSOLE_PROGRESS_SECONDS`` (the polling period),
     so viewers share one count per period rather than each scanning the deliveries."""
     keys = {c.pk: f"console:progress:{c.pk}" for c in campaigns}
-    counts = {pk: found for pk, found in _cached_many(keys).items()}
+    counts = _cached_many(keys)
     missing = [c.pk for c in campaigns if c.pk not in counts]
     if missing:
         fresh = delivery_status_counts_by_campaign(campaign_ids=missing)
@@ -114,6 +117,11 @@ def campaigns_progress(*, campaigns: list[Campaign]) -> dict[int, Progress]:
         )
         counts.update(fresh)
     return {c.pk: Progress(c, counts[c.pk]) for c in campaigns}
+
+
+def _kept(key: str, compute: Callable[[], T], seconds: int) -> T:
+    """The cache's copy of ``key``, or ``compute()`` kept for ``seconds``."""
+    return cast(T, cache.get_or_set(key, compute, seconds))
 
 
 def _cached_many(keys: dict[int, str]) -> dict[int, dict[str, int]]:
@@ -125,13 +133,11 @@ def campaign_reach_cached(*, campaign: Campaign) -> tuple[Reach, datetime]:
     """``campaigns.selectors.campaign_reach`` and when it was computed, kept for
     ``RENOTIFY_CONSOLE_REACH_SECONDS``: at a million deliveries it takes over two seconds
     of aggregate SQL, too long to pay on every view of the campaign page."""
-    key = f"console:reach:{campaign.pk}"
-    found = cache.get(key)
-    if found is not None:
-        return found
-    computed = (campaign_reach(campaign=campaign), timezone.now())
-    cache.set(key, computed, settings.RENOTIFY_CONSOLE_REACH_SECONDS)
-    return computed
+    return _kept(
+        f"console:reach:{campaign.pk}",
+        lambda: (campaign_reach(campaign=campaign), timezone.now()),
+        settings.RENOTIFY_CONSOLE_REACH_SECONDS,
+    )
 
 
 # --- Campaigns on the dashboard ---------------------------------------------------------
@@ -261,13 +267,11 @@ def responses_per_day_cached(*, now: datetime) -> DailyCounts:
     ``RENOTIFY_CONSOLE_COUNTS_SECONDS``: in a campaign's first days the ledger takes
     hundreds of thousands of responses, and grouping them costs tens of milliseconds or
     more on every view."""
-    key = f"console:responses-per-day:{timezone.localdate(now).isoformat()}"
-    found = cache.get(key)
-    if found is not None:
-        return found
-    daily = responses_per_day(now=now)
-    cache.set(key, daily, settings.RENOTIFY_CONSOLE_COUNTS_SECONDS)
-    return daily
+    return _kept(
+        f"console:responses-per-day:{timezone.localdate(now).isoformat()}",
+        lambda: responses_per_day(now=now),
+        settings.RENOTIFY_CONSOLE_COUNTS_SECONDS,
+    )
 
 
 def responses_per_day(*, now: datetime, days: int = 30) -> DailyCounts:
@@ -317,12 +321,11 @@ def suppression_counts(*, now: datetime) -> SuppressionCounts:
     maintained by the feed's sync were the other way; they would also have to follow
     members whose jurisdiction moves while their state stays, which the feed's diff
     does not see."""
-    cached = cache.get(SUPPRESSION_COUNTS_KEY)
-    if cached is not None:
-        return cached
-    counted = suppression_counts_fresh(now=now)
-    cache.set(SUPPRESSION_COUNTS_KEY, counted, settings.RENOTIFY_CONSOLE_COUNTS_SECONDS)
-    return counted
+    return _kept(
+        SUPPRESSION_COUNTS_KEY,
+        lambda: suppression_counts_fresh(now=now),
+        settings.RENOTIFY_CONSOLE_COUNTS_SECONDS,
+    )
 
 
 def suppression_counts_fresh(*, now: datetime) -> SuppressionCounts:

@@ -126,3 +126,14 @@ def test_an_unknown_action_is_404(approver):
     client = Client()
     client.force_login(approver)
     assert client.post(f"/console/campaigns/{draft.pk}/act/explode/").status_code == 404
+
+
+def test_resending_several_unknown_deliveries_says_how_many_in_plain_english(approver):
+    sending = campaign(state=S.SENDING)
+    for _ in range(2):
+        Delivery.objects.create(
+            campaign=sending, member=MemberFactory(), status=DeliveryStatus.UNKNOWN
+        )
+    response = _post(approver, sending.pk, "resend_unknown")
+    assert _messages(response) == ["2 deliveries with an unknown outcome will be sent again."]
+    assert Delivery.objects.filter(status=DeliveryStatus.PENDING).count() == 2

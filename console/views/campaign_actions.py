@@ -102,13 +102,13 @@ def _unknown(campaign: Campaign):
 def _resend_unknown(campaign: Campaign, by: User, request: HttpRequest) -> str:
     count = deliveries_resend(deliveries=_unknown(campaign), by=by)
     return (
-        f"{count} delivery{'' if count == 1 else 'ies'} with an unknown outcome will be sent again."
+        f"{count} deliver{'y' if count == 1 else 'ies'} with an unknown outcome will be sent again."
     )
 
 
 def _give_up_unknown(campaign: Campaign, by: User, request: HttpRequest) -> str:
     count = deliveries_give_up(deliveries=_unknown(campaign), by=by)
-    return f"{count} delivery{'' if count == 1 else 'ies'} with an unknown outcome marked failed."
+    return f"{count} deliver{'y' if count == 1 else 'ies'} with an unknown outcome marked failed."
 
 
 OPERATE, APPROVE, EDIT = lifecycle.OPERATE, lifecycle.APPROVE, lifecycle.EDIT

@@ -153,10 +153,9 @@ def test_an_editor_and_an_approver_take_a_campaign_to_sent_and_watch_it_on_the_d
     assert campaign.approved_by == team["abe"].user
 
     page = abe.page
-    worker_settings = {"EMAIL_URL": "", "SITE_URL": site.url, "RENOTIFY_CHUNK_SIZE": "4"}
     with smtp_sink() as sink:
-        worker_settings["EMAIL_URL"] = sink.url
-        with sending_worker(log_dir=tmp_path, env=worker_settings) as worker:
+        worker_env = {"EMAIL_URL": sink.url, "SITE_URL": site.url, "RENOTIFY_CHUNK_SIZE": "4"}
+        with sending_worker(log_dir=tmp_path, env=worker_env) as worker:
             page.goto(f"{site.url}/console/")
             campaigns_start_due.apply_async(queue=worker.queue)  # what beat does
             seen = progress_seen(page, until_done=MEMBERS, timeout=180)
