@@ -386,6 +386,10 @@ class Delivery(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
     locale = models.CharField(max_length=16, blank=True)
+    # The notice version this member is sent: a wording test splits one campaign's
+    # audience between several versions. NULL on rows made before wording tests means
+    # the campaign's own version. A plain id, like the campaign's: no per-row check.
+    notice_version_id = models.BigIntegerField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     esp_message_id = models.CharField(max_length=255, blank=True)
     error = models.CharField(max_length=500, blank=True)

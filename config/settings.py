@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "campaigns",
     "pages",
     "api",
+    "evidence",
+    "gates",
     "console",
     # The API docs page's scripts and styles come from this site's static files.
     "ninja",
