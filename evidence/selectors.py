@@ -1,0 +1,165 @@
+"""Reads for evidence packs: what a pack holds about a campaign (streamed, one query per
+file, never one per member) and the packs themselves.
+
+A pack is cut at one ledger head (``head_seq``): the member lines and the ledger slice
+read no event after it, so the two files agree with each other and with the manifest.
+"""
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Exists, F, OuterRef, QuerySet, Value
+from django.db.models.functions import Coalesce
+
+from accounts import ledger
+from accounts.models import ConsentEvent
+from campaigns.models import Campaign, Delivery
+from db.evidence import campaign_member_rows
+from evidence.models import EvidencePack, EvidencePackPart
+
+# members.csv, in column order: what a regulator reads per member.
+MEMBER_COLUMNS = (
+    "external_id",
+    "jurisdiction",
+    "locale",
+    "sent_locale",
+    "notice_versions",
+    "waves",
+    "status",
+    "sent_at",
+    "delivered_at",
+    "first_opened_at",
+    "acknowledged_at",
+    "objected_at",
+    "served_in_app_at",
+    "channels",
+    "esp_message_ids",
+)
+# The counts members.csv is checked against (verify.py recounts them): each is "rows
+# whose column is not empty", except members and deliveries.
+COUNTED = {
+    "sent": "sent_at",
+    "delivered": "delivered_at",
+    "opened": "first_opened_at",
+    "acknowledged": "acknowledged_at",
+    "objected": "objected_at",
+    "served_in_app": "served_in_app_at",
+}
+# ledger.csv, in column order: the hashed fields, the member's external id, the chain.
+LEDGER_COLUMNS = (*ledger.HASHED_FIELDS, "member_external_id", "prev_hash", "hash")
+LIST_SEPARATOR = ";"
+
+
+@dataclass(frozen=True)
+class MemberLine:
+    """One member of a campaign as members.csv shows them (times in UTC)."""
+
+    values: dict[str, Any]
+
+    def row(self) -> list[str]:
+        return [_cell(self.values[name]) for name in MEMBER_COLUMNS]
+
+
+def pack_versions_sent(*, campaign: Campaign) -> list[int]:
+    """Every notice version the campaign sent (a delivery's own version, else the
+    campaign's), the campaign's own always included, in id order."""
+    sent = (
+        Delivery.objects.filter(campaign=campaign)
+        .annotate(version=Coalesce("notice_version_id", Value(campaign.notice_version_id)))
+        .order_by()
+        .values_list("version", flat=True)
+        .distinct()
+    )
+    return sorted({campaign.notice_version_id, *sent})
+
+
+def pack_members(
+    *, campaign: Campaign, version_ids: list[int], head_seq: int, chunk: int
+) -> Iterator[MemberLine]:
+    """One line per member of the campaign (members with a delivery), in member order,
+    folded from one streamed statement as the rows pass."""
+    rows = campaign_member_rows(
+        campaign_id=campaign.pk, version_ids=version_ids, head_seq=head_seq, chunk=chunk
+    )
+    for _member, waves in itertools.groupby(rows, key=lambda row: row["member_id"]):
+        yield _member_line(list(waves))
+
+
+def _member_line(waves: list[dict[str, Any]]) -> MemberLine:
+    first = waves[0]  # wave 0 when the member has it: rows come in wave order
+    sent = any(w["sent_at"] for w in waves)
+    channels = [
+        name for name, yes in (("email", sent), ("in_app", first["served_in_app_at"])) if yes
+    ]
+    return MemberLine(
+        {
+            "external_id": first["external_id"],
+            "jurisdiction": first["jurisdiction"],
+            "locale": first["member_locale"],
+            "sent_locale": first["sent_locale"],
+            "notice_versions": sorted({w["version_id"] for w in waves}),
+            "waves": [w["wave"] for w in waves],
+            "status": first["status"],
+            "sent_at": _earliest(waves, "sent_at"),
+            "delivered_at": _earliest(waves, "delivered_at"),
+            "first_opened_at": _earliest(waves, "opened_at"),
+            "acknowledged_at": first["acknowledged_at"],
+            "objected_at": first["objected_at"],
+            "served_in_app_at": first["served_in_app_at"],
+            "channels": channels,
+            "esp_message_ids": [w["esp_message_id"] for w in waves if w["esp_message_id"]],
+        }
+    )
+
+
+def _earliest(waves: list[dict[str, Any]], name: str) -> datetime | None:
+    return min((w[name] for w in waves if w[name] is not None), default=None)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, list):
+        return LIST_SEPARATOR.join(str(item) for item in value)
+    return str(value)
+
+
+def _slice(campaign: Campaign, head_seq: int) -> QuerySet[ConsentEvent]:
+    members = Delivery.objects.filter(campaign=campaign, member=OuterRef("member"))
+    return ConsentEvent.objects.filter(Exists(members), seq__lte=head_seq)
+
+
+def pack_ledger_slice(*, campaign: Campaign, head_seq: int, chunk: int) -> Iterator[dict]:
+    """Every ledger event of the campaign's members up to ``head_seq``, in chain order,
+    with the fields its hash covers, the member's external id and the chain's hashes."""
+    return (
+        _slice(campaign, head_seq)
+        .order_by("seq")
+        .values(
+            *ledger.HASHED_FIELDS, "prev_hash", "hash", member_external_id=F("member__external_id")
+        )
+        .iterator(chunk_size=chunk)
+    )
+
+
+def pack_rows_total(*, campaign: Campaign, head_seq: int) -> int:
+    """The rows a build writes: one per member, one per ledger event (for progress)."""
+    members = Delivery.objects.filter(campaign=campaign).values("member").distinct().count()
+    return members + _slice(campaign, head_seq).count()
+
+
+def campaign_packs(*, campaign: Campaign) -> QuerySet[EvidencePack]:
+    return EvidencePack.objects.filter(campaign=campaign).select_related("requested_by")
+
+
+def pack_bytes(*, pack: EvidencePack) -> Iterator[bytes]:
+    """The finished ZIP, part by part: one small query per part, one part in memory."""
+    parts = EvidencePackPart.objects.filter(pack=pack, attempt=pack.attempt)
+    for index in range(pack.parts):
+        data = parts.filter(index=index).values_list("data", flat=True).get()
+        yield bytes(data)
