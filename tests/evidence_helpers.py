@@ -27,7 +27,11 @@ from tests.factories import (
     staff_user,
 )
 
-PACK_PERMS = ("evidence.request_evidencepack", "evidence.download_evidencepack")
+PACK_PERMS = (
+    "evidence.view_evidencepack",
+    "evidence.request_evidencepack",
+    "evidence.download_evidencepack",
+)
 
 
 @dataclass
