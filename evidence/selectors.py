@@ -5,11 +5,7 @@ A pack is cut at one ledger head (``head_seq``): the member lines and the ledger
 read no event after it, so the two files agree with each other and with the manifest.
 """
 
-import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from django.db.models import Exists, F, OuterRef, QuerySet, Value
 from django.db.models.functions import Coalesce
@@ -17,29 +13,13 @@ from django.db.models.functions import Coalesce
 from accounts import ledger
 from accounts.models import ConsentEvent
 from campaigns.models import Campaign, Delivery
-from db.evidence import campaign_member_rows
+from db.evidence import LINE_COLUMNS, campaign_member_lines
 from evidence.models import EvidencePack, EvidencePackPart
 
 # members.csv, in column order: what a regulator reads per member.
-MEMBER_COLUMNS = (
-    "external_id",
-    "jurisdiction",
-    "locale",
-    "sent_locale",
-    "notice_versions",
-    "waves",
-    "status",
-    "sent_at",
-    "delivered_at",
-    "first_opened_at",
-    "acknowledged_at",
-    "objected_at",
-    "served_in_app_at",
-    "channels",
-    "esp_message_ids",
-)
+MEMBER_COLUMNS = LINE_COLUMNS
 # The counts members.csv is checked against (verify.py recounts them): each is "rows
-# whose column is not empty", except members and deliveries.
+# whose column is not empty", besides members, deliveries (waves) and reached.
 COUNTED = {
     "sent": "sent_at",
     "delivered": "delivered_at",
@@ -48,19 +28,11 @@ COUNTED = {
     "objected": "objected_at",
     "served_in_app": "served_in_app_at",
 }
+# Reached: delivered, shown in the app, or acknowledged (a member who acknowledged saw it).
+REACHED_BY = ("delivered_at", "served_in_app_at", "acknowledged_at")
 # ledger.csv, in column order: the hashed fields, the member's external id, the chain.
 LEDGER_COLUMNS = (*ledger.HASHED_FIELDS, "member_external_id", "prev_hash", "hash")
 LIST_SEPARATOR = ";"
-
-
-@dataclass(frozen=True)
-class MemberLine:
-    """One member of a campaign as members.csv shows them (times in UTC)."""
-
-    values: dict[str, Any]
-
-    def row(self) -> list[str]:
-        return [_cell(self.values[name]) for name in MEMBER_COLUMNS]
 
 
 def pack_versions_sent(*, campaign: Campaign) -> list[int]:
@@ -78,55 +50,16 @@ def pack_versions_sent(*, campaign: Campaign) -> list[int]:
 
 def pack_members(
     *, campaign: Campaign, version_ids: list[int], head_seq: int, chunk: int
-) -> Iterator[MemberLine]:
+) -> Iterator[tuple[str, ...]]:
     """One line per member of the campaign (members with a delivery), in member order,
-    folded from one streamed statement as the rows pass."""
-    rows = campaign_member_rows(
-        campaign_id=campaign.pk, version_ids=version_ids, head_seq=head_seq, chunk=chunk
+    ``MEMBER_COLUMNS`` as text, from one streamed statement."""
+    return campaign_member_lines(
+        campaign_id=campaign.pk,
+        campaign_version_id=campaign.notice_version_id,
+        version_ids=version_ids,
+        head_seq=head_seq,
+        chunk=chunk,
     )
-    for _member, waves in itertools.groupby(rows, key=lambda row: row["member_id"]):
-        yield _member_line(list(waves))
-
-
-def _member_line(waves: list[dict[str, Any]]) -> MemberLine:
-    first = waves[0]  # wave 0 when the member has it: rows come in wave order
-    sent = any(w["sent_at"] for w in waves)
-    channels = [
-        name for name, yes in (("email", sent), ("in_app", first["served_in_app_at"])) if yes
-    ]
-    return MemberLine(
-        {
-            "external_id": first["external_id"],
-            "jurisdiction": first["jurisdiction"],
-            "locale": first["member_locale"],
-            "sent_locale": first["sent_locale"],
-            "notice_versions": sorted({w["version_id"] for w in waves}),
-            "waves": [w["wave"] for w in waves],
-            "status": first["status"],
-            "sent_at": _earliest(waves, "sent_at"),
-            "delivered_at": _earliest(waves, "delivered_at"),
-            "first_opened_at": _earliest(waves, "opened_at"),
-            "acknowledged_at": first["acknowledged_at"],
-            "objected_at": first["objected_at"],
-            "served_in_app_at": first["served_in_app_at"],
-            "channels": channels,
-            "esp_message_ids": [w["esp_message_id"] for w in waves if w["esp_message_id"]],
-        }
-    )
-
-
-def _earliest(waves: list[dict[str, Any]], name: str) -> datetime | None:
-    return min((w[name] for w in waves if w[name] is not None), default=None)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, list):
-        return LIST_SEPARATOR.join(str(item) for item in value)
-    return str(value)
 
 
 def _slice(campaign: Campaign, head_seq: int) -> QuerySet[ConsentEvent]:
