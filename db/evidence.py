@@ -14,7 +14,10 @@ them on PostgreSQL):
 
 What counts for a campaign: an event from one of its links (its deliveries), or one
 naming a notice version it sent (the app, the API); in-app serving is a "serve" or an
-"acknowledge" with source in_app, as the reach report counts it. Only events up to
+"acknowledge" with source in_app, as the reach report counts it. (The link test is an
+EXISTS on the delivery's key: ``delivery_id IN (the campaign's deliveries) OR ...``
+cannot be a join, and once the campaign's ids no longer fit in ``work_mem`` PostgreSQL
+scans them again for every event.) Only events up to
 ``head_seq`` count, so the lines agree with a ledger slice cut at the same head.
 Times are UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
 """
@@ -62,7 +65,7 @@ SELECT e.member_id AS member_id,
            AS served_in_app_at
 FROM {event} e
 WHERE e.seq <= %s AND e.action IN (%s, %s, %s) AND (
-    e.delivery_id IN (SELECT id FROM {delivery} WHERE campaign_id = %s)
+    EXISTS (SELECT 1 FROM {delivery} dd WHERE dd.id = e.delivery_id AND dd.campaign_id = %s)
     OR e.notice_version_id IN ({versions})
 )
 GROUP BY e.member_id
