@@ -43,6 +43,9 @@ class Action(models.TextChoices):
     WEBHOOK_ENDPOINT_CREATE = "webhook_endpoint_create", "Created a webhook endpoint"
     WEBHOOK_ENDPOINT_DEACTIVATE = "webhook_endpoint_deactivate", "Deactivated a webhook endpoint"
     WEBHOOK_REPLAY = "webhook_replay", "Replayed webhook deliveries"
+    # Evidence for the regulator (evidence.services)
+    EVIDENCE_PACK_REQUEST = "evidence_pack_request", "Requested an evidence pack"
+    EVIDENCE_PACK_RETRY = "evidence_pack_retry", "Retried an evidence pack's build"
     # Reading and taking data away
     EXPORT = "export", "Exported"
     DOWNLOAD = "download", "Downloaded"

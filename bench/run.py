@@ -26,7 +26,8 @@ from psycopg import sql
 SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
 # #5 (notice pages), #16 (outbound webhooks, member upsert, the suppression feed) and
-# #17 (the console: its audience count, its dashboard and campaign page).
+# #17 (the console: its audience count, its dashboard and campaign page) and #18 (the
+# evidence pack).
 STANDALONE = (
     "fanout",
     "send_loop",
@@ -39,6 +40,7 @@ STANDALONE = (
     "feed_follow",
     "audience_count",
     "console",
+    "evidence",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}

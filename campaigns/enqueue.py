@@ -37,6 +37,7 @@ CAMPAIGN_SEND = "campaigns.tasks.campaign_send"
 CAMPAIGN_FAN_OUT = "campaigns.tasks.campaign_fan_out_task"
 RECEIPTS_SEND = "campaigns.tasks.objection_receipts_send_task"
 EVENTS_PROCESS = "campaigns.tasks.delivery_events_process"
+EVIDENCE_PACK_BUILD = "evidence.tasks.evidence_pack_build_task"
 
 # A process kicks each task at most once this often. A receipt sender also runs this
 # long after its kick, so every objection this process commits until the next kick is
@@ -69,6 +70,11 @@ def sender_continue(campaign_id: int, *, countdown: float) -> None:
 def fan_out_start(campaign_id: int) -> None:
     """Fan a campaign out (create its deliveries) once the transaction commits."""
     transaction.on_commit(lambda: task_publish(CAMPAIGN_FAN_OUT, args=(campaign_id,)))
+
+
+def evidence_pack_build_start(pack_id: int) -> None:
+    """Build an evidence pack once the transaction that asked for it commits."""
+    transaction.on_commit(lambda: task_publish(EVIDENCE_PACK_BUILD, args=(pack_id,)))
 
 
 class PerProcessKick:

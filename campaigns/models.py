@@ -161,7 +161,16 @@ class NoticeText(models.Model):
 
 def text_sha256(text: NoticeText, *, effective_date: date, objection_deadline: date) -> str:
     """SHA-256 of a text's canonical content: what the member reads, and both dates."""
-    canonical = json.dumps(
+    canonical = text_canonical(
+        text, effective_date=effective_date, objection_deadline=objection_deadline
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def text_canonical(text: NoticeText, *, effective_date: date, objection_deadline: date) -> bytes:
+    """The exact bytes ``text_sha256`` hashes (UTF-8 JSON, keys sorted): evidence packs
+    ship them, so anyone can recompute the hash with ``sha256sum``."""
+    return json.dumps(
         {
             "locale": text.locale,
             "subject": text.subject,
@@ -171,8 +180,7 @@ def text_sha256(text: NoticeText, *, effective_date: date, objection_deadline: d
         },
         sort_keys=True,
         ensure_ascii=False,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    ).encode()
 
 
 def version_refuse_change(version_id: int | None) -> None:

@@ -45,6 +45,8 @@ VIEWER: tuple[str, ...] = (
     "api.view_consumerposition",
     "api.view_webhookendpoint",
     "api.view_webhookdelivery",
+    # That a campaign's evidence packs exist, their state and digests; not their contents.
+    "evidence.view_evidencepack",
 )
 # Writes notices, their versions and texts, and campaigns with their audiences; copies
 # a version, sends a test to themselves, submits for approval.
@@ -60,14 +62,21 @@ EDITOR: tuple[str, ...] = (
     "campaigns.add_campaign",
     "campaigns.change_campaign",
 )
+EVIDENCE_PACKS: tuple[str, ...] = (
+    "evidence.request_evidencepack",
+    "evidence.download_evidencepack",
+)
 # Approves or sends back; schedules, pauses, resumes, cancels; resends or gives up
-# deliveries; sends failed objection receipts again.
+# deliveries; sends failed objection receipts again; requests and downloads evidence packs.
 APPROVER: tuple[str, ...] = (
     *VIEWER,
     "campaigns.approve_campaign",
     "campaigns.operate_campaign",
     "campaigns.resend_delivery",
     "campaigns.send_receipt_again",
+    # Evidence packs hold every member's external id and outcomes: asking for one and
+    # taking one away are for those who answer for the campaign (and administrators).
+    *EVIDENCE_PACKS,
 )
 # Staff accounts and their roles, API clients and webhook endpoints, purposes and
 # jurisdiction policies, members' addresses (clears, changes, erasure), login
@@ -98,6 +107,7 @@ ADMINISTRATOR: tuple[str, ...] = (
     "axes.delete_accessattempt",
     "campaigns.view_outbox",
     "audit.view_staffaction",
+    *EVIDENCE_PACKS,
 )
 ROLES: dict[str, tuple[str, ...]] = {
     "Viewer": VIEWER,

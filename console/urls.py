@@ -10,6 +10,7 @@ from console.views import (
     campaigns,
     create,
     dashboard,
+    evidence,
     notices,
     signin,
     two_factor,
@@ -25,6 +26,17 @@ urlpatterns = [
     path("campaigns/<int:pk>/", campaigns.campaign_page, name="campaign"),
     path("campaigns/<int:pk>/edit/", create.campaign_change, name="campaign_edit"),
     path("campaigns/<int:pk>/progress/", campaigns.campaign_progress, name="campaign_progress"),
+    path("campaigns/<int:pk>/evidence/", evidence.evidence_packs, name="evidence"),
+    path(
+        "campaigns/<int:pk>/evidence/progress/",
+        evidence.evidence_progress,
+        name="evidence_progress",
+    ),
+    path(
+        "campaigns/<int:pk>/evidence/request/", evidence.evidence_request, name="evidence_request"
+    ),
+    path("evidence/<int:pack_id>/retry/", evidence.evidence_retry, name="evidence_retry"),
+    path("evidence/<int:pack_id>/download/", evidence.evidence_download, name="evidence_download"),
     path("login/", signin.login, name="login"),
     path("login/verify/", signin.login_verify, name="login_verify"),
     path("logout/", signin.logout, name="logout"),

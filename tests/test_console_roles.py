@@ -17,6 +17,7 @@ from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus, 
 from console import urls as console_urls
 from console.roles import ROLES, roles_sync
 from console.views.campaign_actions import ACTIONS
+from evidence.models import EvidencePack, PackState
 from tests.factories import MemberFactory, campaign, notice_version, staff_user
 
 pytestmark = pytest.mark.django_db
@@ -44,9 +45,12 @@ PAGES: dict[str, frozenset[str]] = {
     "approval_preview": APPROVER,
     "audit": ADMINISTRATOR,
     "audit_download": ADMINISTRATOR,
+    "evidence": ALL,
+    "evidence_progress": ALL,
+    "evidence_download": APPROVER | ADMINISTRATOR,
 }
 SIGN_IN = {"login", "login_verify", "logout", "two_factor"}
-POST_ONLY = {"campaign_act"}
+POST_ONLY = {"campaign_act", "evidence_request", "evidence_retry"}
 
 # Workflow button -> (the state it is pressed in, the roles that may press it).
 BUTTONS: dict[str, tuple[str, frozenset[str]]] = {
@@ -96,6 +100,8 @@ def addresses(author) -> dict[str, str]:
     )
     draft = campaign(version=version, state=S.DRAFT, created_by=author, last_edited_by=author)
     one = {"pk": awaiting.pk}
+    # A ready pack (of no bytes: the matrix is about who may open the page).
+    pack = EvidencePack.objects.create(campaign=awaiting, state=PackState.READY)
     return {
         "dashboard": reverse("console:dashboard"),
         "campaigns": reverse("console:campaigns"),
@@ -112,6 +118,9 @@ def addresses(author) -> dict[str, str]:
         "approval_preview": reverse("console:approval_preview", kwargs={**one, "locale": "en"}),
         "audit": reverse("console:audit"),
         "audit_download": reverse("console:audit_download"),
+        "evidence": reverse("console:evidence", kwargs=one),
+        "evidence_progress": reverse("console:evidence_progress", kwargs=one),
+        "evidence_download": reverse("console:evidence_download", args=[pack.pk]),
     }
 
 

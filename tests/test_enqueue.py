@@ -136,7 +136,7 @@ def _publishing_calls(path: Path) -> list[str]:
 def test_enqueue_is_the_only_module_that_publishes():
     """Celery's publishing calls appear nowhere in the app's code but campaigns.enqueue."""
     found = []
-    for package in ("accounts", "campaigns", "config", "pages"):
+    for package in ("accounts", "campaigns", "config", "pages", "evidence", "console"):
         for path in sorted((ROOT / package).rglob("*.py")):
             if path != ROOT / "campaigns" / "enqueue.py" and "migrations" not in path.parts:
                 found += _publishing_calls(path)
@@ -147,11 +147,13 @@ def test_enqueue_is_the_only_module_that_publishes():
 def test_every_task_enqueue_names_is_a_task_the_workers_know():
     """Publishing by name: a renamed task would otherwise be published to nobody."""
     from campaigns import tasks  # noqa: F401  (registers the tasks, as a worker does)
+    from evidence import tasks as evidence_tasks  # noqa: F401
 
     named = (
         enqueue.CAMPAIGN_SEND,
         enqueue.CAMPAIGN_FAN_OUT,
         enqueue.RECEIPTS_SEND,
         enqueue.EVENTS_PROCESS,
+        enqueue.EVIDENCE_PACK_BUILD,
     )
     assert [name for name in named if name not in current_app.tasks] == []

@@ -60,6 +60,8 @@ APPROVER_ADDS = {
     "campaigns.operate_campaign",
     "campaigns.resend_delivery",
     "campaigns.send_receipt_again",
+    "evidence.request_evidencepack",
+    "evidence.download_evidencepack",
 }
 ADMINISTRATOR_ADDS = {
     "auth.view_user",
@@ -86,6 +88,8 @@ ADMINISTRATOR_ADDS = {
     "axes.delete_accessattempt",
     "campaigns.view_outbox",
     "audit.view_staffaction",
+    "evidence.request_evidencepack",
+    "evidence.download_evidencepack",
 }
 
 
