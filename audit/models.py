@@ -43,6 +43,14 @@ class Action(models.TextChoices):
     WEBHOOK_ENDPOINT_CREATE = "webhook_endpoint_create", "Created a webhook endpoint"
     WEBHOOK_ENDPOINT_DEACTIVATE = "webhook_endpoint_deactivate", "Deactivated a webhook endpoint"
     WEBHOOK_REPLAY = "webhook_replay", "Replayed webhook deliveries"
+    # Processing gates (gates.services)
+    GATE_DEFINE = "gate_define", "Defined a processing gate"
+    GATE_CHANGE = "gate_change", "Changed a processing gate's conditions"
+    GATE_PROPOSE = "gate_propose", "Proposed opening a processing gate"
+    GATE_OPEN = "gate_open", "Opened a processing gate"
+    GATE_CLOSE = "gate_close", "Closed a processing gate"
+    GATE_WITHDRAW = "gate_withdraw", "Withdrew a gate's proposed opening"
+    GATE_CONSUMERS_CONFIRM = "gate_consumers_confirm", "Confirmed the feed applied downstream"
     # Reading and taking data away
     EXPORT = "export", "Exported"
     DOWNLOAD = "download", "Downloaded"
