@@ -45,6 +45,9 @@ VIEWER: tuple[str, ...] = (
     "api.view_consumerposition",
     "api.view_webhookendpoint",
     "api.view_webhookdelivery",
+    "gates.view_gate",
+    "gates.view_gateevent",
+    "gates.view_consumerconfirmation",
 )
 # Writes notices, their versions and texts, and campaigns with their audiences; copies
 # a version, sends a test to themselves, submits for approval.
@@ -61,17 +64,23 @@ EDITOR: tuple[str, ...] = (
     "campaigns.change_campaign",
 )
 # Approves or sends back; schedules, pauses, resumes, cancels; resends or gives up
-# deliveries; sends failed objection receipts again.
+# deliveries; sends failed objection receipts again; proposes and (another Approver)
+# confirms a processing gate's opening, closes one, records the signed confirmation
+# that stands in for the feed's consumers while none is registered.
 APPROVER: tuple[str, ...] = (
     *VIEWER,
     "campaigns.approve_campaign",
     "campaigns.operate_campaign",
     "campaigns.resend_delivery",
     "campaigns.send_receipt_again",
+    "gates.open_gate",
+    "gates.close_gate",
+    "gates.confirm_consumers",
 )
 # Staff accounts and their roles, API clients and webhook endpoints, purposes and
-# jurisdiction policies, members' addresses (clears, changes, erasure), login
-# lockouts, the outbox. Not approval.
+# jurisdiction policies, processing gates' conditions (defining and changing them;
+# closing one, which is the safe direction), members' addresses (clears, changes,
+# erasure), login lockouts, the outbox. Not approval, nor opening a gate.
 ADMINISTRATOR: tuple[str, ...] = (
     *VIEWER,
     "auth.view_user",
@@ -98,6 +107,9 @@ ADMINISTRATOR: tuple[str, ...] = (
     "axes.delete_accessattempt",
     "campaigns.view_outbox",
     "audit.view_staffaction",
+    "gates.add_gate",
+    "gates.change_gate",
+    "gates.close_gate",
 )
 ROLES: dict[str, tuple[str, ...]] = {
     "Viewer": VIEWER,

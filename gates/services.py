@@ -26,7 +26,7 @@ Invariants:
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -230,31 +230,6 @@ def consumer_confirmation_record(
         _step(gate, GateStep.CONSUMERS_CONFIRMED, by, detail={**detail, "statement": statement})
         staff_action_record(by=by, action=Action.GATE_CONSUMERS_CONFIRM, target=gate, detail=detail)
     return confirmation
-
-
-def gate_terms_parse(
-    *,
-    opens_to: str,
-    planned_opening: str,
-    campaign_ids: list[str],
-    window_days: str,
-    reach_percent: str,
-) -> GateTerms:
-    """Staff's typed terms, or ``GateRefused`` naming what is wrong."""
-    try:
-        opening = date.fromisoformat(planned_opening.strip())
-    except ValueError:
-        raise GateRefused(f"“{planned_opening}” is not a date (YYYY-MM-DD)") from None
-    try:
-        ids = [int(i) for i in campaign_ids]
-        days = int(window_days)
-    except ValueError:
-        raise GateRefused("campaigns and the window's days are whole numbers") from None
-    try:
-        percent = Decimal(reach_percent.strip())
-    except InvalidOperation:
-        raise GateRefused(f"“{reach_percent}” is not a percentage") from None
-    return GateTerms(opens_to.strip(), opening, ids, days, percent)
 
 
 def _terms_check(terms: GateTerms) -> list[Campaign]:

@@ -17,7 +17,9 @@ from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus, 
 from console import urls as console_urls
 from console.roles import ROLES, roles_sync
 from console.views.campaign_actions import ACTIONS
-from tests.factories import MemberFactory, campaign, notice_version, staff_user
+from gates.models import Gate
+from tests.factories import MemberFactory, ai_training, campaign, notice_version, staff_user
+from tests.gates_helpers import PLANNED
 
 pytestmark = pytest.mark.django_db
 S = CampaignState
@@ -44,9 +46,13 @@ PAGES: dict[str, frozenset[str]] = {
     "approval_preview": APPROVER,
     "audit": ADMINISTRATOR,
     "audit_download": ADMINISTRATOR,
+    "gates": ALL,
+    "gate": ALL,
+    "gate_new": ADMINISTRATOR,
+    "gate_edit": ADMINISTRATOR,
 }
 SIGN_IN = {"login", "login_verify", "logout", "two_factor"}
-POST_ONLY = {"campaign_act"}
+POST_ONLY = {"campaign_act", "gate_act"}
 
 # Workflow button -> (the state it is pressed in, the roles that may press it).
 BUTTONS: dict[str, tuple[str, frozenset[str]]] = {
@@ -96,6 +102,10 @@ def addresses(author) -> dict[str, str]:
     )
     draft = campaign(version=version, state=S.DRAFT, created_by=author, last_edited_by=author)
     one = {"pk": awaiting.pk}
+    gate = Gate.objects.create(
+        purpose=ai_training(), jurisdiction="UK", opens_to="opt_out", planned_opening=PLANNED
+    )
+    gate.campaigns.set([awaiting])
     return {
         "dashboard": reverse("console:dashboard"),
         "campaigns": reverse("console:campaigns"),
@@ -112,6 +122,10 @@ def addresses(author) -> dict[str, str]:
         "approval_preview": reverse("console:approval_preview", kwargs={**one, "locale": "en"}),
         "audit": reverse("console:audit"),
         "audit_download": reverse("console:audit_download"),
+        "gates": reverse("console:gates"),
+        "gate": reverse("console:gate", kwargs={"pk": gate.pk}),
+        "gate_new": reverse("console:gate_new"),
+        "gate_edit": reverse("console:gate_edit", kwargs={"pk": gate.pk}),
     }
 
 
