@@ -2,7 +2,7 @@
 by the gate tests (services, command, API, console)."""
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import User
@@ -18,7 +18,8 @@ from tests.factories import MemberFactory, campaign, notice_version, staff_user
 
 UK_MEMBERS = 10
 DELIVERED_DAYS_AGO = 40
-PLANNED = date(2027, 2, 1)
+# Eight weeks on, whenever the tests run: a planned opening is never in the past.
+PLANNED = timezone.localdate() + timedelta(weeks=8)
 DEFINER = ("gates.view_gate", "gates.add_gate", "gates.change_gate")
 APPROVER = ("gates.view_gate", "gates.open_gate", "gates.close_gate", "gates.confirm_consumers")
 

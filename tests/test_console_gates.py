@@ -16,7 +16,7 @@ from console.views.gates import ACTIONS
 from gates.models import ConsumerConfirmation, Gate, GateEvent
 from gates.services import consumer_confirmation_record, gate_open, gate_propose
 from tests.factories import staff_user
-from tests.gates_helpers import told_place
+from tests.gates_helpers import PLANNED, told_place
 
 pytestmark = pytest.mark.django_db
 APPROVER, ADMINISTRATOR = frozenset({"Approver"}), frozenset({"Administrator"})
@@ -154,7 +154,7 @@ def form_data(place, **changes) -> dict:
         "purpose": "ai-training",
         "jurisdiction": "UK",
         "opens_to": "opt_out",
-        "planned_opening": "2027-02-01",
+        "planned_opening": PLANNED.isoformat(),
         "campaigns": [str(place.campaign.pk)],
         "window_days": "30",
         "reach_percent": "92.5",
@@ -170,7 +170,7 @@ def test_an_administrator_defines_a_gate_through_the_form(place):
     assert response.status_code == 302 and response["Location"] == f"/console/gates/{gate.pk}/"
     assert (gate.jurisdiction, str(gate.reach_percent), gate.window_days) == ("UK", "92.50", 30)
     policy = JurisdictionPolicy.objects.get(purpose=place.purpose, jurisdiction="UK")
-    assert str(policy.planned_from) == "2027-02-01"
+    assert policy.planned_from == PLANNED
 
 
 def test_a_form_the_service_refuses_shows_why_and_defines_nothing(place):

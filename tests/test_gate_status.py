@@ -16,7 +16,7 @@ from api.models import Scope
 from api.services.clients import api_client_create
 from gates.services import consumer_confirmation_record, gate_open, gate_propose
 from tests.factories import staff_user
-from tests.gates_helpers import told_place
+from tests.gates_helpers import PLANNED, told_place
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +49,8 @@ def test_a_closed_gate_exits_1_and_says_which_conditions_are_unmet(place):
     code, text = status("--purpose", "ai-training", "--jurisdiction", "UK")
     assert code == 1
     assert (
-        text.splitlines()[0] == "ai-training in UK: CLOSED (opens to opt_out, planned 2027-02-01)"
+        text.splitlines()[0]
+        == f"ai-training in UK: CLOSED (opens to opt_out, planned {PLANNED.isoformat()})"
     )
     assert "  [met] Named campaigns completed: 1 of 1 completed" in text
     assert "  [UNMET] Suppression feed applied by every consumer: no consumer registered" in text
@@ -105,7 +106,11 @@ def test_the_api_answers_what_the_command_prints(place):
     assert code == 200
     _exit, text = status("--json")
     printed = json.loads(text)["gates"][0]
-    assert (body["state"], body["open"], body["planned_opening"]) == ("closed", False, "2027-02-01")
+    assert (body["state"], body["open"], body["planned_opening"]) == (
+        "closed",
+        False,
+        PLANNED.isoformat(),
+    )
     strip = lambda gate: [(c["key"], c["met"]) for c in gate["conditions"]]  # noqa: E731
     assert strip(body) == strip(printed)
 
