@@ -39,6 +39,10 @@ class GateOut(Schema):
     proposed_by: str | None
     proposed_at: datetime | None
     opened_at: datetime | None
+    policy_mode: str = Field(description="the jurisdiction's policy for the purpose now")
+    policy_agrees: bool = Field(
+        description="false when the policy was changed outside the gate (look before you run)"
+    )
     conditions_met: bool
     conditions: list[ConditionOut]
     evaluated_at: datetime

@@ -17,7 +17,15 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from accounts.models import Action, ConsentEvent, JurisdictionPolicy, LedgerCheck, Source
+from accounts.models import (
+    DEFAULT_POLICY_MODE,
+    Action,
+    ConsentEvent,
+    JurisdictionPolicy,
+    LedgerCheck,
+    PolicyMode,
+    Source,
+)
 from accounts.selectors import suppression_feed_head
 from api.models import ApiClient, ConsumerPosition, Scope
 from campaigns.models import Campaign, CampaignState, Delivery
@@ -62,6 +70,14 @@ class GateStatus:
     gate: Gate
     conditions: list[Condition]
     evaluated_at: datetime
+    # The policy's mode now: "excluded" while closed, the gate's mode once open, unless
+    # someone changed the policy outside the gate (the page and pipelines see it).
+    policy_mode: str
+
+    @property
+    def policy_agrees(self) -> bool:
+        expected = self.gate.opens_to if self.gate.state == "open" else PolicyMode.EXCLUDED
+        return self.policy_mode == expected
 
     @property
     def met(self) -> bool:
@@ -84,6 +100,8 @@ class GateStatus:
             "proposed_by": gate.proposed_by.get_username() if gate.proposed_by else None,
             "proposed_at": gate.proposed_at.isoformat() if gate.proposed_at else None,
             "opened_at": gate.opened_at.isoformat() if gate.opened_at else None,
+            "policy_mode": self.policy_mode,
+            "policy_agrees": self.policy_agrees,
             "conditions_met": self.met,
             "conditions": [c.as_dict() for c in self.conditions],
             "evaluated_at": self.evaluated_at.isoformat(),
@@ -117,7 +135,8 @@ def gate_evaluate(*, gate: Gate, now: datetime | None = None) -> GateStatus:
         consumers_condition(gate=gate),
         ledger_condition(),
     ]
-    return GateStatus(gate, conditions, now)
+    policy = gate_policy(gate=gate)
+    return GateStatus(gate, conditions, now, policy.mode if policy else DEFAULT_POLICY_MODE)
 
 
 def campaigns_condition(*, campaigns: list[Campaign]) -> Condition:

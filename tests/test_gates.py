@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import (
@@ -19,10 +20,14 @@ from accounts.models import (
     LedgerCheck,
     PolicyMode,
     Source,
-    SuppressionChange,
 )
-from accounts.selectors import member_effective_state, suppression_feed_head
+from accounts.selectors import (
+    member_effective_state,
+    suppression_changes_page,
+    suppression_feed_head,
+)
 from accounts.services.consent import consent_record
+from accounts.services.policies import policy_set_mode
 from accounts.services.suppression_export import suppressions_export
 from accounts.services.suppression_feed import suppression_feed_catch_up
 from api.models import Scope
@@ -31,7 +36,8 @@ from api.services.consumers import consumer_position_report
 from audit.models import Action as AuditAction
 from audit.models import StaffAction
 from campaigns.models import Campaign, CampaignState, Delivery
-from gates.models import ConsumerConfirmation, GateEvent, GateState, GateStep
+from campaigns.services.fanout import campaign_fan_out
+from gates.models import ConsumerConfirmation, Gate, GateEvent, GateState, GateStep
 from gates.selectors import gate_evaluate, ledger_condition
 from gates.services import (
     GateRefused,
@@ -43,7 +49,7 @@ from gates.services import (
     gate_propose,
 )
 from gates.signing import confirmation_sign
-from tests.factories import staff_user
+from tests.factories import MemberFactory, staff_user
 from tests.gates_helpers import PLANNED, UK_MEMBERS, told_place
 
 pytestmark = pytest.mark.django_db
@@ -343,8 +349,10 @@ def test_a_condition_that_lapses_after_the_proposal_stops_the_confirmation(place
 
 
 def feed_after(place, cursor: int) -> dict[str, tuple[str, str]]:
-    entries = SuppressionChange.objects.filter(purpose=place.purpose, pk__gt=cursor)
-    return {e.external_id: (e.state, e.reason) for e in entries}
+    """The feed's entries after ``cursor`` as pipelines page through them."""
+    page = suppression_changes_page(purpose=place.purpose, after=cursor, limit=1000)
+    assert not page.has_more
+    return {external_id: (state, reason) for _c, external_id, state, reason, _at in page.entries}
 
 
 def test_opening_carries_objections_made_while_excluded_into_the_feed_and_export(
@@ -428,3 +436,28 @@ def test_the_history_cannot_be_changed_or_deleted(place):
         GateEvent.objects.filter(gate=gate).update(reason="x")
     with pytest.raises(Exception, match="append-only"), connection.cursor() as cursor:
         cursor.execute("UPDATE gates_gateevent SET reason = 'x'")
+
+
+def test_a_policy_changed_outside_the_gate_shows(place):
+    gate = place.gate()
+    assert gate_evaluate(gate=gate).policy_agrees
+    policy_set_mode(policy=policy(place), mode="opt_out", by=None)
+    status = gate_evaluate(gate=gate)
+    assert (status.policy_mode, status.policy_agrees) == ("opt_out", False)
+
+
+def test_evaluating_a_gate_costs_the_same_queries_for_any_number_of_members(
+    place, django_assert_num_queries
+):
+    gate = place.gate()
+    confirm_feed(place, gate)
+    gate = Gate.objects.select_related("purpose").get(pk=gate.pk)
+    with CaptureQueriesContext(connection) as few:
+        gate_evaluate(gate=gate)
+    more = [MemberFactory(country="GB") for _ in range(25)]
+    Campaign.objects.filter(pk=place.campaign.pk).update(state=CampaignState.SENDING)
+    campaign_fan_out(campaign=place.campaign)
+    Campaign.objects.filter(pk=place.campaign.pk).update(state=CampaignState.COMPLETED)
+    assert Delivery.objects.filter(member__in=more).count() == 25
+    with django_assert_num_queries(len(few.captured_queries)):
+        gate_evaluate(gate=gate)
