@@ -268,7 +268,9 @@ def _excluded_policy(purpose: Purpose, jurisdiction: str) -> JurisdictionPolicy:
 
 
 def _locked(gate: Gate) -> Gate:
-    return Gate.objects.select_for_update().select_related("purpose", "proposed_by").get(pk=gate.pk)
+    # Only the gate's row: the proposer is an outer join, which PostgreSQL cannot lock.
+    locked = Gate.objects.select_for_update(of=("self",))
+    return locked.select_related("purpose", "proposed_by").get(pk=gate.pk)
 
 
 def _all_met(gate: Gate) -> GateStatus:
