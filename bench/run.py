@@ -39,6 +39,7 @@ STANDALONE = (
     "feed_follow",
     "audience_count",
     "console",
+    "gates",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}

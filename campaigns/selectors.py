@@ -188,7 +188,9 @@ def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Re
         "pk",
         filter=Q(delivered_at__isnull=True)
         & Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member"))
-        & ~Q(Exists(_in_app(campaign, "served", OuterRef("member_id")))),
+        # IN, not a correlated EXISTS: one hashed subplan (an EXISTS per row made
+        # PostgreSQL's estimate, and so its JIT compilation, dearer than the count).
+        & ~Q(member__in=_in_app(campaign, "served").values("member_id")),
     )
     rows = list(
         notice_deliveries.order_by()
