@@ -87,11 +87,7 @@ def gate_define(*, purpose: Purpose, jurisdiction: str, terms: GateTerms, by: Us
             raise GateRefused(f"{purpose.slug} in {jurisdiction} has a gate already") from None
         gate.campaigns.set(campaigns)
         policy_plan_set(
-            policy=policy,
-            planned_mode=terms.opens_to,
-            planned_from=terms.planned_opening,
-            by=by,
-            perm=ADD,
+            policy=policy, planned_mode=terms.opens_to, planned_from=terms.planned_opening
         )
         _step(gate, GateStep.DEFINED, by, detail=_terms_detail(gate, campaigns))
         staff_action_record(
@@ -117,11 +113,7 @@ def gate_change(*, gate: Gate, terms: GateTerms, by: User) -> Gate:
         gate.save()
         gate.campaigns.set(campaigns)
         policy_plan_set(
-            policy=policy,
-            planned_mode=terms.opens_to,
-            planned_from=terms.planned_opening,
-            by=by,
-            perm=CHANGE,
+            policy=policy, planned_mode=terms.opens_to, planned_from=terms.planned_opening
         )
         after = _terms_detail(gate, campaigns)
         changes = {k: (before[k], v) for k, v in after.items() if before[k] != v}

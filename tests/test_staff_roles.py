@@ -60,6 +60,9 @@ APPROVER_ADDS = {
     "campaigns.operate_campaign",
     "campaigns.resend_delivery",
     "campaigns.send_receipt_again",
+    "gates.open_gate",
+    "gates.close_gate",
+    "gates.confirm_consumers",
 }
 ADMINISTRATOR_ADDS = {
     "auth.view_user",
@@ -86,6 +89,9 @@ ADMINISTRATOR_ADDS = {
     "axes.delete_accessattempt",
     "campaigns.view_outbox",
     "audit.view_staffaction",
+    "gates.add_gate",
+    "gates.change_gate",
+    "gates.close_gate",
 }
 
 

@@ -107,15 +107,15 @@ def policy_plan_set(
     policy: JurisdictionPolicy,
     planned_mode: PolicyMode | str | None,
     planned_from: date | None,
-    by: User | None,
-    perm: str = POLICY_CHANGE_PERM,
 ) -> bool:
     """Announce (or, with ``planned_mode=None``, withdraw) a planned change of an
     excluded policy: what members there are told until it happens. Changes no one's
     effective state, so the feed is not touched. False when nothing changed; refused
-    (ValueError) for a policy that does not exclude, or a plan without a date. The
-    caller records the staff action (it is the gate's act, not a policy change)."""
-    permission_require(by=by, perm=perm)
+    (ValueError) for a policy that does not exclude, or a plan without a date.
+
+    Not a staff action of its own: the processing gate's services call it, after
+    checking their own permission and recording their own entry (defining or changing
+    the gate is what staff did)."""
     policy = JurisdictionPolicy.objects.select_for_update().get(pk=policy.pk)
     mode = PolicyMode(planned_mode) if planned_mode else None
     if mode is not None and (policy.mode != PolicyMode.EXCLUDED or planned_from is None):
