@@ -260,8 +260,9 @@ class JurisdictionPolicyAdmin(StaffAdmin):
     list_display = ["purpose", "jurisdiction", "mode", "mode_since"]
     list_filter = ["purpose", "mode"]
     list_select_related = ["purpose"]
-    fields = ["purpose", "jurisdiction", "mode", "mode_since"]
-    readonly_fields = ["purpose", "jurisdiction", "mode_since"]
+    fields = ["purpose", "jurisdiction", "mode", "mode_since", "planned_mode", "planned_from"]
+    # The planned opening is a processing gate's (console: Gates), never edited here.
+    readonly_fields = ["purpose", "jurisdiction", "mode_since", "planned_mode", "planned_from"]
     inlines = [PolicyChangeInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -202,6 +202,12 @@ class JurisdictionPolicy(models.Model):
     jurisdiction = models.CharField(max_length=8, choices=Jurisdiction.choices)
     mode = models.CharField(max_length=16, choices=PolicyMode.choices)
     mode_since = models.DateTimeField(default=timezone.now)
+    # A planned change that members are told of while the policy still excludes the
+    # purpose: "not used yet where you live; planned from <date> unless you object".
+    # Set and cleared by the processing gate of the place (``gates``) through
+    # ``accounts.services.policies.policy_plan_set``; any change of ``mode`` clears it.
+    planned_mode = models.CharField(max_length=16, choices=PolicyMode.choices, blank=True)
+    planned_from = models.DateField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "jurisdiction policies"

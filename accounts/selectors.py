@@ -8,7 +8,7 @@ the queryset annotation is generated from it, so the two cannot disagree.
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, TypedDict
 
 from django.db import connection, models, transaction
@@ -20,6 +20,7 @@ from accounts.locales import locale_language, locale_normalise
 from accounts.models import (
     DEFAULT_POLICY_MODE,
     Choice,
+    JurisdictionPolicy,
     Member,
     PolicyMode,
     Preference,
@@ -61,6 +62,15 @@ CHOICE_REASONS = frozenset({Reason.OBJECTED, Reason.OPTED_IN})
 class PolicyInForce:
     mode: PolicyMode
     since: datetime
+    # The mode a processing gate plans to open an excluded place to, and from when
+    # (``JurisdictionPolicy.planned_*``); None when nothing is planned.
+    planned_mode: PolicyMode | None = None
+    planned_from: date | None = None
+
+    @property
+    def planned(self) -> bool:
+        """Excluded now, with an opening announced: what members are told differs."""
+        return self.mode == PolicyMode.EXCLUDED and self.planned_from is not None
 
 
 @dataclass(frozen=True)
@@ -98,16 +108,37 @@ class EffectiveState:
     # What member pages show of the purpose (the purpose's own wording unless a locale
     # was asked for).
     wording: PurposeWording
+    # Excluded where the member lives, with a planned opening (a processing gate):
+    # from when, and to which mode. None otherwise.
+    planned_from: date | None = None
+    planned_mode: PolicyMode | None = None
 
 
 def policies_in_force(*, purpose: Purpose) -> dict[str, PolicyInForce]:
     """The policy for every jurisdiction (the safe default where no row exists)."""
-    rows = {
-        p.jurisdiction: PolicyInForce(PolicyMode(p.mode), p.mode_since)
-        for p in purpose.policies.all()
-    }
+    rows = {p.jurisdiction: _policy_in_force(p) for p in purpose.policies.all()}
     fallback = PolicyInForce(DEFAULT_POLICY_MODE, purpose.created_at)
     return {j.value: rows.get(j.value, fallback) for j in Jurisdiction}
+
+
+def _policy_in_force(policy: JurisdictionPolicy) -> PolicyInForce:
+    planned = PolicyMode(policy.planned_mode) if policy.planned_mode else None
+    return PolicyInForce(
+        PolicyMode(policy.mode),
+        policy.mode_since,
+        planned,
+        policy.planned_from if planned is not None else None,
+    )
+
+
+def planned_opening(*, purpose_id: int, jurisdiction: str) -> PolicyInForce | None:
+    """The policy of ``jurisdiction`` for the purpose when it is excluded with a planned
+    opening (from the per-process copy), else None: receipts and pages word it."""
+    for purpose, policies in purposes_in_force():
+        if purpose.pk == purpose_id:
+            policy = policies.get(jurisdiction)
+            return policy if policy is not None and policy.planned else None
+    return None
 
 
 def member_effective_state(*, member: Member, purpose: Purpose) -> EffectiveState:
@@ -131,7 +162,18 @@ def _effective_state(
         else max(member.created_at, policy.since)
     )
     wording = purpose_wording(purpose=purpose, locale=locale)
-    return EffectiveState(purpose, state, reason, since, policy.mode, choice, wording)
+    planned = policy.planned
+    return EffectiveState(
+        purpose,
+        state,
+        reason,
+        since,
+        policy.mode,
+        choice,
+        wording,
+        policy.planned_from if planned else None,
+        policy.planned_mode if planned else None,
+    )
 
 
 def member_effective_states(

@@ -46,6 +46,9 @@ def state_out(state: EffectiveState) -> dict[str, Any]:
         "since": state.since.isoformat(),
         "policy_mode": state.policy_mode.value,
         "explicit_choice": state.explicit_choice.value if state.explicit_choice else None,
+        # Not used yet where the member lives; planned from this date unless they object.
+        "planned_mode": state.planned_mode.value if state.planned_mode else None,
+        "planned_from": state.planned_from.isoformat() if state.planned_from else None,
     }
 
 

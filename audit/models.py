@@ -46,6 +46,14 @@ class Action(models.TextChoices):
     # Evidence for the regulator (evidence.services)
     EVIDENCE_PACK_REQUEST = "evidence_pack_request", "Requested an evidence pack"
     EVIDENCE_PACK_RETRY = "evidence_pack_retry", "Retried an evidence pack's build"
+    # Processing gates (gates.services)
+    GATE_DEFINE = "gate_define", "Defined a processing gate"
+    GATE_CHANGE = "gate_change", "Changed a processing gate's conditions"
+    GATE_PROPOSE = "gate_propose", "Proposed opening a processing gate"
+    GATE_OPEN = "gate_open", "Opened a processing gate"
+    GATE_CLOSE = "gate_close", "Closed a processing gate"
+    GATE_WITHDRAW = "gate_withdraw", "Withdrew a gate's proposed opening"
+    GATE_CONSUMERS_CONFIRM = "gate_consumers_confirm", "Confirmed the feed applied downstream"
     # Reading and taking data away
     EXPORT = "export", "Exported"
     DOWNLOAD = "download", "Downloaded"

@@ -41,6 +41,7 @@ STANDALONE = (
     "audience_count",
     "console",
     "evidence",
+    "gates",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {"throttle_accuracy": ["--repeat", "3"]}

@@ -143,7 +143,8 @@ class Reach:
     reminders_sent: int
     # Members of the audience the platform showed the notice in its app (``IN_APP_COUNTS``).
     in_app: dict[str, int] = field(default_factory=dict)
-    # Members the notice reached by any channel: email delivered or shown in-app.
+    # Members the notice reached by any channel: email delivered, shown in-app, or
+    # acknowledged from one of the campaign's links (which proves the email arrived).
     reached: int = 0
 
     def rate(self, name: str) -> float | None:
@@ -155,14 +156,18 @@ class Reach:
         return {name: self.rate(name) for name in RATE_OF}
 
 
-def campaign_reach(*, campaign: Campaign) -> Reach:
+def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Reach:
     """Who was targeted, reached, engaged and responded: aggregate SQL only.
 
     Delivery figures are for the notice itself (wave 0); "opened" and "clicked"
     count people (machine activity is excluded when recorded). "acknowledged"
     and "objected" count members who did so from one of this campaign's links.
+    ``jurisdiction``: the same figures for the audience's members there only (what a
+    processing gate reads), the targeted and unreachable counted from the audience.
     """
     notice_deliveries = Delivery.objects.filter(campaign=campaign, wave=0)
+    if jurisdiction is not None:
+        notice_deliveries = notice_deliveries.filter(member__jurisdiction=jurisdiction)
     responded = ConsentEvent.objects.filter(
         delivery_id__in=Delivery.objects.filter(campaign=campaign).values("pk")
     )
@@ -177,9 +182,22 @@ def campaign_reach(*, campaign: Campaign) -> Reach:
         filter=Q(member__in=responded.filter(action=Action.OBJECT).values("member")),
         distinct=True,
     )
-    rows = list(
-        notice_deliveries.order_by().values("member__jurisdiction", "locale").annotate(**aggregates)
+    # Notices never reported delivered whose member acknowledged from one of the
+    # campaign's links and was not shown it in-app (counted as reached there).
+    acknowledged_undelivered = Count(
+        "pk",
+        filter=Q(delivered_at__isnull=True)
+        & Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member"))
+        # IN, not a correlated EXISTS: one hashed subplan (an EXISTS per row made
+        # PostgreSQL's estimate, and so its JIT compilation, dearer than the count).
+        & ~Q(member__in=_in_app(campaign, "served").values("member_id")),
     )
+    rows = list(
+        notice_deliveries.order_by()
+        .values("member__jurisdiction", "locale")
+        .annotate(**aggregates, acknowledged_undelivered=acknowledged_undelivered)
+    )
+    also_reached = sum(row.pop("acknowledged_undelivered") for row in rows)
     totals: dict[str, int] = {name: 0 for name in aggregates}
     by_jurisdiction: dict[str, dict[str, int]] = {}
     by_locale: dict[str, dict[str, int]] = {}
@@ -197,7 +215,15 @@ def campaign_reach(*, campaign: Campaign) -> Reach:
             ):
                 bucket.setdefault(key, {n: 0 for n in aggregates})[name] += row[name]
     snapshot = campaign.audience_snapshot or {}
-    in_app = campaign_in_app_reach(campaign=campaign, delivered=totals["delivered"])
+    if jurisdiction is not None:
+        unreachable = _unreachable_in(campaign, jurisdiction)
+        snapshot = {"targeted": totals["deliveries"] + sum(unreachable.values()),
+                    "unreachable": unreachable}  # fmt: skip
+    in_app = campaign_in_app_reach(
+        campaign=campaign,
+        delivered=totals["delivered"] + also_reached,
+        jurisdiction=jurisdiction,
+    )
     return Reach(
         targeted=snapshot.get("targeted", totals["deliveries"]),
         unreachable=snapshot.get("unreachable", {}),
@@ -251,15 +277,35 @@ def campaign_audience(*, campaign: Campaign, members: QuerySet[Member] | None = 
     )
 
 
-def campaign_in_app_reach(*, campaign: Campaign, delivered: int) -> dict[str, int]:
+def _unreachable_in(campaign: Campaign, jurisdiction: str) -> dict[str, int]:
+    """The audience's members in ``jurisdiction`` left out at fan-out (no notice
+    delivery: their address's health or their unsubscribe), by why: one grouped count."""
+    rows = (
+        audience_members(campaign=campaign, as_of=campaign.fanned_out_at)
+        .filter(jurisdiction=jurisdiction)
+        .exclude(REACHABLE)
+        .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
+        .order_by()
+        .annotate(reason=UNREACHABLE_REASON)
+        .values("reason")
+        .annotate(n=Count("pk"))
+    )
+    return {row["reason"]: row["n"] for row in rows}
+
+
+def campaign_in_app_reach(
+    *, campaign: Campaign, delivered: int, jurisdiction: str | None = None
+) -> dict[str, int]:
     """Members of the audience shown the notice in-app, those who acknowledged it there,
     and everyone reached by any channel: the ``delivered`` count (one notice delivery per
-    member) plus those shown in-app whose email was not delivered. One aggregate over the
-    members with in-app events for the version, however large the audience."""
-    shown = campaign_audience(
-        campaign=campaign,
-        members=Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id")),
-    )
+    member; with those who acknowledged from a link, which proves it arrived, whatever
+    the ESP reported) plus those shown in-app whose email was not delivered. One
+    aggregate over the members with in-app events for the version, however large the
+    audience."""
+    members = Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id"))
+    if jurisdiction is not None:
+        members = members.filter(jurisdiction=jurisdiction)
+    shown = campaign_audience(campaign=campaign, members=members)
     delivered_to = Delivery.objects.filter(
         campaign=campaign, wave=0, member=OuterRef("pk"), delivered_at__isnull=False
     )

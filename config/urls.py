@@ -7,6 +7,11 @@ from campaigns.webhooks import tracking_urlpatterns
 from config.outbox import outbox_list, outbox_message
 from config.views import healthz
 from console.views import signin
+from gates.api import router as gates_router
+
+# The gates sit above the API in the layers (they read its consumers' positions), so
+# their router is mounted here, before the API's URLs are made.
+api_v1.add_router("/gates", gates_router)
 
 admin.site.site_header = "Renotify"
 admin.site.site_title = "Renotify"

@@ -47,6 +47,9 @@ VIEWER: tuple[str, ...] = (
     "api.view_webhookdelivery",
     # That a campaign's evidence packs exist, their state and digests; not their contents.
     "evidence.view_evidencepack",
+    "gates.view_gate",
+    "gates.view_gateevent",
+    "gates.view_consumerconfirmation",
 )
 # Writes notices, their versions and texts, and campaigns with their audiences; copies
 # a version, sends a test to themselves, submits for approval.
@@ -67,7 +70,10 @@ EVIDENCE_PACKS: tuple[str, ...] = (
     "evidence.download_evidencepack",
 )
 # Approves or sends back; schedules, pauses, resumes, cancels; resends or gives up
-# deliveries; sends failed objection receipts again; requests and downloads evidence packs.
+# deliveries; sends failed objection receipts again; requests and downloads evidence packs;
+# proposes and (another Approver) confirms a processing gate's opening, closes one,
+# records the signed confirmation that stands in for the feed's consumers while none is
+# registered.
 APPROVER: tuple[str, ...] = (
     *VIEWER,
     "campaigns.approve_campaign",
@@ -77,10 +83,14 @@ APPROVER: tuple[str, ...] = (
     # Evidence packs hold every member's external id and outcomes: asking for one and
     # taking one away are for those who answer for the campaign (and administrators).
     *EVIDENCE_PACKS,
+    "gates.open_gate",
+    "gates.close_gate",
+    "gates.confirm_consumers",
 )
 # Staff accounts and their roles, API clients and webhook endpoints, purposes and
-# jurisdiction policies, members' addresses (clears, changes, erasure), login
-# lockouts, the outbox. Not approval.
+# jurisdiction policies, processing gates' conditions (defining and changing them;
+# closing one, which is the safe direction), members' addresses (clears, changes,
+# erasure), login lockouts, the outbox. Not approval, nor opening a gate.
 ADMINISTRATOR: tuple[str, ...] = (
     *VIEWER,
     "auth.view_user",
@@ -108,6 +118,9 @@ ADMINISTRATOR: tuple[str, ...] = (
     "campaigns.view_outbox",
     "audit.view_staffaction",
     *EVIDENCE_PACKS,
+    "gates.add_gate",
+    "gates.change_gate",
+    "gates.close_gate",
 )
 ROLES: dict[str, tuple[str, ...]] = {
     "Viewer": VIEWER,

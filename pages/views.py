@@ -195,6 +195,8 @@ def _skeleton_key(view: services.NoticeView, language: str) -> tuple:
                 s.state,
                 s.reason,
                 s.explicit_choice,
+                s.planned_from,  # a processing gate's planned opening, told members there
+                s.planned_mode,
             )
             for s in view.states
         ),

@@ -51,13 +51,15 @@ def ledger_triggers_disabled():
 
 def _append_only_migrations():
     """The migrations that create the append-only triggers: the ledger's, the checks',
-    the suppression feed's, the staff audit trail's, the evidence packs'."""
+    the suppression feed's, the staff audit trail's, the evidence packs', a processing
+    gate's history."""
     names = (
         "accounts.migrations.0002_ledger_append_only",
         "accounts.migrations.0007_ledger_check_append_only",
         "accounts.migrations.0012_suppression_feed_append_only",
         "audit.migrations.0002_staff_action_append_only",
         "evidence.migrations.0002_packs_immutable",
+        "gates.migrations.0002_history_append_only",
     )
     return [importlib.import_module(name) for name in names]
 

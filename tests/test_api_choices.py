@@ -157,6 +157,8 @@ def test_reading_shows_each_purposes_state_and_recent_events_but_no_evidence_det
             "since": body["purposes"][0]["since"],
             "policy_mode": "opt_out",
             "explicit_choice": "in",
+            "planned_mode": None,
+            "planned_from": None,
         }
     ]
     assert [e["action"] for e in body["events"]] == ["opt-in", "withdraw-objection", "object"]

@@ -18,7 +18,9 @@ from console import urls as console_urls
 from console.roles import ROLES, roles_sync
 from console.views.campaign_actions import ACTIONS
 from evidence.models import EvidencePack, PackState
-from tests.factories import MemberFactory, campaign, notice_version, staff_user
+from gates.models import Gate
+from tests.factories import MemberFactory, ai_training, campaign, notice_version, staff_user
+from tests.gates_helpers import PLANNED
 
 pytestmark = pytest.mark.django_db
 S = CampaignState
@@ -48,9 +50,13 @@ PAGES: dict[str, frozenset[str]] = {
     "evidence": ALL,
     "evidence_progress": ALL,
     "evidence_download": APPROVER | ADMINISTRATOR,
+    "gates": ALL,
+    "gate": ALL,
+    "gate_new": ADMINISTRATOR,
+    "gate_edit": ADMINISTRATOR,
 }
 SIGN_IN = {"login", "login_verify", "logout", "two_factor"}
-POST_ONLY = {"campaign_act", "evidence_request", "evidence_retry"}
+POST_ONLY = {"campaign_act", "evidence_request", "evidence_retry", "gate_act"}
 
 # Workflow button -> (the state it is pressed in, the roles that may press it).
 BUTTONS: dict[str, tuple[str, frozenset[str]]] = {
@@ -102,6 +108,10 @@ def addresses(author) -> dict[str, str]:
     one = {"pk": awaiting.pk}
     # A ready pack (of no bytes: the matrix is about who may open the page).
     pack = EvidencePack.objects.create(campaign=awaiting, state=PackState.READY)
+    gate = Gate.objects.create(
+        purpose=ai_training(), jurisdiction="UK", opens_to="opt_out", planned_opening=PLANNED
+    )
+    gate.campaigns.set([awaiting])
     return {
         "dashboard": reverse("console:dashboard"),
         "campaigns": reverse("console:campaigns"),
@@ -121,6 +131,10 @@ def addresses(author) -> dict[str, str]:
         "evidence": reverse("console:evidence", kwargs=one),
         "evidence_progress": reverse("console:evidence_progress", kwargs=one),
         "evidence_download": reverse("console:evidence_download", args=[pack.pk]),
+        "gates": reverse("console:gates"),
+        "gate": reverse("console:gate", kwargs={"pk": gate.pk}),
+        "gate_new": reverse("console:gate_new"),
+        "gate_edit": reverse("console:gate_edit", kwargs={"pk": gate.pk}),
     }
 
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from accounts.models import Source
 from accounts.permissions import PermissionRefused
+from accounts.selectors import suppression_feed_head
 from accounts.services import members, policies
 from api.models import WebhookDelivery, WebhookState
 from api.services.clients import api_client_create, api_client_revoke
@@ -49,7 +50,9 @@ from campaigns.models import (
 from campaigns.services import erasure, lifecycle, notices, receipts, reconcile
 from campaigns.services.sending import campaign_send_chunk
 from config.admin_base import StaffAdmin
+from gates import services as gates
 from tests.factories import MemberFactory, ai_training, campaign, notice_version
+from tests.gates_helpers import told_place
 
 pytestmark = pytest.mark.django_db
 
@@ -697,7 +700,63 @@ SERVICES: dict[str, Service] = {
         lambda: {"p": ai_training().policies.get(jurisdiction="US")},
         lambda o, by: policies.policy_set_mode(policy=o["p"], mode="opt_in", by=by),
     ),
+    # Processing gates: each acts for a named person (its history names them).
+    "gates.gate_define": Service(
+        "gates.add_gate",
+        lambda: {"place": told_place(ai_training())},
+        lambda o, by: gates.gate_define(
+            purpose=o["place"].purpose, jurisdiction="UK", terms=o["place"].terms(), by=by
+        ),
+        system=False,
+    ),
+    "gates.gate_change": Service(
+        "gates.change_gate",
+        lambda: _gated("defined"),
+        lambda o, by: gates.gate_change(
+            gate=o["gate"], terms=o["place"].terms(window_days=60), by=by
+        ),
+        system=False,
+    ),
+    "gates.gate_propose": Service(
+        "gates.open_gate",
+        lambda: _gated("ready"),
+        lambda o, by: gates.gate_propose(gate=o["gate"], by=by),
+        system=False,
+    ),
+    "gates.gate_open": Service(
+        "gates.open_gate",
+        lambda: _gated("proposed"),
+        lambda o, by: gates.gate_open(gate=o["gate"], by=by),
+        system=False,
+    ),
+    "gates.gate_close": Service(
+        "gates.close_gate",
+        lambda: _gated("proposed"),
+        lambda o, by: gates.gate_close(gate=o["gate"], by=by),
+        system=False,
+    ),
+    "gates.consumer_confirmation_record": Service(
+        "gates.confirm_consumers",
+        lambda: _gated("defined"),
+        lambda o, by: gates.consumer_confirmation_record(
+            gate=o["gate"], statement="applied", cursor=0, by=by
+        ),
+        system=False,
+    ),
 }
+
+
+def _gated(stage: str) -> dict:
+    """A UK gate defined (by ada), ready to open (ben's confirmation of the feed), or
+    proposed (by ben): never by the person trying the service."""
+    place = told_place(ai_training())
+    gate = place.gate()
+    if stage in ("ready", "proposed"):
+        head = suppression_feed_head(purpose=place.purpose)
+        gates.consumer_confirmation_record(gate=gate, statement="ok", cursor=head, by=place.ben)
+    if stage == "proposed":
+        gates.gate_propose(gate=gate, by=place.ben)
+    return {"place": place, "gate": gate}
 
 
 def test_every_service_that_acts_for_staff_is_checked_here():
@@ -707,13 +766,17 @@ def test_every_service_that_acts_for_staff_is_checked_here():
     import pkgutil
 
     found = set()
-    for package in ("accounts.services", "api.services", "campaigns.services"):
-        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            module = importlib.import_module(f"{package}.{info.name}")
-            for name, func in inspect.getmembers(module, inspect.isfunction):
-                own = func.__module__ == module.__name__ and not name.startswith("_")
-                if own and "by" in inspect.signature(func).parameters:
-                    found.add(f"{info.name}.{name}")
+    modules = [
+        (info.name, importlib.import_module(f"{package}.{info.name}"))
+        for package in ("accounts.services", "api.services", "campaigns.services")
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__)
+    ]
+    modules.append(("gates", importlib.import_module("gates.services")))
+    for short, module in modules:
+        for name, func in inspect.getmembers(module, inspect.isfunction):
+            own = func.__module__ == module.__name__ and not name.startswith("_")
+            if own and "by" in inspect.signature(func).parameters:
+                found.add(f"{short}.{name}")
     assert found == set(SERVICES)
 
 

@@ -62,6 +62,9 @@ APPROVER_ADDS = {
     "campaigns.send_receipt_again",
     "evidence.request_evidencepack",
     "evidence.download_evidencepack",
+    "gates.open_gate",
+    "gates.close_gate",
+    "gates.confirm_consumers",
 }
 ADMINISTRATOR_ADDS = {
     "auth.view_user",
@@ -90,6 +93,9 @@ ADMINISTRATOR_ADDS = {
     "audit.view_staffaction",
     "evidence.request_evidencepack",
     "evidence.download_evidencepack",
+    "gates.add_gate",
+    "gates.change_gate",
+    "gates.close_gate",
 }
 
 

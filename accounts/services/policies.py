@@ -1,4 +1,11 @@
-"""Purposes and the per-jurisdiction policy that decides their defaults."""
+"""Purposes and the per-jurisdiction policy that decides their defaults.
+
+A policy may carry a planned change (``planned_mode`` from ``planned_from``), which a
+processing gate sets while the place is excluded so that members are told of it; any
+change of the mode itself clears the plan (it was a plan to leave the old mode).
+"""
+
+from datetime import date
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -54,6 +61,9 @@ def purpose_create(
     return purpose
 
 
+POLICY_CHANGE_PERM = "accounts.change_jurisdictionpolicy"
+
+
 @transaction.atomic
 def policy_set_mode(
     *,
@@ -61,10 +71,13 @@ def policy_set_mode(
     mode: PolicyMode | str,
     by: User | None,
     note: str = "",
+    perm: str = POLICY_CHANGE_PERM,
 ) -> JurisdictionPolicyChange | None:
-    """Change a jurisdiction's mode for a purpose, with an audit row; None if unchanged.
-    Needs ``accounts.change_jurisdictionpolicy``."""
-    permission_require(by=by, perm="accounts.change_jurisdictionpolicy")
+    """Change a jurisdiction's mode for a purpose, with an audit row, and drop any
+    planned change; None if unchanged. Needs ``perm``: ``accounts.change_jurisdictionpolicy``
+    unless a caller with its own authority over the change names another (a processing
+    gate opens and closes with the gate's permissions)."""
+    permission_require(by=by, perm=perm)
     policy = JurisdictionPolicy.objects.select_for_update().get(pk=policy.pk)
     mode = PolicyMode(mode)
     if policy.mode == mode:
@@ -73,7 +86,8 @@ def policy_set_mode(
         policy=policy, from_mode=policy.mode, to_mode=mode, changed_by=by, note=note
     )
     policy.mode, policy.mode_since = mode, change.changed_at
-    policy.save(update_fields=["mode", "mode_since"])
+    policy.planned_mode, policy.planned_from = "", None
+    policy.save(update_fields=["mode", "mode_since", "planned_mode", "planned_from"])
     if by is not None:
         staff_action_record(
             by=by,
@@ -85,3 +99,30 @@ def policy_set_mode(
     # An entry for every member there whose state or reason changes (set-based).
     suppression_feed_sync_after_commit(purpose=policy.purpose, jurisdiction=policy.jurisdiction)
     return change
+
+
+@transaction.atomic
+def policy_plan_set(
+    *,
+    policy: JurisdictionPolicy,
+    planned_mode: PolicyMode | str | None,
+    planned_from: date | None,
+) -> bool:
+    """Announce (or, with ``planned_mode=None``, withdraw) a planned change of an
+    excluded policy: what members there are told until it happens. Changes no one's
+    effective state, so the feed is not touched. False when nothing changed; refused
+    (ValueError) for a policy that does not exclude, or a plan without a date.
+
+    Not a staff action of its own: the processing gate's services call it, after
+    checking their own permission and recording their own entry (defining or changing
+    the gate is what staff did)."""
+    policy = JurisdictionPolicy.objects.select_for_update().get(pk=policy.pk)
+    mode = PolicyMode(planned_mode) if planned_mode else None
+    if mode is not None and (policy.mode != PolicyMode.EXCLUDED or planned_from is None):
+        raise ValueError("only an excluded policy can have a planned change, with its date")
+    wanted = (mode.value if mode else "", planned_from if mode else None)
+    if (policy.planned_mode, policy.planned_from) == wanted:
+        return False
+    policy.planned_mode, policy.planned_from = wanted
+    policy.save(update_fields=["planned_mode", "planned_from"])
+    return True

@@ -3,7 +3,7 @@ recorded from the platform's own channels (``preferences:write``): choices made 
 settings screen, notices shown and acknowledged in its app, links to the standing
 preference page."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from django.http import Http404, HttpRequest, HttpResponse
@@ -33,6 +33,14 @@ class StateOut(Schema):
     since: datetime
     policy_mode: str
     explicit_choice: Literal["in", "out"] | None
+    planned_mode: Literal["opt_out", "opt_in"] | None = Field(
+        None,
+        description=(
+            "excluded where the member lives, with a planned opening (a processing gate): "
+            "the mode planned; an objection recorded now applies then too"
+        ),
+    )
+    planned_from: date | None = Field(None, description="from when the opening is planned")
 
 
 class EventOut(Schema):

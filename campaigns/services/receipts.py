@@ -32,7 +32,7 @@ from django.utils import timezone, translation
 from accounts.locales import locale_language
 from accounts.models import Action, Choice, ConsentEvent, Member, Preference, Source
 from accounts.permissions import permission_require
-from accounts.selectors import purpose_wording
+from accounts.selectors import planned_opening, purpose_wording
 from accounts.services.consent import LINKED_VIA
 from audit.models import Action as StaffAct
 from audit.services import staff_action_record
@@ -260,6 +260,11 @@ def receipt_message(event: ConsentEvent, version: NoticeVersion | None) -> Email
         "version": version,
         "preferences_url": tokens.preferences_url(event.member_id),
         "effective_from": effective_from(version, event.created_at),
+        # Excluded where the member lives, with an opening planned by a processing gate:
+        # the receipt says the objection holds then too.
+        "planned": planned_opening(
+            purpose_id=event.purpose.pk, jurisdiction=event.member.jurisdiction
+        ),
     }
     with translation.override(locale):
         subject = render_to_string("emails/objection-receipt-subject.txt", context).strip()

@@ -240,3 +240,55 @@ def test_where_the_data_is_not_used_the_page_says_so(sent, open_tab, language):
     assert page.get_by_text(explanation).is_visible()
     check_state(page, state="notice-uk", language=language)
     assert_nothing_went_wrong(tab)
+
+
+def planned_wording(language: str, message: str) -> str:
+    from django.utils import formats
+
+    from tests.gates_helpers import PLANNED
+
+    with translation.override(language):
+        when = formats.date_format(PLANNED, "DATE_FORMAT")
+    return t(language, message) % {"date": when}
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr"])
+def test_under_a_planned_gate_the_uk_reader_is_told_of_it_and_objects(sent, open_tab, language):
+    """A processing gate plans to open AI training in the UK: Eve reads that it is not
+    used yet, planned from its date unless she objects; she objects, and reads that her
+    objection applies then too."""
+    from decimal import Decimal
+
+    from accounts.models import Purpose
+    from campaigns.models import Campaign
+    from gates.services import GateTerms, gate_define
+    from tests.factories import staff_user
+    from tests.gates_helpers import PLANNED
+
+    ada = staff_user("gate-ada", "gates.add_gate")
+    terms = GateTerms("opt_out", PLANNED, [Campaign.objects.get().pk], 30, Decimal(90))
+    gate_define(
+        purpose=Purpose.objects.get(slug="ai-training"), jurisdiction="UK", terms=terms, by=ada
+    )
+    tab = open_tab(language=language)
+    page = tab.page
+    page.goto(f"{sent['eve'].notice_url}?lang={language}")
+    planned = planned_wording(
+        language,
+        "Not used yet where you live; planned from %(date)s unless you object. "
+        "If you object now, your objection applies then too.",
+    )
+    assert page.get_by_text(planned).is_visible()
+    check_state(page, state="notice-uk-planned", language=language)
+
+    submit(page, "object")
+
+    objected = planned_wording(
+        language,
+        "You objected. Not used yet where you live; planned from %(date)s, and your "
+        "objection applies then too.",
+    )
+    assert page.get_by_text(objected).is_visible()
+    assert Preference.objects.get(member=sent["eve"].member).choice == "out"
+    check_state(page, state="uk-planned-objected", language=language)
+    assert_nothing_went_wrong(tab)
