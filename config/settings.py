@@ -254,6 +254,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": RENOTIFY_WEBHOOK_SECONDS,
     },
     "start-due-campaigns": {"task": "campaigns.tasks.campaigns_start_due", "schedule": 60.0},
+    "resume-evidence-packs": {
+        "task": "evidence.tasks.evidence_packs_resume_task",
+        "schedule": 60.0,
+    },
     "reconcile-deliveries": {
         "task": "campaigns.tasks.deliveries_reconcile_task",
         "schedule": 60.0,

@@ -9,6 +9,7 @@ from datetime import UTC, timedelta
 
 import pytest
 from celery import current_app
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -28,10 +29,13 @@ from evidence.models import (
 from evidence.services import build
 from evidence.services.build import evidence_pack_build
 from evidence.services.packs import (
+    AUTOMATIC_ATTEMPTS,
     PackRefused,
     evidence_pack_claim,
     evidence_pack_request,
     evidence_pack_retry,
+    evidence_packs_resume,
+    pack_is_stalled,
 )
 from evidence.tasks import evidence_pack_build_task
 from tests.evidence_helpers import csv_rows, manifest, pack_zip, sent_campaign, texts_of
@@ -342,3 +346,50 @@ def _event_time(external_id: str, action: str) -> str:
         "seq"
     )
     return _utc(event.created_at)
+
+
+def test_beat_builds_a_pack_whose_request_never_reached_a_worker(
+    sent, published, django_capture_on_commit_callbacks
+):
+    # The request's publish was lost (the broker was down when it committed).
+    pack = evidence_pack_request(campaign=sent.campaign, by=sent.bob)
+    published.clear()
+    assert evidence_packs_resume() == []  # within its first minute the kick may still come
+    later = timezone.now() + timedelta(minutes=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evidence_packs_resume(now=later) == [pack.pk]
+    assert published == [("evidence.tasks.evidence_pack_build_task", (pack.pk,))]
+    assert evidence_pack_build_task(pack.pk) is True
+    pack.refresh_from_db()
+    assert pack.state == PackState.READY
+    published.clear()
+    assert evidence_packs_resume(now=later + timedelta(minutes=5)) == []
+    assert published == []
+
+
+def test_beat_takes_over_a_dead_build_but_leaves_a_live_one(
+    sent, published, django_capture_on_commit_callbacks
+):
+    pack = evidence_pack_request(campaign=sent.campaign, by=sent.bob)
+    assert evidence_pack_claim(pack_id=pack.pk) is not None  # a worker that then dies
+    published.clear()
+    assert evidence_packs_resume(now=timezone.now() + timedelta(minutes=2)) == []
+    lapsed = timezone.now() + timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert evidence_packs_resume(now=lapsed) == [pack.pk]
+    assert published == [("evidence.tasks.evidence_pack_build_task", (pack.pk,))]
+
+
+def test_beat_gives_up_on_a_build_that_keeps_dying_and_leaves_it_to_a_person(sent, published):
+    pack = evidence_pack_request(campaign=sent.campaign, by=sent.bob)
+    EvidencePack.objects.filter(pk=pack.pk).update(
+        state=PackState.BUILDING,
+        attempt=AUTOMATIC_ATTEMPTS,
+        lease_expires_at=timezone.now() - timedelta(seconds=1),
+    )
+    published.clear()
+    assert evidence_packs_resume() == []
+    assert published == []
+    pack.refresh_from_db()
+    assert pack_is_stalled(pack)  # the console offers Retry
+    assert evidence_pack_retry(pack=pack, by=sent.bob).state == PackState.REQUESTED

@@ -14,7 +14,7 @@ Invariants:
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -99,6 +99,31 @@ def evidence_pack_retry(*, pack: EvidencePack, by: User) -> EvidencePack:
 def _retryable(now) -> Q:
     stalled = Q(state=PackState.BUILDING, lease_expires_at__lt=now)
     return Q(state=PackState.FAILED) | stalled
+
+
+# A build that failed to finish this many times is left for a person (the console's
+# Retry) rather than started again and again: something in it kills its worker.
+AUTOMATIC_ATTEMPTS = 3
+
+
+def evidence_packs_resume(*, now: datetime | None = None) -> list[int]:
+    """Publish a build for every pack still owed one that nobody is building: asked for
+    over a minute ago and never claimed (the request's publish was lost with the
+    broker), or building with a lapsed lease (its worker died), up to
+    ``AUTOMATIC_ATTEMPTS`` attempts. Beat runs this; a build claims its pack first, so a
+    pack published twice is built once. Returns the packs' ids."""
+    now = now or timezone.now()
+    never_claimed = Q(state=PackState.REQUESTED, requested_at__lt=now - timedelta(minutes=1))
+    lapsed = Q(state=PackState.BUILDING, lease_expires_at__lt=now)
+    owed = list(
+        EvidencePack.objects.filter(never_claimed | lapsed)
+        .filter(attempt__lt=AUTOMATIC_ATTEMPTS)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for pack_id in owed:
+        enqueue.evidence_pack_build_start(pack_id)
+    return owed
 
 
 def pack_is_stalled(pack: EvidencePack) -> bool:
