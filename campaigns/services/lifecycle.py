@@ -8,7 +8,9 @@ included (``approval_refusal``, which the console's buttons follow too).
 
 From submission on, the campaign holds its notice version (the model refuses edits);
 approval records the texts' hashes, and a start on any other texts sends the campaign
-back to draft, so what was approved is exactly what is sent. A campaign completes
+back to draft, so what was approved is exactly what is sent. A wording test (the
+campaign's variants, ``services.variants``) holds, hashes and freezes every variant's
+version the same way, and its split is part of what is hashed. A campaign completes
 only once its fan-out has finished and nothing is left to send, checked under its
 row lock, which every fan-out and reminder slice takes too (``fanout``).
 
@@ -45,6 +47,7 @@ from campaigns.models import (
     NoticeText,
     NoticeVersion,
 )
+from campaigns.selectors import campaign_split
 from campaigns.services.reminders import reminders_possible
 from config.fields import clipped
 
@@ -172,6 +175,11 @@ def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Cam
                 "audience, notice and schedule cannot change once sending started; "
                 "only the throttle and the window end can"
             )
+        if "notice_version" in changed and campaign_split(campaign_id=locked.pk):
+            raise TransitionError(
+                "this campaign runs a wording test: change its variants instead "
+                "(the first variant is the campaign's version)"
+            )
         diff = {name: (getattr(locked, name), changes[name]) for name in sorted(changed)}
         for name in changed:
             setattr(locked, name, changes[name])
@@ -184,11 +192,17 @@ def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Cam
                 by=by, action=Action.EDIT, target=locked, changes=diff, detail=detail
             )
         if back_to_draft:
-            _transition(
-                locked, S.DRAFT, by=by, note="edited after submission: needs approval again"
+            campaign_back_to_draft(
+                campaign=locked, by=by, note="edited after submission: needs approval again"
             )
     campaign.refresh_from_db()
     return campaign
+
+
+def campaign_back_to_draft(*, campaign: Campaign, by: User | None, note: str) -> Campaign:
+    """An edit of what was approved (the caller's, in its transaction, already audited as
+    the edit) sends a submitted campaign back to draft."""
+    return _transition(campaign, S.DRAFT, by=by, note=note)
 
 
 def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:
@@ -197,10 +211,45 @@ def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:
         # An edit of the version's texts holds its row: it commits before we hold the
         # version, or it sees this submission and is refused.
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-        NoticeVersion.objects.select_for_update().filter(pk=locked.notice_version_id).first()
-        if not NoticeText.objects.filter(version=locked.notice_version_id).exists():
-            raise TransitionError("the notice version has no text yet")
+        version_ids = sent_version_ids(campaign=locked)
+        list(NoticeVersion.objects.select_for_update().filter(pk__in=version_ids).order_by("pk"))
+        with_text = set(
+            NoticeText.objects.filter(version__in=version_ids).values_list("version", flat=True)
+        )
+        if with_text != set(version_ids):
+            raise TransitionError(
+                "the notice version has no text yet"
+                if len(version_ids) == 1
+                else "every variant's notice version needs a text"
+            )
         return _transition(campaign, S.AWAITING_APPROVAL, by=by, act=Action.SUBMIT)
+
+
+def sent_version_ids(*, campaign: Campaign) -> list[int]:
+    """The versions the campaign sends: its own, or its wording test's in order."""
+    split = campaign_split(campaign_id=campaign.pk)
+    return list(split.version_ids) if split else [campaign.notice_version_id]
+
+
+def campaign_text_hashes(*, campaign: Campaign) -> dict[str, str]:
+    """What approval records and the start compares: ``{locale: SHA-256}`` of the
+    version's texts; for a wording test ``{"v<number>/<locale>": SHA-256}`` of every
+    variant's texts (one notice, so the number names the version) and ``"split"``, the
+    shares in order (``"v1=5000,v2=5000"``), so a changed split is caught too."""
+    split = campaign_split(campaign_id=campaign.pk)
+    if split is None:
+        return campaign.notice_version.text_hashes()
+    versions = NoticeVersion.objects.in_bulk(split.version_ids)
+    hashes = {
+        f"v{versions[pk].number}/{locale}": sha
+        for pk in split.version_ids
+        for locale, sha in versions[pk].text_hashes().items()
+    }
+    hashes["split"] = ",".join(
+        f"v{versions[pk].number}={share}"
+        for pk, share in zip(split.version_ids, split.shares, strict=True)
+    )
+    return hashes
 
 
 def approval_refusal(*, campaign: Campaign, user: User) -> str | None:
@@ -237,7 +286,7 @@ def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
             act=Action.APPROVE,
             approved_by=by,
             approved_at=timezone.now(),
-            approved_text_hashes=locked.notice_version.text_hashes(),
+            approved_text_hashes=campaign_text_hashes(campaign=locked),
         )
 
 
@@ -268,8 +317,9 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if locked.state != S.SCHEDULED:
             raise TransitionError(f"cannot go from {locked.get_state_display()} to Sending")
-        version = NoticeVersion.objects.select_for_update().get(pk=locked.notice_version_id)
-        changed = _hashes_differ(locked.approved_text_hashes, version.text_hashes())
+        version_ids = sent_version_ids(campaign=locked)
+        list(NoticeVersion.objects.select_for_update().filter(pk__in=version_ids).order_by("pk"))
+        changed = _hashes_differ(locked.approved_text_hashes, campaign_text_hashes(campaign=locked))
         if changed:
             return _transition(
                 campaign,
@@ -278,7 +328,9 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
                 note="not started: the notice version's texts changed after approval "
                 f"({', '.join(changed)}); needs approval again",
             )
-        NoticeVersion.objects.filter(pk=version.pk, frozen_at=None).update(frozen_at=timezone.now())
+        NoticeVersion.objects.filter(pk__in=version_ids, frozen_at=None).update(
+            frozen_at=timezone.now()
+        )
         return _transition(campaign, S.SENDING, by=None, note="start time reached")
 
 
