@@ -171,13 +171,15 @@ def _grouped(campaign: Campaign):
     )
 
 
+CSV_COLUMNS = [
+    "notice_version_id", "version", "share_percent", "targeted", "sent", "delivered",
+    "outcome", "count", "rate", "rate_low_95", "rate_high_95",
+    "difference_vs_first", "difference_low_95", "difference_high_95", "reading",
+]  # fmt: skip
+
+
 def report_csv_rows(rows: list[VersionRow]):
-    """The report as CSV rows (header first): one per version and outcome."""
-    yield [
-        "notice_version_id", "version", "share_percent", "targeted", "sent", "delivered",
-        "outcome", "count", "rate", "rate_low_95", "rate_high_95",
-        "difference_vs_first", "difference_low_95", "difference_high_95", "reading",
-    ]  # fmt: skip
+    """The report as CSV rows of ``CSV_COLUMNS``: one per version and outcome."""
     for row in rows:
         for name in OUTCOMES:
             rate = row.rates[name]

@@ -13,6 +13,7 @@ from console.views import (
     notices,
     signin,
     two_factor,
+    wording,
 )
 
 app_name = "console"
@@ -25,6 +26,11 @@ urlpatterns = [
     path("campaigns/<int:pk>/", campaigns.campaign_page, name="campaign"),
     path("campaigns/<int:pk>/edit/", create.campaign_change, name="campaign_edit"),
     path("campaigns/<int:pk>/progress/", campaigns.campaign_progress, name="campaign_progress"),
+    path(
+        "campaigns/<int:pk>/wording-test.csv",
+        wording.wording_download,
+        name="campaign_wording_download",
+    ),
     path("login/", signin.login, name="login"),
     path("login/verify/", signin.login_verify, name="login_verify"),
     path("logout/", signin.logout, name="logout"),

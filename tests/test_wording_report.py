@@ -2,20 +2,24 @@
 known, and the interval maths against published values."""
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Action, Source
 from accounts.services.consent import consent_record
 from accounts.services.policies import purpose_create
+from audit.models import Action as AuditAction
+from audit.models import StaffAction
 from campaigns.models import CampaignState, CampaignVariant, Delivery
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.wording_report import (
+    CSV_COLUMNS,
     newcombe_interval,
     report_csv_rows,
     wilson_interval,
     wording_test_report,
 )
-from tests.factories import MemberFactory, campaign
+from tests.factories import MemberFactory, campaign, staff_user
 from tests.wording import versions_of_one_notice
 
 pytestmark = pytest.mark.django_db
@@ -156,8 +160,7 @@ def test_the_report_counts_each_version_as_generated(finished, django_assert_num
 
 def test_the_csv_has_a_row_per_version_and_outcome(finished):
     c, versions = finished
-    lines = list(report_csv_rows(wording_test_report(campaign=c)))
-    header, body = lines[0], lines[1:]
+    header, body = CSV_COLUMNS, list(report_csv_rows(wording_test_report(campaign=c)))
     assert len(body) == 6 and len(header) == len(body[0])
     second_objected = dict(zip(header, body[4], strict=True))
     assert second_objected["version"] == f"v{versions[1].number}"
@@ -165,3 +168,53 @@ def test_the_csv_has_a_row_per_version_and_outcome(finished):
     assert (second_objected["count"], second_objected["delivered"]) == (7, 12)
     assert second_objected["rate"] == "0.5833"
     assert second_objected["reading"] == "higher than the first version"
+
+
+# --- In the console ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def vera():
+    """Vera may look at campaigns, nothing more."""
+    return staff_user("vera", "campaigns.view_campaign")
+
+
+def _client(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_campaign_page_shows_the_wording_test(finished, vera):
+    c, _versions = finished
+    page = _client(vera).get(f"/console/campaigns/{c.pk}/").content.decode()
+    assert "Wording test" in page
+    objected = page[page.index('id="wording-objected"') :].split("</table>")[0]
+    assert "7 of 12" in objected and "higher than the first version" in objected
+    acknowledged = page[page.index('id="wording-acknowledged"') :].split("</table>")[0]
+    assert "no difference shown" in acknowledged and "7 of 14" in acknowledged
+
+
+def test_a_campaign_without_a_wording_test_has_no_such_section(vera):
+    c = campaign()
+    page = _client(vera).get(f"/console/campaigns/{c.pk}/").content.decode()
+    assert "Wording test" not in page
+
+
+def test_the_csv_download_is_audited(finished, vera):
+    c, _versions = finished
+    response = _client(vera).get(f"/console/campaigns/{c.pk}/wording-test.csv")
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    lines = response.content.decode().splitlines()
+    assert lines[0].split(",") == CSV_COLUMNS and len(lines) == 7
+    entry = StaffAction.objects.get(action=AuditAction.DOWNLOAD)
+    assert entry.by == vera and entry.target_id == str(c.pk)
+    assert entry.detail["what"] == "wording test report"
+
+
+def test_the_csv_needs_the_campaign_permission(finished):
+    c, _versions = finished
+    nobody = staff_user("nora")
+    response = _client(nobody).get(f"/console/campaigns/{c.pk}/wording-test.csv")
+    assert response.status_code == 403
+    assert not StaffAction.objects.filter(action=AuditAction.DOWNLOAD).exists()
