@@ -102,7 +102,9 @@ def split_problems(*, notice_id: int | None, rows: Sequence[VariantRow]) -> list
                 f"{name} is a version of another notice: every variant must be "
                 "a version of the campaign's notice."
             )
-        if row.share is None or not 1 <= row.share <= BUCKETS - 1:
+        if row.share is None:
+            problems.append(f"Give {name} a share.")
+        elif not 1 <= row.share <= BUCKETS - 1:
             problems.append(f"{name}: a share is between 0.01% and 99.99%.")
     total = sum(row.share or 0 for row in rows)
     if total != BUCKETS:

@@ -2,6 +2,7 @@
 
 from django import template
 
+from campaigns import variants
 from campaigns.models import CampaignState
 
 register = template.Library()
@@ -59,3 +60,9 @@ def points_interval(bounds: tuple[float, float] | None) -> str:
     if bounds is None:
         return "-"
     return f"{bounds[0] * 100:+.1f} to {bounds[1] * 100:+.1f} pts"
+
+
+@register.filter
+def share_percent(basis_points: int) -> str:
+    """A wording test's share: 3334 -> "33.34%", 5000 -> "50%"."""
+    return variants.percent(basis_points)
