@@ -2,6 +2,7 @@
 approver decides: the flow's variant rows, their errors, the approval page's previews."""
 
 import pytest
+from django.test import Client
 
 from campaigns.models import Campaign, CampaignState, CampaignVariant
 from campaigns.services import lifecycle
@@ -126,3 +127,59 @@ def test_the_preview_frame_shows_the_chosen_variant_and_only_the_campaigns(erin,
     assert "Wording 2 in en." in client.get(f"{url}?version={versions[1].pk}").content.decode()
     assert "Wording 1 in en." in client.get(url).content.decode()
     assert client.get(f"{url}?version={versions[2].pk}").status_code == 404
+
+
+# --- The Django admin's campaign page --------------------------------------------------
+
+
+def _admin(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _admin_add(client, versions, rows):
+    data = {
+        "name": "Admin test",
+        "notice_version": versions[0].pk,
+        "throttle_per_minute": "6000",
+        "max_reminders": "0",
+        "transitions-TOTAL_FORMS": "0",
+        "transitions-INITIAL_FORMS": "0",
+        "variants-TOTAL_FORMS": str(len(rows)),
+        "variants-INITIAL_FORMS": "0",
+    }
+    for i, (version, share) in enumerate(rows):
+        data[f"variants-{i}-notice_version"] = str(version.pk)
+        data[f"variants-{i}-share"] = str(share)
+    return client.post("/admin/campaigns/campaign/add/", data)
+
+
+def test_the_admin_inline_sets_a_split_through_the_service(erin, versions):
+    client = _admin(erin)
+    response = _admin_add(client, versions, [(versions[1], 7000), (versions[0], 3000)])
+    assert response.status_code == 302, response.content.decode()[:2000]
+    c = Campaign.objects.get()
+    assert list(c.variants.values_list("notice_version", "share")) == [
+        (versions[1].pk, 7000),
+        (versions[0].pk, 3000),
+    ]
+    assert c.notice_version == versions[1]  # follows the first variant
+
+
+def test_the_admin_inline_refuses_a_bad_split_with_its_reasons(erin, versions):
+    response = _admin_add(_admin(erin), versions, [(versions[0], 7000), (versions[1], 2000)])
+    assert response.status_code == 200
+    assert "The shares add up to 90%, not 100%." in response.content.decode()
+    assert not Campaign.objects.exists() and not CampaignVariant.objects.exists()
+
+
+def test_the_admin_inline_is_read_only_once_submitted(erin, versions):
+    c = lifecycle.campaign_create(by=erin, name="Test", notice_version=versions[0])
+    campaign_variants_set(campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)])
+    client = _admin(erin)
+    draft_page = client.get(f"/admin/campaigns/campaign/{c.pk}/change/").content.decode()
+    assert 'name="variants-0-share"' in draft_page
+    lifecycle.campaign_submit(campaign=c, by=erin)
+    page = client.get(f"/admin/campaigns/campaign/{c.pk}/change/").content.decode()
+    assert 'name="variants-0-share"' not in page and "5000" in page

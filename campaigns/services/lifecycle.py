@@ -201,7 +201,8 @@ def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Cam
 
 def campaign_back_to_draft(*, campaign: Campaign, by: User | None, note: str) -> Campaign:
     """An edit of what was approved (the caller's, in its transaction, already audited as
-    the edit) sends a submitted campaign back to draft."""
+    the edit) sends a submitted campaign back to draft. Needs what the edit needs."""
+    permission_require(by=by, perm=EDIT)
     return _transition(campaign, S.DRAFT, by=by, note=note)
 
 
