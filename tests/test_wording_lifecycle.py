@@ -216,3 +216,18 @@ def test_a_reminder_carries_the_members_variant(draft, versions, alice, bob):
     for reminder in reminders:
         assert reminder.notice_version_id == first[reminder.member_id]
         assert f"Wording {by_number[reminder.notice_version_id]}" in bodies[reminder.member.email]
+
+
+def test_an_unsubscribe_names_the_variant_the_member_was_sent(draft, versions, alice, bob):
+    from django.conf import settings
+
+    for _ in range(20):
+        MemberFactory(country="US")
+    started(draft, alice, bob)
+    campaign_fan_out(campaign=Campaign.objects.get(pk=draft.pk))
+    second = Delivery.objects.filter(notice_version_id=versions[1].pk).first()
+    assert second is not None  # 20 members at 50/50: both versions are sent
+    url = tokens.unsubscribe_url(second.pk).removeprefix(settings.SITE_URL)
+    assert Client().post(url, {"List-Unsubscribe": "One-Click"}).status_code == 200
+    event = ConsentEvent.objects.get(action=Action.UNSUBSCRIBE)
+    assert event.notice_version_id == versions[1].pk != draft.notice_version_id
