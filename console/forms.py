@@ -93,7 +93,7 @@ class VersionStep(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Not model fields: added here, so the flow's copy of the campaign's values
-        # (``base_fields``) leaves them out; they are saved by campaign_variants_set.
+        # (``base_fields``) leaves them out; the lifecycle saves them (variants=).
         self.fields["share"] = _share_field("Share of the version picked above (%)")
         for n in MORE_VARIANTS:
             self.fields[f"variant_{n}_version"] = forms.ModelChoiceField(

@@ -48,7 +48,6 @@ from campaigns.models import (
 )
 from campaigns.services import erasure, lifecycle, notices, receipts, reconcile
 from campaigns.services.sending import campaign_send_chunk
-from campaigns.services.variants import campaign_variants_set
 from config.admin_base import StaffAdmin
 from tests.factories import MemberFactory, ai_training, campaign, notice_version
 
@@ -564,14 +563,6 @@ def _campaign_in(state, **fields):
     return lambda: {"c": campaign(state=state, last_edited_by=_writer(), **fields)}
 
 
-def _split_campaign():
-    from tests.wording import versions_of_one_notice
-
-    versions = versions_of_one_notice(2)
-    c = campaign(version=versions[0], state=CampaignState.DRAFT, last_edited_by=_writer())
-    return {"c": c, "versions": versions}
-
-
 SERVICES: dict[str, Service] = {
     "lifecycle.campaign_create": Service(
         "campaigns.add_campaign",
@@ -582,18 +573,6 @@ SERVICES: dict[str, Service] = {
         "campaigns.change_campaign",
         _campaign_in(CampaignState.DRAFT),
         lambda o, by: lifecycle.campaign_edit(campaign=o["c"], by=by, name="Renamed"),
-    ),
-    "lifecycle.campaign_back_to_draft": Service(
-        "campaigns.change_campaign",
-        _campaign_in(CampaignState.APPROVED),
-        lambda o, by: lifecycle.campaign_back_to_draft(campaign=o["c"], by=by, note="edited"),
-    ),
-    "variants.campaign_variants_set": Service(
-        "campaigns.change_campaign",
-        lambda: _split_campaign(),
-        lambda o, by: campaign_variants_set(
-            campaign=o["c"], by=by, variants=[(v, 5000) for v in o["versions"]]
-        ),
     ),
     "lifecycle.campaign_submit": Service(
         "campaigns.change_campaign",

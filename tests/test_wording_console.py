@@ -6,7 +6,6 @@ from django.test import Client
 
 from campaigns.models import Campaign, CampaignState, CampaignVariant
 from campaigns.services import lifecycle
-from campaigns.services.variants import campaign_variants_set
 from tests.factories import CAMPAIGN_APPROVER, CAMPAIGN_EDITOR, notice_version, staff_user
 from tests.test_console_flow import ENTERED, NEW, _carried, _client, _post
 from tests.wording import versions_of_one_notice
@@ -87,7 +86,9 @@ def test_a_bad_split_is_explained_and_nothing_is_created(erin, versions, overrid
 def test_editing_shows_the_split_and_changing_it_sends_back_to_draft(erin, versions):
     bob = staff_user("bob", *CAMPAIGN_APPROVER)
     c = lifecycle.campaign_create(by=erin, name="Test", notice_version=versions[0])
-    campaign_variants_set(campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)])
+    lifecycle.campaign_edit(
+        campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)]
+    )
     lifecycle.campaign_submit(campaign=c, by=erin)
     lifecycle.campaign_approve(campaign=c, by=bob)
     url = f"/console/campaigns/{c.pk}/edit/"
@@ -109,7 +110,9 @@ def test_editing_shows_the_split_and_changing_it_sends_back_to_draft(erin, versi
 def test_the_approval_page_previews_every_variant(erin, versions):
     bob = staff_user("bob", *CAMPAIGN_APPROVER)
     c = lifecycle.campaign_create(by=erin, name="Test", notice_version=versions[0])
-    campaign_variants_set(campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)])
+    lifecycle.campaign_edit(
+        campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)]
+    )
     lifecycle.campaign_submit(campaign=c, by=erin)
     page = _client(bob).get(f"/console/approvals/{c.pk}/").content.decode()
     assert "Wording test" in page
@@ -121,7 +124,9 @@ def test_the_approval_page_previews_every_variant(erin, versions):
 def test_the_preview_frame_shows_the_chosen_variant_and_only_the_campaigns(erin, versions):
     bob = staff_user("bob", *CAMPAIGN_APPROVER)
     c = lifecycle.campaign_create(by=erin, name="Test", notice_version=versions[0])
-    campaign_variants_set(campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)])
+    lifecycle.campaign_edit(
+        campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)]
+    )
     client = _client(bob)
     url = f"/console/approvals/{c.pk}/preview/en/"
     assert "Wording 2 in en." in client.get(f"{url}?version={versions[1].pk}").content.decode()
@@ -176,7 +181,9 @@ def test_the_admin_inline_refuses_a_bad_split_with_its_reasons(erin, versions):
 
 def test_the_admin_inline_is_read_only_once_submitted(erin, versions):
     c = lifecycle.campaign_create(by=erin, name="Test", notice_version=versions[0])
-    campaign_variants_set(campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)])
+    lifecycle.campaign_edit(
+        campaign=c, by=erin, variants=[(versions[0], 5000), (versions[1], 5000)]
+    )
     client = _admin(erin)
     draft_page = client.get(f"/admin/campaigns/campaign/{c.pk}/change/").content.decode()
     assert 'name="variants-0-share"' in draft_page

@@ -24,7 +24,7 @@ from campaigns.services import lifecycle
 from campaigns.services.fanout import campaign_fan_out, deliveries_insert
 from campaigns.services.lifecycle import TransitionError
 from campaigns.services.sending import campaign_send_chunk
-from campaigns.services.variants import VariantError, campaign_variants_set
+from campaigns.services.variants import VariantError
 from tests.factories import MemberFactory, notice_version
 from tests.wording import versions_of_one_notice
 
@@ -53,7 +53,7 @@ def draft(alice, versions):
     c = lifecycle.campaign_create(
         by=alice, name="Which wording?", notice_version=versions[0], starts_at=timezone.now()
     )
-    return campaign_variants_set(
+    return lifecycle.campaign_edit(
         campaign=c, by=alice, variants=[(versions[0], 5000), (versions[1], 5000)]
     )
 
@@ -89,7 +89,7 @@ def test_a_split_that_is_not_whole_is_refused_and_changes_nothing(alice, shares,
     versions = versions_of_one_notice(len(shares))
     c = lifecycle.campaign_create(by=alice, name="x", notice_version=versions[0])
     with pytest.raises(VariantError, match=problem):
-        campaign_variants_set(
+        lifecycle.campaign_edit(
             campaign=c, by=alice, variants=list(zip(versions, shares, strict=True))
         )
     assert not CampaignVariant.objects.exists()
@@ -99,9 +99,9 @@ def test_a_version_of_another_notice_or_twice_the_same_is_refused(alice, version
     c = lifecycle.campaign_create(by=alice, name="x", notice_version=versions[0])
     other = notice_version(locales=["en"])
     with pytest.raises(VariantError, match="another notice"):
-        campaign_variants_set(campaign=c, by=alice, variants=[(versions[0], 5000), (other, 5000)])
+        lifecycle.campaign_edit(campaign=c, by=alice, variants=[(versions[0], 5000), (other, 5000)])
     with pytest.raises(VariantError, match="only once"):
-        campaign_variants_set(
+        lifecycle.campaign_edit(
             campaign=c, by=alice, variants=[(versions[0], 5000), (versions[0], 5000)]
         )
     assert not CampaignVariant.objects.exists()
@@ -141,12 +141,13 @@ def test_a_variant_changed_around_the_model_stops_the_start(draft, versions, ali
 def test_changing_the_split_after_submission_sends_it_back_to_draft(draft, versions, alice, bob):
     lifecycle.campaign_submit(campaign=draft, by=alice)
     lifecycle.campaign_approve(campaign=draft, by=bob)
-    changed = campaign_variants_set(
+    changed = lifecycle.campaign_edit(
         campaign=draft, by=alice, variants=[(versions[0], 7000), (versions[1], 3000)]
     )
     assert changed.state == CampaignState.DRAFT
-    assert "wording test changed" in changed.state_reason
-    assert StaffAction.objects.filter(action="edit").latest("pk").detail == {"back_to_draft": True}
+    assert "edited after submission" in changed.state_reason
+    entry = StaffAction.objects.filter(action="edit").latest("pk")
+    assert entry.detail == {"back_to_draft": True} and "variants" in entry.changes
 
 
 def test_the_version_of_a_split_campaign_changes_through_its_variants(draft, versions, alice):
@@ -158,7 +159,7 @@ def test_the_version_of_a_split_campaign_changes_through_its_variants(draft, ver
 def test_the_split_cannot_change_once_sending(draft, versions, alice, bob):
     started(draft, alice, bob)
     with pytest.raises(TransitionError, match="once sending started"):
-        campaign_variants_set(
+        lifecycle.campaign_edit(
             campaign=draft, by=alice, variants=[(versions[0], 7000), (versions[1], 3000)]
         )
 
@@ -231,3 +232,19 @@ def test_an_unsubscribe_names_the_variant_the_member_was_sent(draft, versions, a
     assert Client().post(url, {"List-Unsubscribe": "One-Click"}).status_code == 200
     event = ConsentEvent.objects.get(action=Action.UNSUBSCRIBE)
     assert event.notice_version_id == versions[1].pk != draft.notice_version_id
+
+
+def test_a_campaign_created_with_a_split_records_it_in_one_entry(alice, versions):
+    c = lifecycle.campaign_create(
+        by=alice,
+        name="Born split",
+        notice_version=versions[1],  # the first variant's version wins
+        variants=[(versions[0], 2500), (versions[1], 7500)],
+    )
+    assert c.notice_version == versions[0]
+    assert list(c.variants.values_list("share", flat=True)) == [2500, 7500]
+    [entry] = StaffAction.objects.filter(action="create")
+    assert entry.changes["variants"] == [
+        None,
+        f"version {versions[0].pk}: 25%, version {versions[1].pk}: 75%",
+    ]

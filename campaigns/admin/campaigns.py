@@ -29,7 +29,7 @@ from campaigns.models import (
 from campaigns.selectors import audience_preview
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
-from campaigns.services.variants import campaign_variants_set
+from campaigns.services.variants import VariantError
 from campaigns.variants import VariantRow, split_problems
 from config.admin_base import ReadOnlyInline, StaffAdmin, acting_user
 
@@ -115,7 +115,7 @@ class VariantFormSet(forms.BaseInlineFormSet):
 
 class VariantInline(admin.TabularInline):
     """A wording test: versions of the campaign's notice and their shares, in basis
-    points (5000 is 50%). Saved through ``campaign_variants_set``; editable only while
+    points (5000 is 50%). Saved through ``lifecycle.campaign_edit``; editable only while
     the campaign is a draft (after that a change goes through the console or back to
     draft first), read-only afterwards."""
 
@@ -130,7 +130,7 @@ class VariantInline(admin.TabularInline):
     )
 
     def _editable(self, request: HttpRequest, obj: Campaign | None) -> bool:
-        # The campaign's own permissions (what campaign_variants_set checks): the roles
+        # The campaign's own permissions (what campaign_edit checks): the roles
         # grant none on the variant rows themselves.
         perm = "campaigns.add_campaign" if obj is None else "campaigns.change_campaign"
         state_allows = obj is None or obj.state == CampaignState.DRAFT
@@ -211,7 +211,7 @@ APPROVAL_AND_STATE = (
 @admin.register(Campaign)
 class CampaignAdmin(StaffAdmin):
     # A refused edit (say, renaming a campaign while it sends) saves nothing.
-    refusals = (PermissionRefused, TransitionError)
+    refusals = (PermissionRefused, TransitionError, VariantError)
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "notice_version", "state", "starts_at", "throttle_per_minute"]
@@ -281,10 +281,10 @@ class CampaignAdmin(StaffAdmin):
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if not formset.has_changed():
             return None
-        # Through the service (permission, audit trail, the campaign's version follows
-        # the first variant), never the formset's own save.
+        # Through the lifecycle's edit (permission, audit trail, the campaign's version
+        # follows the first variant), never the formset's own save.
         campaign = Campaign.objects.get(pk=form.instance.pk)
-        campaign_variants_set(
+        lifecycle.campaign_edit(
             campaign=campaign, by=acting_user(request), variants=formset.variants()
         )
         return None

@@ -9,8 +9,9 @@ included (``approval_refusal``, which the console's buttons follow too).
 From submission on, the campaign holds its notice version (the model refuses edits);
 approval records the texts' hashes, and a start on any other texts sends the campaign
 back to draft, so what was approved is exactly what is sent. A wording test (the
-campaign's variants, ``services.variants``) holds, hashes and freezes every variant's
-version the same way, and its split is part of what is hashed. A campaign completes
+campaign's variants, set through create and edit: ``services.variants``) is part of what
+is approved: editing it sends the campaign back to draft; every variant's version is
+held, hashed and frozen the same way, and the split itself is hashed too. A campaign completes
 only once its fan-out has finished and nothing is left to send, checked under its
 row lock, which every fan-out and reminder slice takes too (``fanout``).
 
@@ -49,6 +50,13 @@ from campaigns.models import (
 )
 from campaigns.selectors import campaign_split
 from campaigns.services.reminders import reminders_possible
+from campaigns.services.variants import (
+    Variants,
+    variants_check,
+    variants_current,
+    variants_described,
+    variants_replace,
+)
 from config.fields import clipped
 
 S = CampaignState
@@ -131,12 +139,22 @@ def _transition(
 
 
 def campaign_create(
-    *, by: User | None, name: str, notice_version: NoticeVersion, **fields: Any
+    *,
+    by: User | None,
+    name: str,
+    notice_version: NoticeVersion,
+    variants: Variants = (),
+    **fields: Any,
 ) -> Campaign:
+    """A draft campaign; ``variants``: a wording test ((version, basis points) in order,
+    the first becoming the campaign's version), or none."""
     permission_require(by=by, perm="campaigns.add_campaign")
     unknown = set(fields) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
+    variants_check(variants=variants)
+    if variants:
+        notice_version = variants[0][0]
     with transaction.atomic():
         campaign = Campaign.objects.create(
             name=name,
@@ -145,65 +163,75 @@ def campaign_create(
             last_edited_by=by,
             **fields,
         )
+        variants_replace(campaign=campaign, variants=variants)
         if by is not None:
+            created = {"notice_version": notice_version, **fields}
+            if variants:
+                created["variants"] = variants_described([(v.pk, s) for v, s in variants])
             staff_action_record(
                 by=by,
                 action=Action.CREATE,
                 target=campaign,
-                changes={
-                    k: (None, v) for k, v in {"notice_version": notice_version, **fields}.items()
-                },
+                changes={k: (None, v) for k, v in created.items()},
             )
     return campaign
 
 
-def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Campaign:
-    """Apply ``changes``; an edit to what was approved sends the campaign back to draft."""
+def campaign_edit(
+    *, campaign: Campaign, by: User | None, variants: Variants | None = None, **changes: Any
+) -> Campaign:
+    """Apply ``changes``; an edit to what was approved sends the campaign back to draft.
+    ``variants``: the wording test as it should be (empty: none; None: unchanged), part
+    of what is approved; the campaign's version follows its first variant."""
     permission_require(by=by, perm=EDIT)
     unknown = set(changes) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
+    if variants is not None:
+        variants_check(variants=variants)
+        if variants:
+            changes["notice_version"] = variants[0][0]
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         changed = {k for k, v in changes.items() if getattr(locked, k) != v}
-        if not changed:
+        before = variants_current(campaign=locked)
+        wanted = None if variants is None else [(v.pk, share) for v, share in variants]
+        split_changed = wanted is not None and wanted != before
+        if not changed and not split_changed:
             return campaign
         if locked.state in (S.COMPLETED, S.CANCELLED):
             raise TransitionError(f"a {locked.get_state_display().lower()} campaign is final")
-        if changed & APPROVED_FIELDS and locked.state not in EDITABLE_BEFORE_SENDING:
+        approved_changed = bool(changed & APPROVED_FIELDS) or split_changed
+        if approved_changed and locked.state not in EDITABLE_BEFORE_SENDING:
             raise TransitionError(
-                "audience, notice and schedule cannot change once sending started; "
-                "only the throttle and the window end can"
+                "audience, notice, wording test and schedule cannot change once sending "
+                "started; only the throttle and the window end can"
             )
-        if "notice_version" in changed and campaign_split(campaign_id=locked.pk):
+        if "notice_version" in changed and before and wanted is None:
             raise TransitionError(
                 "this campaign runs a wording test: change its variants instead "
                 "(the first variant is the campaign's version)"
             )
         diff = {name: (getattr(locked, name), changes[name]) for name in sorted(changed)}
+        if split_changed and wanted is not None and variants is not None:
+            diff["variants"] = (variants_described(before), variants_described(wanted))
+            variants_replace(campaign=locked, variants=variants)
         for name in changed:
             setattr(locked, name, changes[name])
         locked.last_edited_by, locked.last_edited_at = by, timezone.now()
         locked.save(update_fields=[*changed, "last_edited_by", "last_edited_at"])
-        back_to_draft = bool(changed & APPROVED_FIELDS) and locked.state != S.DRAFT
+        back_to_draft = approved_changed and locked.state != S.DRAFT
         if by is not None:
             detail = {"back_to_draft": True} if back_to_draft else None
             staff_action_record(
                 by=by, action=Action.EDIT, target=locked, changes=diff, detail=detail
             )
         if back_to_draft:
-            campaign_back_to_draft(
-                campaign=locked, by=by, note="edited after submission: needs approval again"
+            _transition(
+                locked, S.DRAFT, by=by, note="edited after submission: needs approval again"
             )
     campaign.refresh_from_db()
     return campaign
-
-
-def campaign_back_to_draft(*, campaign: Campaign, by: User | None, note: str) -> Campaign:
-    """An edit of what was approved (the caller's, in its transaction, already audited as
-    the edit) sends a submitted campaign back to draft. Needs what the edit needs."""
-    permission_require(by=by, perm=EDIT)
-    return _transition(campaign, S.DRAFT, by=by, note=note)
 
 
 def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:

@@ -34,7 +34,7 @@ from campaigns.models import (
 from campaigns.selectors import audience_preview
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
-from campaigns.services.variants import campaign_variants_set
+from campaigns.services.variants import VariantError
 from console.access import console_view, staff_user
 from console.forms import MORE_VARIANTS, STEP_FORMS, VARIANT_FIELDS, VersionStep, versions_offered
 from console.links import campaign_url
@@ -146,23 +146,19 @@ def _save(request: HttpRequest, campaign: Campaign | None, bound: Forms, *, subm
                     for form in bound.values()
                     for k, v in _fields(form, form.cleaned_data).items()
                 }
-                saved = lifecycle.campaign_create(by=by, **fields)
-                if variants:
-                    saved = campaign_variants_set(campaign=saved, by=by, variants=variants)
+                saved = lifecycle.campaign_create(by=by, variants=variants, **fields)
             else:
-                # The split first: it moves the campaign's version to its first variant,
-                # which the edit then finds unchanged (a split campaign's version changes
-                # only through its variants).
-                saved = campaign_variants_set(campaign=campaign, by=by, variants=variants)
                 changes = {
                     k: v
                     for form in bound.values()
                     for k, v in _fields(form, form.changed_data).items()
                 }
-                saved = lifecycle.campaign_edit(campaign=saved, by=by, **changes)
+                saved = lifecycle.campaign_edit(
+                    campaign=campaign, by=by, variants=variants, **changes
+                )
             if submit and saved.state == CampaignState.DRAFT:
                 saved = lifecycle.campaign_submit(campaign=saved, by=by)
-    except (TransitionError, PermissionDenied, FrozenVersionError) as refusal:
+    except (TransitionError, VariantError, PermissionDenied, FrozenVersionError) as refusal:
         status = 403 if isinstance(refusal, PermissionDenied) else 400
         return _render(request, campaign, bound, "review", refusal=str(refusal), status=status)
     messages.success(request, _outcome(campaign, saved))
