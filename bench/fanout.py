@@ -33,7 +33,9 @@ messages one whole campaign publishes.
    patched to append each publish to an in-process FIFO instead of a broker; the
    script then plays a single worker: it runs ``campaigns_start_due`` once (what
    beat publishes every minute, not per campaign, so not counted), then the body of
-   each queued task in order until the queue is empty. Countdowns are ignored (all
+   each queued task in order until the queue is empty (publishes by name, as
+   ``campaigns.enqueue`` makes them with ``send_task``, are caught the same way).
+   Countdowns are ignored (all
    work is due at once with the throttle set high). Every publish made for the
    campaign is counted: the fan-out task, the sender chains' first messages and
    each chain's re-enqueues.
@@ -191,7 +193,7 @@ def floor_explain(conn, campaign_id: int) -> dict[str, float]:
 
 def celery_count(recipients: int) -> dict:
     """Publishes by task name for one campaign of ``recipients``, sent in full."""
-    from celery import current_app
+    from celery import Celery, current_app
     from celery.app.task import Task
 
     from campaigns.models import Delivery
@@ -205,10 +207,17 @@ def celery_count(recipients: int) -> dict:
     def publish(task, args=None, kwargs=None, **options):
         queue.append((task.name, tuple(args or ()), dict(kwargs or {})))
 
+    def send_task(app, name, args=None, kwargs=None, **options):
+        # campaigns.enqueue publishes by task name (Celery.send_task), not apply_async.
+        queue.append((name, tuple(args or ()), dict(kwargs or {})))
+
     published: Counter[str] = Counter()
     campaign_setup.SinkBackend.reset()
     started = time.perf_counter()
-    with mock.patch.object(Task, "apply_async", publish):
+    with (
+        mock.patch.object(Task, "apply_async", publish),
+        mock.patch.object(Celery, "send_task", send_task),
+    ):
         campaigns_start_due()  # beat's message: one per minute for all campaigns
         while queue:
             name, args, kwargs = queue.popleft()

@@ -48,10 +48,11 @@ from campaigns.models import (
     NoticeText,
     NoticeVersion,
 )
-from campaigns.selectors import campaign_split
 from campaigns.services.reminders import reminders_possible
 from campaigns.services.variants import (
     Variants,
+    campaign_text_hashes,
+    sent_version_ids,
     variants_check,
     variants_current,
     variants_described,
@@ -252,33 +253,6 @@ def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:
                 else "every variant's notice version needs a text"
             )
         return _transition(campaign, S.AWAITING_APPROVAL, by=by, act=Action.SUBMIT)
-
-
-def sent_version_ids(*, campaign: Campaign) -> list[int]:
-    """The versions the campaign sends: its own, or its wording test's in order."""
-    split = campaign_split(campaign_id=campaign.pk)
-    return list(split.version_ids) if split else [campaign.notice_version_id]
-
-
-def campaign_text_hashes(*, campaign: Campaign) -> dict[str, str]:
-    """What approval records and the start compares: ``{locale: SHA-256}`` of the
-    version's texts; for a wording test ``{"v<number>/<locale>": SHA-256}`` of every
-    variant's texts (one notice, so the number names the version) and ``"split"``, the
-    shares in order (``"v1=5000,v2=5000"``), so a changed split is caught too."""
-    split = campaign_split(campaign_id=campaign.pk)
-    if split is None:
-        return campaign.notice_version.text_hashes()
-    versions = NoticeVersion.objects.in_bulk(split.version_ids)
-    hashes = {
-        f"v{versions[pk].number}/{locale}": sha
-        for pk in split.version_ids
-        for locale, sha in versions[pk].text_hashes().items()
-    }
-    hashes["split"] = ",".join(
-        f"v{versions[pk].number}={share}"
-        for pk, share in zip(split.version_ids, split.shares, strict=True)
-    )
-    return hashes
 
 
 def approval_refusal(*, campaign: Campaign, user: User) -> str | None:

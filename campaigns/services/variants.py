@@ -12,6 +12,7 @@ These helpers run inside the lifecycle's transaction, on the campaign's locked r
 from collections.abc import Sequence
 
 from campaigns.models import Campaign, CampaignVariant, NoticeVersion
+from campaigns.selectors import campaign_split
 from campaigns.variants import VariantRow, percent, split_problems
 
 Variants = Sequence[tuple[NoticeVersion, int]]
@@ -52,3 +53,30 @@ def variants_replace(*, campaign: Campaign, variants: Variants) -> None:
 def variants_described(rows: Sequence[tuple[int, int]]) -> str:
     """Variants as the audit trail shows them: "version 12: 50%, version 13: 50%"."""
     return ", ".join(f"version {pk}: {percent(share)}" for pk, share in rows) or "none"
+
+
+def sent_version_ids(*, campaign: Campaign) -> list[int]:
+    """The versions the campaign sends: its own, or its wording test's in order."""
+    split = campaign_split(campaign_id=campaign.pk)
+    return list(split.version_ids) if split else [campaign.notice_version_id]
+
+
+def campaign_text_hashes(*, campaign: Campaign) -> dict[str, str]:
+    """What approval records and the start compares: ``{locale: SHA-256}`` of the
+    version's texts; for a wording test ``{"v<number>/<locale>": SHA-256}`` of every
+    variant's texts (one notice, so the number names the version) and ``"split"``, the
+    shares in order (``"v1=5000,v2=5000"``), so a changed split is caught too."""
+    split = campaign_split(campaign_id=campaign.pk)
+    if split is None:
+        return campaign.notice_version.text_hashes()
+    versions = NoticeVersion.objects.in_bulk(split.version_ids)
+    hashes = {
+        f"v{versions[pk].number}/{locale}": sha
+        for pk in split.version_ids
+        for locale, sha in versions[pk].text_hashes().items()
+    }
+    hashes["split"] = ",".join(
+        f"v{versions[pk].number}={share}"
+        for pk, share in zip(split.version_ids, split.shares, strict=True)
+    )
+    return hashes

@@ -20,7 +20,8 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from campaigns.models import Campaign, CampaignState, CampaignTransition, NoticeVersion
 from campaigns.rendering import compile_message, version_texts
 from campaigns.selectors import AudiencePreview, audience_preview, campaign_split
-from campaigns.services.lifecycle import approval_refusal, campaign_text_hashes
+from campaigns.services.lifecycle import approval_refusal
+from campaigns.services.variants import campaign_text_hashes
 from console.access import console_view, staff_user
 from console.views.audience import preview_context
 from console.views.campaign_actions import campaign_actions_allowed
