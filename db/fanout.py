@@ -24,18 +24,51 @@ def campaign_state_hold(*, campaign_id: int) -> str | None:
 
 def variant_bucket_sql(member_id: str) -> str:
     """SQL for ``campaigns.variants.variant_bucket`` of the integer expression
-    ``member_id`` (a column), with the campaign's seed as the first parameter.
+    ``member_id`` (a column), with the campaign's seed as each of its four parameters.
 
     Integers only (the constants are the module's own, never input), each step reduced
     modulo the prime so no product reaches 2^62: SQLite and PostgreSQL compute the same
     value, and SQLite never falls back to floating point. The squarings name the value
-    twice, so the member's expression appears four times; it is a column, cheap.
-    (``%%`` is the modulo operator in a statement with parameters.)"""
+    twice, so the member's expression appears four times (the fan-out computes the
+    first step once instead: ``_bucketed``). ``%%`` is the modulo operator in a
+    statement with parameters."""
+    return _bucket_of_first(_first_step(member_id))
+
+
+def _first_step(member_id: str) -> str:
+    """The hash's first, affine step (one seed parameter)."""
     p = rules.PRIME
-    first = f"((({member_id}) %% {p}) * {rules.MEMBER_MULTIPLIER} + CAST(%s AS BIGINT)) %% {p}"
+    return f"((({member_id}) %% {p}) * {rules.MEMBER_MULTIPLIER} + CAST(%s AS BIGINT)) %% {p}"
+
+
+def _bucket_of_first(first: str) -> str:
+    """The rest of the hash, from the first step's value ``first``."""
+    p = rules.PRIME
     squared = f"(({first}) * ({first}) + {rules.ADDENDS[0]}) %% {p}"
     mixed = f"(({squared}) * {rules.MIX_MULTIPLIER} + {rules.ADDENDS[1]}) %% {p}"
     return f"(((({mixed}) * ({mixed}) + {rules.ADDENDS[2]}) %% {p}) %% {rules.BUCKETS})"
+
+
+def _fence() -> str:
+    """What keeps a derived table from being merged into the query around it, so its
+    columns are computed once per row rather than copied into every expression that
+    names them (PostgreSQL pulls up subqueries without OFFSET, SQLite flattens those
+    without one)."""
+    return " OFFSET 0" if connection.vendor == "postgresql" else " LIMIT -1 OFFSET 0"
+
+
+def _bucketed(audience_sql: str) -> str:
+    """The audience with each member's ``bucket``: the hash's first step computed once
+    per row, the rest from it, each in a fenced derived table (the CASE then names the
+    bucket once per variant). One seed parameter, before the audience's."""
+    first = (
+        f"SELECT audience_member_id, {_first_step('audience_member_id')} AS first_step"
+        f" FROM ({audience_sql}) members{_fence()}"
+    )
+    return (
+        f"SELECT audience_member_id, {_bucket_of_first('hashed.first_step')} AS bucket"
+        f" FROM ({first}) hashed{_fence()}"
+    )
 
 
 def _version_sql(ranges: Sequence[tuple[int, int]]) -> tuple[str, list[Any]]:
@@ -72,13 +105,8 @@ def deliveries_insert_missing(
     audience = audience_sql
     bucket_params: list[Any] = []
     if variant_ranges:
-        # The bucket once per row, in a derived table; the CASE reads it by name.
-        audience = (
-            "SELECT audience_member_id,"
-            f" {variant_bucket_sql('audience_member_id')} AS bucket"
-            f" FROM ({audience_sql}) members"
-        )
-        bucket_params = [rules.campaign_seed(campaign_id)] * 4
+        audience = _bucketed(audience_sql)
+        bucket_params = [rules.campaign_seed(campaign_id)]
     with connection.cursor() as cursor:
         # NOT EXISTS rather than ON CONFLICT DO NOTHING: the same result (rows already
         # there are left alone), and faster on a large first fan-out, where
