@@ -18,6 +18,10 @@ messages one whole campaign publishes.
    - floor without foreign keys: the same into ``LIKE campaigns_delivery INCLUDING
      ALL`` alone, to show what the two foreign keys cost.
 
+   - app with a wording test: the same for a campaign whose audience is split 50/30/20
+     between three versions of the notice (each row's version from the bucket hash
+     computed in the same statement), to show what the assignment costs.
+
    Medians of the rounds are printed, and the median of each round's floor/app
    ratio (paired, so that the machine's noise hits both sides of a ratio alike).
    Then one EXPLAIN (ANALYZE, BUFFERS, WAL) of the floor statement with its
@@ -29,7 +33,9 @@ messages one whole campaign publishes.
    patched to append each publish to an in-process FIFO instead of a broker; the
    script then plays a single worker: it runs ``campaigns_start_due`` once (what
    beat publishes every minute, not per campaign, so not counted), then the body of
-   each queued task in order until the queue is empty. Countdowns are ignored (all
+   each queued task in order until the queue is empty (publishes by name, as
+   ``campaigns.enqueue`` makes them with ``send_task``, are caught the same way).
+   Countdowns are ignored (all
    work is due at once with the throttle set high). Every publish made for the
    campaign is counted: the fan-out task, the sender chains' first messages and
    each chain's re-enqueues.
@@ -53,6 +59,8 @@ FLOOR_TABLES = {"floor": "bench_floor_delivery", "floor_nofk": "bench_floor_deli
 TARGET_FLOOR_SHARE = 0.70
 TARGET_ROWS_PER_S = 200_000
 TARGET_RECIPIENTS_PER_MESSAGE = 500
+# A wording test's assignment (a hash and a CASE per row) may cost a tenth more at most.
+TARGET_SPLIT_COST = 1.10
 UNREACHABLE_EVERY = 50
 SEND_THROTTLE = 1_000_000  # per minute: the throttle never waits in the Celery count
 
@@ -111,9 +119,13 @@ def floor_run(conn, table_name: str, campaign_id: int) -> tuple[float, int]:
 
 def app_run() -> tuple[float, int, float]:
     """campaign_fan_out for a new campaign: seconds, rows added, seconds in the preview."""
+    campaign = campaign_setup.campaign_create(state="sending", throttle_per_minute=6000)
+    return _fan_out_timed(campaign)
+
+
+def _fan_out_timed(campaign) -> tuple[float, int, float]:
     from campaigns.services import fanout
 
-    campaign = campaign_setup.campaign_create(state="sending", throttle_per_minute=6000)
     preview_seconds = []
     real_preview = fanout.audience_preview
 
@@ -129,6 +141,31 @@ def app_run() -> tuple[float, int, float]:
         added = fanout.campaign_fan_out(campaign=campaign, wave=0)
         seconds = time.perf_counter() - started
     return seconds, added, sum(preview_seconds)
+
+
+SPLIT = (5000, 3000, 2000)
+
+
+def app_split_run() -> tuple[float, int, float]:
+    """``app_run`` for a campaign with a three-way wording test: seconds, rows added,
+    seconds in the preview (the split's versions are copies of the notice's)."""
+    from campaigns.models import CampaignVariant, NoticeVersion
+
+    campaign = campaign_setup.campaign_create(state="sending", throttle_per_minute=6000)
+    first = campaign.notice_version
+    versions = [first] + [
+        NoticeVersion.objects.create(
+            notice=first.notice,
+            effective_date=first.effective_date,
+            objection_deadline=first.objection_deadline,
+        )
+        for _ in SPLIT[1:]
+    ]
+    CampaignVariant.objects.bulk_create(
+        CampaignVariant(campaign=campaign, notice_version=v, share=share)
+        for v, share in zip(versions, SPLIT, strict=True)
+    )
+    return _fan_out_timed(campaign)
 
 
 def floor_explain(conn, campaign_id: int) -> dict[str, float]:
@@ -156,7 +193,7 @@ def floor_explain(conn, campaign_id: int) -> dict[str, float]:
 
 def celery_count(recipients: int) -> dict:
     """Publishes by task name for one campaign of ``recipients``, sent in full."""
-    from celery import current_app
+    from celery import Celery, current_app
     from celery.app.task import Task
 
     from campaigns.models import Delivery
@@ -170,10 +207,17 @@ def celery_count(recipients: int) -> dict:
     def publish(task, args=None, kwargs=None, **options):
         queue.append((task.name, tuple(args or ()), dict(kwargs or {})))
 
+    def send_task(app, name, args=None, kwargs=None, **options):
+        # campaigns.enqueue publishes by task name (Celery.send_task), not apply_async.
+        queue.append((name, tuple(args or ()), dict(kwargs or {})))
+
     published: Counter[str] = Counter()
     campaign_setup.SinkBackend.reset()
     started = time.perf_counter()
-    with mock.patch.object(Task, "apply_async", publish):
+    with (
+        mock.patch.object(Task, "apply_async", publish),
+        mock.patch.object(Celery, "send_task", send_task),
+    ):
         campaigns_start_due()  # beat's message: one per minute for all campaigns
         while queue:
             name, args, kwargs = queue.popleft()
@@ -197,6 +241,7 @@ LABELS = {
     "floor": "floor: same table definition, one statement",
     "floor_nofk": "floor: LIKE ... INCLUDING ALL, no foreign keys",
     "app": "app: campaign_fan_out",
+    "app_split": "app: campaign_fan_out, wording test 50/30/20",
 }
 
 
@@ -216,6 +261,8 @@ def report(rows: int, runs: dict, preview: list, explain: dict, celery: dict) ->
         for name in FLOOR_TABLES
     }
     app_rate = rate(rows, medians["app"])
+    split_cost = [w / a for w, a in zip(seconds["app_split"], seconds["app"], strict=True)]
+    split_ok = median(split_cost) <= TARGET_SPLIT_COST
     lines = [
         table(
             ["fan-out of deliveries", "rows", "median s", "rows/s", "runs (s)"],
@@ -228,7 +275,7 @@ def report(rows: int, runs: dict, preview: list, explain: dict, celery: dict) ->
                         fmt_rate(rate(rows, medians[name])),
                         " ".join(fmt_s(s) for s in seconds[name]),
                     ]
-                    for name in ("floor", "floor_nofk", "app")
+                    for name in ("floor", "floor_nofk", "app", "app_split")
                 ),
                 [
                     "  of which the audience preview",
@@ -244,6 +291,9 @@ def report(rows: int, runs: dict, preview: list, explain: dict, celery: dict) ->
         _share_line("app / floor without foreign keys (for reference)", paired["floor_nofk"]),
         f"app rows/s: {fmt_rate(app_rate)}"
         f"   target >= {TARGET_ROWS_PER_S:,}: {verdict(app_rate >= TARGET_ROWS_PER_S)}",
+        f"app with a wording test / app: {median(split_cost):.2f}x"
+        f" (rounds: {', '.join(f'{r:.2f}' for r in split_cost)})"
+        f"   target <= {TARGET_SPLIT_COST:.2f}x: {verdict(split_ok)}",
         "",
         "Where the floor statement's time goes (EXPLAIN ANALYZE, foreign keys immediate):",
         *(f"  {part}: {value:.2f} s" for part, value in explain.items()),
@@ -266,6 +316,7 @@ def report(rows: int, runs: dict, preview: list, explain: dict, celery: dict) ->
         "preview_seconds": preview,
         "rows_per_s": {name: rate(rows, m) for name, m in medians.items()},
         "app_share_of_floor": {name: median(r) for name, r in paired.items()},
+        "wording_test_cost": median(split_cost),
         "floor_explain_seconds": explain,
         "celery": celery,
     }
@@ -273,17 +324,20 @@ def report(rows: int, runs: dict, preview: list, explain: dict, celery: dict) ->
 
 
 def rounds_run(conn, rows: int, repeat: int, campaign_id: int) -> tuple[dict, list]:
-    runs: dict[str, list] = {"floor": [], "floor_nofk": [], "app": []}
+    runs: dict[str, list] = {"floor": [], "floor_nofk": [], "app": [], "app_split": []}
     preview = []
     names = list(runs)
     for round_no in range(repeat):
         # Rotate the order so that no run always follows the same one.
-        for which in names[round_no % 3 :] + names[: round_no % 3]:
+        shift = round_no % len(names)
+        for which in names[shift:] + names[:shift]:
             tables_empty(conn)
             harness.progress(f"round {round_no + 1}/{repeat}: {which}")
             if which == "app":
                 seconds, added, preview_seconds = app_run()
                 preview.append(preview_seconds)
+            elif which == "app_split":
+                seconds, added, _preview = app_split_run()
             else:
                 seconds, added = floor_run(conn, FLOOR_TABLES[which], campaign_id)
             if added != rows:

@@ -98,9 +98,14 @@ class NoticeVersion(models.Model):
         )
 
     def holding_campaign(self) -> "Campaign | None":
-        """The campaign submitted or approved on this wording, if any (see HOLDS_ITS_VERSION)."""
+        """The campaign submitted or approved on this wording, if any (see HOLDS_ITS_VERSION):
+        as its version or as one variant of its wording test."""
         return (
-            Campaign.objects.filter(notice_version=self.pk, state__in=HOLDS_ITS_VERSION)
+            Campaign.objects.filter(
+                models.Q(notice_version=self.pk) | models.Q(variants__notice_version=self.pk),
+                state__in=HOLDS_ITS_VERSION,
+            )
+            .distinct()
             .order_by("pk")
             .first()
         )
@@ -321,6 +326,35 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CampaignVariant(models.Model):
+    """One version of a wording test: the share of the campaign's audience (basis points,
+    the campaign's variants summing to 10,000) sent ``notice_version``. A campaign has
+    none (it sends its ``notice_version`` to everyone) or at least two, all versions of
+    one notice; its ``notice_version`` is then the first variant's. How members are
+    assigned: ``campaigns.variants``."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    notice_version = models.ForeignKey(
+        NoticeVersion, on_delete=models.PROTECT, related_name="campaign_variants"
+    )
+    share = models.PositiveSmallIntegerField(help_text="Basis points: 5000 is 50%.")
+
+    class Meta:
+        # Id order is the order of the cumulative ranges members are assigned by.
+        ordering = ["campaign", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "notice_version"], name="one_variant_per_version"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(share__gte=1, share__lte=9999), name="variant_share_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.notice_version} ({self.share / 100:g}%)"
 
 
 class CampaignTransition(models.Model):

@@ -11,9 +11,11 @@ from campaigns.models import (
     UNFINISHED_STATUSES,
     Campaign,
     CampaignState,
+    CampaignVariant,
     Delivery,
     DeliveryStatus,
 )
+from campaigns.variants import Split
 
 FINAL_STATES = (CampaignState.COMPLETED, CampaignState.CANCELLED)
 
@@ -49,6 +51,18 @@ def audience_members(*, campaign: Campaign, as_of: datetime | None = None) -> Qu
             effective_state=campaign.purpose_state
         )
     return members
+
+
+def campaign_split(*, campaign_id: int) -> Split | None:
+    """The campaign's wording test, its variants in order; None when it has none."""
+    rows = list(
+        CampaignVariant.objects.filter(campaign_id=campaign_id)
+        .order_by("pk")
+        .values_list("notice_version_id", "share")
+    )
+    if not rows:
+        return None
+    return Split(tuple(v for v, _ in rows), tuple(share for _, share in rows))
 
 
 def reachable(members: QuerySet[Member]) -> QuerySet[Member]:

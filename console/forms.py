@@ -6,6 +6,7 @@ Every step's values travel with every POST (the steps not shown as hidden inputs
 ``console.views.create``), so a step is valid or not from the request alone."""
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -16,6 +17,7 @@ from accounts.jurisdictions import Jurisdiction, normalise_country
 from accounts.locales import locale_normalise
 from accounts.models import Choice, Purpose
 from campaigns.models import Campaign, NoticeText, NoticeVersion
+from campaigns.variants import VariantRow, split_problems
 
 # datetime-local inputs send and show "2027-03-01T09:30"; hidden copies use the same
 # spelling so a value carried to a later step and back shows in its input again.
@@ -56,6 +58,25 @@ def versions_offered():
     )
 
 
+# A wording test on the version step: the picked version's share, and up to three more
+# versions of the same notice with theirs (percent to two decimals, stored as basis points).
+MORE_VARIANTS = (2, 3, 4)
+VARIANT_FIELDS = frozenset(
+    {"share", *(f"variant_{n}_{part}" for n in MORE_VARIANTS for part in ("version", "share"))}
+)
+
+
+def _share_field(label: str) -> forms.DecimalField:
+    return forms.DecimalField(
+        required=False,
+        max_digits=4,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=Decimal("99.99"),
+        label=label,
+    )
+
+
 class VersionStep(forms.ModelForm):
     notice_version = forms.ModelChoiceField(
         queryset=versions_offered(),
@@ -68,6 +89,59 @@ class VersionStep(forms.ModelForm):
         model = Campaign
         fields = ["name", "notice_version"]
         help_texts = {"name": "For staff only; members never see it."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Not model fields: added here, so the flow's copy of the campaign's values
+        # (``base_fields``) leaves them out; the lifecycle saves them (variants=).
+        self.fields["share"] = _share_field("Share of the version picked above (%)")
+        for n in MORE_VARIANTS:
+            self.fields[f"variant_{n}_version"] = forms.ModelChoiceField(
+                queryset=versions_offered(), required=False, label=f"Version {n}"
+            )
+            self.fields[f"variant_{n}_share"] = _share_field(f"Share of version {n} (%)")
+
+    def variant_rows(self) -> list[tuple[str, forms.BoundField, forms.BoundField]]:
+        """The wording test's inputs after the picked version: (label, version, share)."""
+        return [
+            (f"Version {n}", self[f"variant_{n}_version"], self[f"variant_{n}_share"])
+            for n in MORE_VARIANTS
+        ]
+
+    def variants(self) -> list[tuple[NoticeVersion, int]]:
+        """The wording test as entered ((version, basis points), the picked version
+        first); empty for none. Only on a valid form."""
+        data = self.cleaned_data
+        rows = self._rows(data)
+        return [(version, share) for version, share, _label in rows if version and share]
+
+    def _rows(self, data: dict[str, Any]) -> list[tuple[NoticeVersion | None, int | None, str]]:
+        more = [
+            (data.get(f"variant_{n}_version"), data.get(f"variant_{n}_share"), f"version {n}")
+            for n in MORE_VARIANTS
+        ]
+        more = [row for row in more if row[0] is not None or row[1] is not None]
+        if data.get("share") is None and not more:
+            return []
+        picked = data.get("notice_version")
+        rows = [(picked, data.get("share"), "the version picked above"), *more]
+        return [(v, None if s is None else int(s * 100), label) for v, s, label in rows]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        picked = data.get("notice_version")
+        if picked is None or any(name in self.errors for name in VARIANT_FIELDS):
+            return data
+        rows = self._rows(data)
+        for problem in split_problems(
+            notice_id=picked.notice_id,
+            rows=[
+                VariantRow(v.pk if v else None, v.notice_id if v else None, share, label)
+                for v, share, label in rows
+            ],
+        ):
+            self.add_error(None, problem)
+        return data
 
 
 class AudienceStep(forms.ModelForm):

@@ -27,6 +27,7 @@ from campaigns.models import (
 )
 from campaigns.selectors import Reach, campaign_reach, delivery_status_counts_by_campaign
 from campaigns.services.lifecycle import BREAKER_NOTE
+from campaigns.wording_report import VersionRow, wording_test_report
 from db.suppression_counts import suppression_state_counts
 
 S = CampaignState
@@ -136,6 +137,16 @@ def campaign_reach_cached(*, campaign: Campaign) -> tuple[Reach, datetime]:
     return _kept(
         f"console:reach:{campaign.pk}",
         lambda: (campaign_reach(campaign=campaign), timezone.now()),
+        settings.RENOTIFY_CONSOLE_REACH_SECONDS,
+    )
+
+
+def wording_report_cached(*, campaign: Campaign) -> tuple[list[VersionRow], datetime]:
+    """``campaigns.wording_report.wording_test_report`` and when it was computed, kept
+    as the reach is (an aggregate over every notice delivery, with a ledger probe each)."""
+    return _kept(
+        f"console:wording:{campaign.pk}",
+        lambda: (wording_test_report(campaign=campaign), timezone.now()),
         settings.RENOTIFY_CONSOLE_REACH_SECONDS,
     )
 

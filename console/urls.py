@@ -15,6 +15,7 @@ from console.views import (
     notices,
     signin,
     two_factor,
+    wording,
 )
 
 app_name = "console"
@@ -38,6 +39,11 @@ urlpatterns = [
     ),
     path("evidence/<int:pack_id>/retry/", evidence.evidence_retry, name="evidence_retry"),
     path("evidence/<int:pack_id>/download/", evidence.evidence_download, name="evidence_download"),
+    path(
+        "campaigns/<int:pk>/wording-test.csv",
+        wording.wording_download,
+        name="campaign_wording_download",
+    ),
     path("login/", signin.login, name="login"),
     path("login/verify/", signin.login_verify, name="login_verify"),
     path("logout/", signin.logout, name="logout"),

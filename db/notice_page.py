@@ -104,7 +104,10 @@ def _statement(*, page: bool, with_preferences: bool, viewed: bool, vendor: str)
         + f" FROM {table(Delivery)} d"
         f" JOIN {table(Member)} m ON m.id = d.member_id"
         f" JOIN {table(Campaign)} c ON c.id = d.campaign_id"
-        f" JOIN {table(NoticeVersion)} v ON v.id = c.notice_version_id"
+        # The version this delivery carries: a wording test's variant, else (rows from
+        # before wording tests, campaigns without one) the campaign's own.
+        f" JOIN {table(NoticeVersion)} v"
+        " ON v.id = COALESCE(d.notice_version_id, c.notice_version_id)"
         " WHERE d.id = %(delivery)s"
     )
     if viewed:

@@ -17,6 +17,7 @@ class ClaimedRow(NamedTuple):
     wave: int
     attempts: int
     member_id: int
+    notice_version_id: int | None
 
 
 def deliveries_claim(
@@ -47,7 +48,7 @@ def deliveries_claim(
             f" UPDATE {deliveries} SET status = %s, attempts = attempts + 1,"
             " lease_expires_at = %s"
             " WHERE id IN (SELECT id FROM due) AND status = %s"
-            " RETURNING id, wave, attempts, member_id",
+            " RETURNING id, wave, attempts, member_id, notice_version_id",
             [
                 campaign_id,
                 due_status,

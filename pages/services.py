@@ -65,10 +65,13 @@ def notice_delivery(
     delivery = _instance(Delivery, db_notice_page.DELIVERY_FIELDS, read.delivery)
     delivery.member = _instance(Member, db_notice_page.MEMBER_FIELDS, read.member)
     version = _instance(NoticeVersion, db_notice_page.VERSION_FIELDS, read.version)
+    # The campaign as the page sees it: its version is the one this delivery carries (a
+    # wording test's variant), so the page shows it and the ledger events name it.
     delivery.campaign = _instance(
         Campaign, ("id", "notice_version_id"), [delivery.campaign_id, version.pk]
     )
     delivery.campaign.notice_version = version
+    delivery.notice_version_id = version.pk
     delivery.acknowledged = read.acknowledged
     delivery.preferences = None
     if page:
@@ -217,7 +220,7 @@ def delivery_unsubscribe(
         member=delivery.member,
         action=Action.UNSUBSCRIBE,
         source=source,
-        notice_version_id=delivery.campaign.notice_version_id,
+        notice_version_id=delivery.notice_version_id or delivery.campaign.notice_version_id,
         delivery_id=delivery.pk,
         ip=ip,
         user_agent=user_agent,

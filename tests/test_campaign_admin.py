@@ -44,6 +44,8 @@ def test_campaign_created_in_the_admin_goes_through_approval(client, ed, amy):
             "max_reminders": "0",
             "transitions-TOTAL_FORMS": "0",
             "transitions-INITIAL_FORMS": "0",
+            "variants-TOTAL_FORMS": "0",
+            "variants-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302, response.content.decode()[:3000]
@@ -85,6 +87,8 @@ def test_unknown_country_is_refused_with_a_message(client, ed):
             "max_reminders": "0",
             "transitions-TOTAL_FORMS": "0",
             "transitions-INITIAL_FORMS": "0",
+            "variants-TOTAL_FORMS": "0",
+            "variants-INITIAL_FORMS": "0",
         },
     )
     assert "Unknown country code(s): XX" in response.content.decode()

@@ -363,8 +363,8 @@ def test_the_campaign_pages_queries_do_not_grow_with_deliveries_or_transitions(a
         CampaignTransition.objects.create(campaign=large, from_state=S.SENDING, to_state=S.PAUSED)
     assert Delivery.objects.filter(campaign=large).count() == 20
     # The session, the user and their permissions (4); the campaign; campaign_reach (3);
-    # the deliveries by status; the timeline.
-    assert _queries(approver, large) == few == 10
+    # the deliveries by status; whether it runs a wording test; the timeline.
+    assert _queries(approver, large) == few == 11
 
 
 def test_the_list_costs_the_same_for_2_or_20_campaigns(viewer):

@@ -37,6 +37,7 @@ PAGES: dict[str, frozenset[str]] = {
     "campaigns": ALL,
     "campaign": ALL,
     "campaign_progress": ALL,
+    "campaign_wording_download": ALL,
     "audience_count": ALL,
     "notices": ALL,
     "notice_diff": ALL,
@@ -117,6 +118,7 @@ def addresses(author) -> dict[str, str]:
         "campaigns": reverse("console:campaigns"),
         "campaign": reverse("console:campaign", kwargs=one),
         "campaign_progress": reverse("console:campaign_progress", kwargs=one),
+        "campaign_wording_download": reverse("console:campaign_wording_download", kwargs=one),
         "audience_count": reverse("console:audience_count"),
         "notices": reverse("console:notices"),
         "notice_diff": reverse("console:notice_diff", kwargs={"notice": version.notice_id})

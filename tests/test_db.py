@@ -579,9 +579,7 @@ def test_the_claim_takes_and_changes_the_rows_the_orm_would():
     claimed = sorted(claimed)
     assert [ours.index(row.id) for row in claimed] == [theirs.index(pk) for pk in picked]
     for row in claimed:
-        assert row._asdict() == Delivery.objects.values("id", "wave", "attempts", "member_id").get(
-            pk=row.id
-        )
+        assert row._asdict() == Delivery.objects.values(*sending.ClaimedRow._fields).get(pk=row.id)
     assert stored(Delivery, ours, exclude=DELIVERY_IDENTITY) == stored(
         Delivery, theirs, exclude=DELIVERY_IDENTITY
     )

@@ -213,6 +213,8 @@ def test_creating_a_campaign_in_the_admin_records_what_it_was_made_with(ada):
             "max_reminders": "0",
             "transitions-TOTAL_FORMS": "0",
             "transitions-INITIAL_FORMS": "0",
+            "variants-TOTAL_FORMS": "0",
+            "variants-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302

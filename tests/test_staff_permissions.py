@@ -901,6 +901,8 @@ def test_an_edit_the_lifecycle_refuses_is_not_reported_as_saved(client):
             "max_reminders": "0",
             "transitions-TOTAL_FORMS": "0",
             "transitions-INITIAL_FORMS": "0",
+            "variants-TOTAL_FORMS": "0",
+            "variants-INITIAL_FORMS": "0",
         },
     )
 

@@ -3,7 +3,7 @@ that move a campaign through its lifecycle (one table, CAMPAIGN_ACTIONS: each bu
 label, the states it shows in, the permission it needs and the service it calls)."""
 
 from collections.abc import Callable, Collection
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django import forms
 from django.contrib import admin, messages
@@ -20,10 +20,17 @@ from django.views.decorators.http import require_POST
 from accounts.jurisdictions import Jurisdiction, normalise_country
 from accounts.permissions import PermissionRefused
 from campaigns.admin import reports
-from campaigns.models import Campaign, CampaignState, CampaignTransition
+from campaigns.models import (
+    Campaign,
+    CampaignState,
+    CampaignTransition,
+    CampaignVariant,
+)
 from campaigns.selectors import audience_preview
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
+from campaigns.services.variants import VariantError
+from campaigns.variants import VariantRow, split_problems
 from config.admin_base import ReadOnlyInline, StaffAdmin, acting_user
 
 
@@ -73,6 +80,76 @@ class CampaignForm(forms.ModelForm):
         if bool(data.get("purpose")) != bool(data.get("purpose_state")):
             raise forms.ValidationError("Choose both a purpose and its state, or neither.")
         return data
+
+
+class VariantFormSet(forms.BaseInlineFormSet):
+    """The wording test's rows, checked as one split (``campaigns.variants``)."""
+
+    def variants(self) -> list[tuple[Any, Any]]:
+        """(version, share) in the rows' order, leaving out deleted and empty rows (each
+        a NoticeVersion and an int once ``clean`` passed)."""
+        rows = []
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if data and not data.get("DELETE"):
+                rows.append((data.get("notice_version"), data.get("share")))
+        return rows
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        notice_id = (
+            self.instance.notice_version.notice_id if self.instance.notice_version_id else None
+        )
+        problems = split_problems(
+            notice_id=notice_id,
+            rows=[
+                VariantRow(v.pk if v else None, v.notice_id if v else None, share, str(v or ""))
+                for v, share in self.variants()
+            ],
+        )
+        if problems:
+            raise forms.ValidationError(problems)
+
+
+class VariantInline(admin.TabularInline):
+    """A wording test: versions of the campaign's notice and their shares, in basis
+    points (5000 is 50%). Saved through ``lifecycle.campaign_edit``; editable only while
+    the campaign is a draft (after that a change goes through the console or back to
+    draft first), read-only afterwards."""
+
+    model = CampaignVariant
+    formset = VariantFormSet
+    fields = ["notice_version", "share"]
+    extra = 0
+    verbose_name = "wording test variant"
+    verbose_name_plural = (
+        "Wording test (none, or two or more versions of the notice; shares in basis points "
+        "summing to 10000; the first is the campaign's version)"
+    )
+
+    def _editable(self, request: HttpRequest, obj: Campaign | None) -> bool:
+        # The campaign's own permissions (what campaign_edit checks): the roles
+        # grant none on the variant rows themselves.
+        perm = "campaigns.add_campaign" if obj is None else "campaigns.change_campaign"
+        state_allows = obj is None or obj.state == CampaignState.DRAFT
+        return state_allows and request.user.has_perm(perm)
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [] if self._editable(request, obj) else ["notice_version", "share"]
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm("campaigns.view_campaign")
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._editable(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._editable(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return self._editable(request, obj)
 
 
 class TransitionInline(ReadOnlyInline):
@@ -134,13 +211,13 @@ APPROVAL_AND_STATE = (
 @admin.register(Campaign)
 class CampaignAdmin(StaffAdmin):
     # A refused edit (say, renaming a campaign while it sends) saves nothing.
-    refusals = (PermissionRefused, TransitionError)
+    refusals = (PermissionRefused, TransitionError, VariantError)
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "notice_version", "state", "starts_at", "throttle_per_minute"]
     list_filter = ["state"]
     list_select_related = ["notice_version__notice"]
-    inlines = [TransitionInline]
+    inlines = [VariantInline, TransitionInline]
     fieldsets = [
         (None, {"fields": ["name", "notice_version"]}),
         (
@@ -196,6 +273,21 @@ class CampaignAdmin(StaffAdmin):
         )
         obj.pk = created.pk
         obj._state.adding = False
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        if not isinstance(formset, VariantFormSet):
+            return super().save_formset(request, form, formset, change)
+        # The admin's change message reads these; the staff audit trail has the change.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if not formset.has_changed():
+            return None
+        # Through the lifecycle's edit (permission, audit trail, the campaign's version
+        # follows the first variant), never the formset's own save.
+        campaign = Campaign.objects.get(pk=form.instance.pk)
+        lifecycle.campaign_edit(
+            campaign=campaign, by=acting_user(request), variants=formset.variants()
+        )
+        return None
 
     @admin.display(description="Approved texts (SHA-256)")
     def approved_texts(self, campaign: Campaign) -> str:

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts.models import Member
 from campaigns.models import Campaign, CampaignState, DeliveryStatus
-from campaigns.selectors import audience_members, audience_preview, reachable
+from campaigns.selectors import audience_members, audience_preview, campaign_split, reachable
 from db import fanout as db_fanout
 
 # The states in which a campaign may gain deliveries.
@@ -59,6 +59,10 @@ def deliveries_insert(*, campaign: Campaign, wave: int, members: QuerySet[Member
     if bounds["low"] is None:
         return 0
     step = settings.RENOTIFY_FANOUT_SLICE
+    # A wording test's ranges: every wave computes the same bucket for the same member,
+    # so reminders carry the version the notice did (``campaigns.variants``).
+    split = campaign_split(campaign_id=campaign.pk)
+    ranges = split.ranges() if split else []
     added = 0
     for start in range(bounds["low"] - 1, bounds["high"], step):
         members_slice = (
@@ -66,7 +70,7 @@ def deliveries_insert(*, campaign: Campaign, wave: int, members: QuerySet[Member
             .order_by()
             .values(audience_member_id=F("pk"))
         )
-        inserted = _insert_slice(campaign.pk, wave, members_slice, (start, start + step))
+        inserted = _insert_slice(campaign.pk, wave, members_slice, (start, start + step), ranges)
         if inserted is None:
             break
         added += inserted
@@ -74,7 +78,11 @@ def deliveries_insert(*, campaign: Campaign, wave: int, members: QuerySet[Member
 
 
 def _insert_slice(
-    campaign_id: int, wave: int, members: QuerySet, id_range: tuple[int, int]
+    campaign_id: int,
+    wave: int,
+    members: QuerySet,
+    id_range: tuple[int, int],
+    ranges: list[tuple[int, int]],
 ) -> int | None:
     """One slice in one transaction, None if the campaign may no longer grow. A
     concurrent fan-out of the same wave that got there first makes the unique
@@ -85,7 +93,7 @@ def _insert_slice(
             with transaction.atomic():
                 if not _may_grow(campaign_id):
                     return None
-                return _insert_new(campaign_id, wave, members, id_range)
+                return _insert_new(campaign_id, wave, members, id_range, ranges)
         except IntegrityError:
             if attempt >= SLICE_ATTEMPTS:
                 raise
@@ -101,7 +109,13 @@ def _may_grow(campaign_id: int) -> bool:
     return db_fanout.campaign_state_hold(campaign_id=campaign_id) in GROWS_IN
 
 
-def _insert_new(campaign_id: int, wave: int, members: QuerySet, id_range: tuple[int, int]) -> int:
+def _insert_new(
+    campaign_id: int,
+    wave: int,
+    members: QuerySet,
+    id_range: tuple[int, int],
+    ranges: list[tuple[int, int]],
+) -> int:
     audience_sql, audience_params = members.query.sql_with_params()
     return db_fanout.deliveries_insert_missing(
         campaign_id=campaign_id,
@@ -111,4 +125,5 @@ def _insert_new(campaign_id: int, wave: int, members: QuerySet, id_range: tuple[
         audience_sql=audience_sql,
         audience_params=audience_params,
         member_id_range=id_range,
+        variant_ranges=ranges,
     )

@@ -8,7 +8,10 @@ included (``approval_refusal``, which the console's buttons follow too).
 
 From submission on, the campaign holds its notice version (the model refuses edits);
 approval records the texts' hashes, and a start on any other texts sends the campaign
-back to draft, so what was approved is exactly what is sent. A campaign completes
+back to draft, so what was approved is exactly what is sent. A wording test (the
+campaign's variants, set through create and edit: ``services.variants``) is part of what
+is approved: editing it sends the campaign back to draft; every variant's version is
+held, hashed and frozen the same way, and the split itself is hashed too. A campaign completes
 only once its fan-out has finished and nothing is left to send, checked under its
 row lock, which every fan-out and reminder slice takes too (``fanout``).
 
@@ -46,6 +49,15 @@ from campaigns.models import (
     NoticeVersion,
 )
 from campaigns.services.reminders import reminders_possible
+from campaigns.services.variants import (
+    Variants,
+    campaign_text_hashes,
+    sent_version_ids,
+    variants_check,
+    variants_current,
+    variants_described,
+    variants_replace,
+)
 from config.fields import clipped
 
 S = CampaignState
@@ -128,12 +140,22 @@ def _transition(
 
 
 def campaign_create(
-    *, by: User | None, name: str, notice_version: NoticeVersion, **fields: Any
+    *,
+    by: User | None,
+    name: str,
+    notice_version: NoticeVersion,
+    variants: Variants = (),
+    **fields: Any,
 ) -> Campaign:
+    """A draft campaign; ``variants``: a wording test ((version, basis points) in order,
+    the first becoming the campaign's version), or none."""
     permission_require(by=by, perm="campaigns.add_campaign")
     unknown = set(fields) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
+    variants_check(variants=variants)
+    if variants:
+        notice_version = variants[0][0]
     with transaction.atomic():
         campaign = Campaign.objects.create(
             name=name,
@@ -142,42 +164,64 @@ def campaign_create(
             last_edited_by=by,
             **fields,
         )
+        variants_replace(campaign=campaign, variants=variants)
         if by is not None:
+            created = {"notice_version": notice_version, **fields}
+            if variants:
+                created["variants"] = variants_described([(v.pk, s) for v, s in variants])
             staff_action_record(
                 by=by,
                 action=Action.CREATE,
                 target=campaign,
-                changes={
-                    k: (None, v) for k, v in {"notice_version": notice_version, **fields}.items()
-                },
+                changes={k: (None, v) for k, v in created.items()},
             )
     return campaign
 
 
-def campaign_edit(*, campaign: Campaign, by: User | None, **changes: Any) -> Campaign:
-    """Apply ``changes``; an edit to what was approved sends the campaign back to draft."""
+def campaign_edit(
+    *, campaign: Campaign, by: User | None, variants: Variants | None = None, **changes: Any
+) -> Campaign:
+    """Apply ``changes``; an edit to what was approved sends the campaign back to draft.
+    ``variants``: the wording test as it should be (empty: none; None: unchanged), part
+    of what is approved; the campaign's version follows its first variant."""
     permission_require(by=by, perm=EDIT)
     unknown = set(changes) - APPROVED_FIELDS - OPERATIONAL_FIELDS
     if unknown:
         raise TypeError(f"unknown campaign fields: {', '.join(sorted(unknown))}")
+    if variants is not None:
+        variants_check(variants=variants)
+        if variants:
+            changes["notice_version"] = variants[0][0]
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         changed = {k for k, v in changes.items() if getattr(locked, k) != v}
-        if not changed:
+        before = variants_current(campaign=locked)
+        wanted = None if variants is None else [(v.pk, share) for v, share in variants]
+        split_changed = wanted is not None and wanted != before
+        if not changed and not split_changed:
             return campaign
         if locked.state in (S.COMPLETED, S.CANCELLED):
             raise TransitionError(f"a {locked.get_state_display().lower()} campaign is final")
-        if changed & APPROVED_FIELDS and locked.state not in EDITABLE_BEFORE_SENDING:
+        approved_changed = bool(changed & APPROVED_FIELDS) or split_changed
+        if approved_changed and locked.state not in EDITABLE_BEFORE_SENDING:
             raise TransitionError(
-                "audience, notice and schedule cannot change once sending started; "
-                "only the throttle and the window end can"
+                "audience, notice, wording test and schedule cannot change once sending "
+                "started; only the throttle and the window end can"
+            )
+        if "notice_version" in changed and before and wanted is None:
+            raise TransitionError(
+                "this campaign runs a wording test: change its variants instead "
+                "(the first variant is the campaign's version)"
             )
         diff = {name: (getattr(locked, name), changes[name]) for name in sorted(changed)}
+        if split_changed and wanted is not None and variants is not None:
+            diff["variants"] = (variants_described(before), variants_described(wanted))
+            variants_replace(campaign=locked, variants=variants)
         for name in changed:
             setattr(locked, name, changes[name])
         locked.last_edited_by, locked.last_edited_at = by, timezone.now()
         locked.save(update_fields=[*changed, "last_edited_by", "last_edited_at"])
-        back_to_draft = bool(changed & APPROVED_FIELDS) and locked.state != S.DRAFT
+        back_to_draft = approved_changed and locked.state != S.DRAFT
         if by is not None:
             detail = {"back_to_draft": True} if back_to_draft else None
             staff_action_record(
@@ -197,9 +241,17 @@ def campaign_submit(*, campaign: Campaign, by: User) -> Campaign:
         # An edit of the version's texts holds its row: it commits before we hold the
         # version, or it sees this submission and is refused.
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-        NoticeVersion.objects.select_for_update().filter(pk=locked.notice_version_id).first()
-        if not NoticeText.objects.filter(version=locked.notice_version_id).exists():
-            raise TransitionError("the notice version has no text yet")
+        version_ids = sent_version_ids(campaign=locked)
+        list(NoticeVersion.objects.select_for_update().filter(pk__in=version_ids).order_by("pk"))
+        with_text = set(
+            NoticeText.objects.filter(version__in=version_ids).values_list("version", flat=True)
+        )
+        if with_text != set(version_ids):
+            raise TransitionError(
+                "the notice version has no text yet"
+                if len(version_ids) == 1
+                else "every variant's notice version needs a text"
+            )
         return _transition(campaign, S.AWAITING_APPROVAL, by=by, act=Action.SUBMIT)
 
 
@@ -237,7 +289,7 @@ def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
             act=Action.APPROVE,
             approved_by=by,
             approved_at=timezone.now(),
-            approved_text_hashes=locked.notice_version.text_hashes(),
+            approved_text_hashes=campaign_text_hashes(campaign=locked),
         )
 
 
@@ -268,8 +320,9 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if locked.state != S.SCHEDULED:
             raise TransitionError(f"cannot go from {locked.get_state_display()} to Sending")
-        version = NoticeVersion.objects.select_for_update().get(pk=locked.notice_version_id)
-        changed = _hashes_differ(locked.approved_text_hashes, version.text_hashes())
+        version_ids = sent_version_ids(campaign=locked)
+        list(NoticeVersion.objects.select_for_update().filter(pk__in=version_ids).order_by("pk"))
+        changed = _hashes_differ(locked.approved_text_hashes, campaign_text_hashes(campaign=locked))
         if changed:
             return _transition(
                 campaign,
@@ -278,7 +331,9 @@ def campaign_start(*, campaign: Campaign) -> Campaign:
                 note="not started: the notice version's texts changed after approval "
                 f"({', '.join(changed)}); needs approval again",
             )
-        NoticeVersion.objects.filter(pk=version.pk, frozen_at=None).update(frozen_at=timezone.now())
+        NoticeVersion.objects.filter(pk__in=version_ids, frozen_at=None).update(
+            frozen_at=timezone.now()
+        )
         return _transition(campaign, S.SENDING, by=None, note="start time reached")
 
 

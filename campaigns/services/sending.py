@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from accounts.models import UNREACHABLE_REASON, Member
 from campaigns import tokens
-from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
+from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus, NoticeVersion
 from campaigns.rendering import CompiledMessage, compile_message
 from campaigns.services.lifecycle import BREAKER_NOTE, campaign_pause
 from campaigns.services.throttle import Pace, throttle_take
@@ -51,6 +51,8 @@ class Claimed:
     email: str
     locale: str
     reachable: bool
+    # The version this delivery carries (a wording test's variant); None: the campaign's.
+    version_id: int | None = None
 
 
 @dataclass
@@ -166,7 +168,10 @@ def deliveries_claim(*, campaign: Campaign, limit: int, lease: datetime) -> list
         .values_list("pk", "email", "locale", "reason")
     }
     return sorted(
-        (Claimed(row.id, row.wave, row.attempts, *members[row.member_id]) for row in rows),
+        (
+            Claimed(row.id, row.wave, row.attempts, *members[row.member_id], row.notice_version_id)
+            for row in rows
+        ),
         key=lambda c: c.id,
     )
 
@@ -179,7 +184,7 @@ def _send_claimed(
     _finish(unreachable, DeliveryStatus.SKIPPED, lease, "address not reachable at send time")
     todo = [c for c in claimed if c.reachable]
     pace = Pace(campaign.throttle_per_minute)
-    sender = _Sender(campaign)
+    sender = _Sender(campaign, _versions(campaign, todo))
     try:
         for start in range(0, len(todo), pace.burst):
             batch, rest = todo[start : start + pace.burst], todo[start:]
@@ -199,6 +204,18 @@ def _send_claimed(
                 return
     finally:
         sender.close()
+
+
+def _versions(campaign: Campaign, claimed: list[Claimed]) -> dict[int, NoticeVersion]:
+    """The versions the chunk's deliveries carry, by id, with their texts: the campaign's
+    (read with it), and a wording test's others in one query."""
+    versions = {campaign.notice_version_id: campaign.notice_version}
+    others = {c.version_id for c in claimed if c.version_id is not None} - versions.keys()
+    if others:
+        versions.update(
+            NoticeVersion.objects.prefetch_related("texts").in_bulk(sorted(others)).items()
+        )
+    return versions
 
 
 def _may_continue(campaign: Campaign, pace: Pace, n: int, lease: datetime) -> bool:
@@ -255,13 +272,17 @@ class SendResult:
 
 
 class _Sender:
-    """One connection per chunk; messages rendered from templates compiled once per locale."""
+    """One connection per chunk; messages rendered from templates compiled once per
+    version and locale (a wording test's deliveries carry different versions)."""
 
-    def __init__(self, campaign: Campaign) -> None:
+    def __init__(
+        self, campaign: Campaign, versions: dict[int, NoticeVersion] | None = None
+    ) -> None:
         self.campaign = campaign
+        self.versions = versions or {campaign.notice_version_id: campaign.notice_version}
         self.connection = get_connection(fail_silently=False)
         self.is_open = False
-        self.compiled: dict[tuple[str, bool], CompiledMessage] = {}
+        self.compiled: dict[tuple[int, str, bool], CompiledMessage] = {}
 
     def send(self, claimed: Claimed) -> SendResult:
         message, locale = self._message(claimed)
@@ -290,7 +311,8 @@ class _Sender:
         return SendResult(claimed, SENT, locale, clipped(Delivery, "esp_message_id", str(esp_id)))
 
     def _message(self, claimed: Claimed) -> tuple[EmailMultiAlternatives, str]:
-        compiled = self._compiled(claimed.locale, reminder=claimed.wave > 0)
+        version_id = claimed.version_id or self.campaign.notice_version_id
+        compiled = self._compiled(version_id, claimed.locale, reminder=claimed.wave > 0)
         unsubscribe_url = tokens.unsubscribe_url(claimed.id)
         text, html = compiled.personalise(
             notice_url=tokens.notice_url(claimed.id), unsubscribe_url=unsubscribe_url
@@ -307,11 +329,11 @@ class _Sender:
         )
         return message, compiled.locale
 
-    def _compiled(self, locale: str, *, reminder: bool) -> CompiledMessage:
-        key = (locale, reminder)
+    def _compiled(self, version_id: int, locale: str, *, reminder: bool) -> CompiledMessage:
+        key = (version_id, locale, reminder)
         if key not in self.compiled:
             self.compiled[key] = compile_message(
-                self.campaign.notice_version, locale, reminder=reminder
+                self.versions[version_id], locale, reminder=reminder
             )
         return self.compiled[key]
 

@@ -2,6 +2,7 @@
 
 from django import template
 
+from campaigns import variants
 from campaigns.models import CampaignState
 
 register = template.Library()
@@ -39,3 +40,29 @@ def lookup(mapping: dict, key: str):
 @register.filter
 def thousands(value: int) -> str:
     return f"{value:,}"
+
+
+@register.filter
+def interval(bounds: tuple[float, float] | None) -> str:
+    """A 95% interval of a rate: (0.1, 0.25) -> "10.0% to 25.0%"; none -> "-"."""
+    return "-" if bounds is None else f"{bounds[0]:.1%} to {bounds[1]:.1%}"
+
+
+@register.filter
+def points(difference: float | None) -> str:
+    """A difference of rates in percentage points: 0.052 -> "+5.2 pts"; none -> "-"."""
+    return "-" if difference is None else f"{difference * 100:+.1f} pts"
+
+
+@register.filter
+def points_interval(bounds: tuple[float, float] | None) -> str:
+    """A difference's 95% interval in points: (-0.02, 0.1) -> "-2.0 to +10.0 pts"."""
+    if bounds is None:
+        return "-"
+    return f"{bounds[0] * 100:+.1f} to {bounds[1] * 100:+.1f} pts"
+
+
+@register.filter
+def share_percent(basis_points: int) -> str:
+    """A wording test's share: 3334 -> "33.34%", 5000 -> "50%"."""
+    return variants.percent(basis_points)

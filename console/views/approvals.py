@@ -19,8 +19,9 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from campaigns.models import Campaign, CampaignState, CampaignTransition, NoticeVersion
 from campaigns.rendering import compile_message, version_texts
-from campaigns.selectors import AudiencePreview, audience_preview
+from campaigns.selectors import AudiencePreview, audience_preview, campaign_split
 from campaigns.services.lifecycle import approval_refusal
+from campaigns.services.variants import campaign_text_hashes
 from console.access import console_view, staff_user
 from console.views.audience import preview_context
 from console.views.campaign_actions import campaign_actions_allowed
@@ -58,7 +59,8 @@ def approval_detail(request: HttpRequest, pk: int) -> HttpResponse:
     campaign = get_object_or_404(
         Campaign.objects.select_related("notice_version__notice", "last_edited_by"), pk=pk
     )
-    version = campaign.notice_version
+    variants = _variants(campaign)
+    version = _chosen(request, campaign, variants)
     locales = [text.locale for text in version_texts(version)]
     locale = request.GET.get("locale") or (
         version.default_locale if version.default_locale in locales else next(iter(locales), "")
@@ -81,14 +83,45 @@ def approval_detail(request: HttpRequest, pk: int) -> HttpResponse:
         ],
         "next": reverse("console:approvals"),
         "history": campaign.transitions.select_related("by").order_by("at", "pk"),
-        "texts_changed": _texts_changed_since_approval(campaign, version),
+        "texts_changed": _texts_changed_since_approval(campaign),
+        "version": version,
+        "variants": [{"version": v, "share": share, **_email(v, locale)} for v, share in variants],
         **_audience(campaign),
     }
     if locales:
-        compiled = compile_message(version, locale, reminder=False)
-        text, _html = compiled.personalise(notice_url=PREVIEW_LINK, unsubscribe_url=PREVIEW_LINK)
-        context.update(subject=compiled.subject, text=text)
+        context.update(_email(version, locale))
     return TemplateResponse(request, "console/approval.html", context)
+
+
+def _variants(campaign: Campaign) -> list[tuple[NoticeVersion, int]]:
+    """The campaign's wording test, (version, share) in order; empty without one."""
+    split = campaign_split(campaign_id=campaign.pk)
+    if split is None:
+        return []
+    versions = NoticeVersion.objects.in_bulk(split.version_ids)
+    return [
+        (versions[pk], share) for pk, share in zip(split.version_ids, split.shares, strict=True)
+    ]
+
+
+def _chosen(
+    request: HttpRequest, campaign: Campaign, variants: list[tuple[NoticeVersion, int]]
+) -> NoticeVersion:
+    """The version to preview: ``?version=`` (one of the campaign's), else its own."""
+    wanted = request.GET.get("version")
+    if not wanted:
+        return campaign.notice_version
+    for version in [campaign.notice_version, *(v for v, _share in variants)]:
+        if str(version.pk) == wanted:
+            return version
+    raise Http404("not a version this campaign sends")
+
+
+def _email(version: NoticeVersion, locale: str) -> dict[str, str]:
+    """The subject and plain text of ``version`` as sent in ``locale`` (or its fallback)."""
+    compiled = compile_message(version, locale, reminder=False)
+    text, _html = compiled.personalise(notice_url=PREVIEW_LINK, unsubscribe_url=PREVIEW_LINK)
+    return {"subject": compiled.subject, "text": text}
 
 
 def _audience(campaign: Campaign) -> dict[str, Any]:
@@ -102,13 +135,13 @@ def _audience(campaign: Campaign) -> dict[str, Any]:
     return {"counts": preview_context(audience_preview(campaign=campaign)), "from_snapshot": False}
 
 
-def _texts_changed_since_approval(campaign: Campaign, version: NoticeVersion) -> list[str]:
-    """Locales whose text differs from what an earlier approval recorded (none if the
-    campaign was never approved)."""
+def _texts_changed_since_approval(campaign: Campaign) -> list[str]:
+    """Locales (for a wording test "v<number>/<locale>", and "split") whose text differs
+    from what an earlier approval recorded (none if the campaign was never approved)."""
     approved = campaign.approved_text_hashes
     if not approved:
         return []
-    current = version.text_hashes()
+    current = campaign_text_hashes(campaign=campaign)
     return sorted(
         loc for loc in approved.keys() | current.keys() if approved.get(loc) != current.get(loc)
     )
@@ -118,9 +151,10 @@ def _texts_changed_since_approval(campaign: Campaign, version: NoticeVersion) ->
 @csp_replace({"style-src": ["'unsafe-inline'"], "frame-ancestors": ["'self'"]})
 @console_view(APPROVE)
 def approval_preview(request: HttpRequest, pk: int, locale: str) -> HttpResponse:
-    """The email's HTML part in ``locale``, framed by ``approval_detail`` (sandboxed)."""
+    """The email's HTML part in ``locale`` (of the wording test's ``?version=``, if
+    given), framed by ``approval_detail`` (sandboxed)."""
     campaign = get_object_or_404(Campaign.objects.select_related("notice_version"), pk=pk)
-    version = campaign.notice_version
+    version = _chosen(request, campaign, _variants(campaign))
     if locale not in {text.locale for text in version_texts(version)}:
         raise Http404(f"{version} has no text in “{locale}”")
     compiled = compile_message(version, locale, reminder=False)

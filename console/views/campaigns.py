@@ -17,6 +17,7 @@ from console.charts import funnel
 from console.progress import progress_context
 from console.views.campaign_actions import campaign_actions_allowed
 from console.views.dashboard import POLLING_CSP
+from console.views.wording import wording_context
 
 PAGE_SIZE = 50
 # The funnel's steps: (label, figure of ``campaigns.selectors.Reach``).
@@ -76,6 +77,7 @@ def campaign_page(request: HttpRequest, pk: int) -> HttpResponse:
         "admin_links": _admin_links(campaign, user),
         "preview_url": _preview_url(campaign, user),
         **progress_context(progress),
+        **wording_context(campaign=campaign),
     }
     return TemplateResponse(request, "console/campaign.html", context)
 

@@ -10,7 +10,8 @@ with its errors next to its fields, and nothing is created until "Save as draft"
 "Submit for approval" on the review step, both through the lifecycle services."""
 
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
 
 from csp.decorators import csp_update
 from django import forms
@@ -33,8 +34,9 @@ from campaigns.models import (
 from campaigns.selectors import audience_preview
 from campaigns.services import lifecycle
 from campaigns.services.lifecycle import EDITABLE_BEFORE_SENDING, TransitionError
+from campaigns.services.variants import VariantError
 from console.access import console_view, staff_user
-from console.forms import STEP_FORMS, versions_offered
+from console.forms import MORE_VARIANTS, STEP_FORMS, VARIANT_FIELDS, VersionStep, versions_offered
 from console.links import campaign_url
 from console.views.audience import preview_context
 
@@ -106,7 +108,18 @@ def _initial(campaign: Campaign) -> dict[str, Any]:
                 value = value.replace(second=0, microsecond=0)
             values[name] = value
     values["notice_version"], values["purpose"] = campaign.notice_version_id, campaign.purpose_id
+    variants = list(campaign.variants.order_by("pk").values_list("notice_version_id", "share"))
+    if variants:
+        values["share"] = Decimal(variants[0][1]) / 100
+        for n, (version_id, share) in zip(MORE_VARIANTS, variants[1:], strict=False):
+            values[f"variant_{n}_version"] = version_id
+            values[f"variant_{n}_share"] = Decimal(share) / 100
     return values
+
+
+def _fields(form: forms.ModelForm, names) -> dict[str, Any]:
+    """The campaign's own fields of ``names`` (the wording test's are saved apart)."""
+    return {k: form.cleaned_data[k] for k in names if k not in VARIANT_FIELDS}
 
 
 def _first_invalid(bound: Forms, steps: list[str]) -> str | None:
@@ -118,7 +131,7 @@ def _unsaved(bound: Forms) -> Campaign:
     fields: dict[str, Any] = {}
     for form in bound.values():
         if form.is_valid():
-            fields.update(form.cleaned_data)
+            fields.update(_fields(form, form.cleaned_data))
     return Campaign(**fields)
 
 
@@ -126,17 +139,26 @@ def _save(request: HttpRequest, campaign: Campaign | None, bound: Forms, *, subm
     by = staff_user(request)
     try:
         with transaction.atomic():  # a refused submission leaves no draft behind
+            variants = cast(VersionStep, bound["version"]).variants()
             if campaign is None:
-                fields = {k: v for form in bound.values() for k, v in form.cleaned_data.items()}
-                saved = lifecycle.campaign_create(by=by, **fields)
+                fields = {
+                    k: v
+                    for form in bound.values()
+                    for k, v in _fields(form, form.cleaned_data).items()
+                }
+                saved = lifecycle.campaign_create(by=by, variants=variants, **fields)
             else:
                 changes = {
-                    k: bound[s].cleaned_data[k] for s in bound for k in bound[s].changed_data
+                    k: v
+                    for form in bound.values()
+                    for k, v in _fields(form, form.changed_data).items()
                 }
-                saved = lifecycle.campaign_edit(campaign=campaign, by=by, **changes)
+                saved = lifecycle.campaign_edit(
+                    campaign=campaign, by=by, variants=variants, **changes
+                )
             if submit and saved.state == CampaignState.DRAFT:
                 saved = lifecycle.campaign_submit(campaign=saved, by=by)
-    except (TransitionError, PermissionDenied, FrozenVersionError) as refusal:
+    except (TransitionError, VariantError, PermissionDenied, FrozenVersionError) as refusal:
         status = 403 if isinstance(refusal, PermissionDenied) else 400
         return _render(request, campaign, bound, "review", refusal=str(refusal), status=status)
     messages.success(request, _outcome(campaign, saved))
@@ -188,6 +210,8 @@ def _render(
         context["preview"] = preview_context(audience_preview(campaign=_unsaved(bound)))
     if step == "review":
         context["review"] = _unsaved(bound)
+        version_step = cast(VersionStep, bound["version"])
+        context["review_variants"] = version_step.variants() if version_step.is_valid() else []
     if form is not None and form.is_bound and not form.is_valid():
         status = 400
     return TemplateResponse(request, "console/campaign_flow.html", context, status=status)
