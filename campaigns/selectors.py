@@ -155,14 +155,19 @@ class Reach:
         return {name: self.rate(name) for name in RATE_OF}
 
 
-def campaign_reach(*, campaign: Campaign) -> Reach:
+def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Reach:
     """Who was targeted, reached, engaged and responded: aggregate SQL only.
 
     Delivery figures are for the notice itself (wave 0); "opened" and "clicked"
     count people (machine activity is excluded when recorded). "acknowledged"
     and "objected" count members who did so from one of this campaign's links.
+    ``jurisdiction``: only the audience's members there; the targeted and unreachable
+    counts are then counted now (the fan-out's snapshot has no jurisdictions): the
+    deliveries, and the members the filters selected at fan-out who got none.
     """
-    notice_deliveries = Delivery.objects.filter(campaign=campaign, wave=0)
+    notice_deliveries = _in_jurisdiction(
+        Delivery.objects.filter(campaign=campaign, wave=0), "member__jurisdiction", jurisdiction
+    )
     responded = ConsentEvent.objects.filter(
         delivery_id__in=Delivery.objects.filter(campaign=campaign).values("pk")
     )
@@ -197,16 +202,21 @@ def campaign_reach(*, campaign: Campaign) -> Reach:
             ):
                 bucket.setdefault(key, {n: 0 for n in aggregates})[name] += row[name]
     snapshot = campaign.audience_snapshot or {}
-    in_app = campaign_in_app_reach(campaign=campaign, delivered=totals["delivered"])
+    if jurisdiction is not None:
+        unreachable = _never_sent_counts(campaign, jurisdiction, in_app_too=True)
+        snapshot = {"targeted": totals["deliveries"] + sum(unreachable.values()),
+                    "unreachable": unreachable}  # fmt: skip
+    in_app = campaign_in_app_reach(
+        campaign=campaign, delivered=totals["delivered"], jurisdiction=jurisdiction
+    )
+    reminders = Delivery.objects.filter(campaign=campaign, wave__gt=0, sent_at__isnull=False)
     return Reach(
         targeted=snapshot.get("targeted", totals["deliveries"]),
         unreachable=snapshot.get("unreachable", {}),
         totals=totals,
         by_jurisdiction=by_jurisdiction,
         by_locale=by_locale,
-        reminders_sent=Delivery.objects.filter(
-            campaign=campaign, wave__gt=0, sent_at__isnull=False
-        ).count(),
+        reminders_sent=_in_jurisdiction(reminders, "member__jurisdiction", jurisdiction).count(),
         in_app={name: in_app[name] for name in IN_APP_COUNTS},
         reached=in_app["reached"],
     )
@@ -251,14 +261,17 @@ def campaign_audience(*, campaign: Campaign, members: QuerySet[Member] | None = 
     )
 
 
-def campaign_in_app_reach(*, campaign: Campaign, delivered: int) -> dict[str, int]:
+def campaign_in_app_reach(
+    *, campaign: Campaign, delivered: int, jurisdiction: str | None = None
+) -> dict[str, int]:
     """Members of the audience shown the notice in-app, those who acknowledged it there,
     and everyone reached by any channel: the ``delivered`` count (one notice delivery per
     member) plus those shown in-app whose email was not delivered. One aggregate over the
-    members with in-app events for the version, however large the audience."""
+    members with in-app events for the version, however large the audience.
+    ``jurisdiction``: only members there (``delivered`` counted there too)."""
+    shown_members = Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id"))
     shown = campaign_audience(
-        campaign=campaign,
-        members=Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id")),
+        campaign=campaign, members=_in_jurisdiction(shown_members, "jurisdiction", jurisdiction)
     )
     delivered_to = Delivery.objects.filter(
         campaign=campaign, wave=0, member=OuterRef("pk"), delivered_at__isnull=False
@@ -295,27 +308,73 @@ def members_not_reached(*, campaign: Campaign):
     reach: deliveries that ended badly, and audience members left out at fan-out for
     their address's health or their unsubscribe; members shown it in-app are reached.
     Two streamed queries; memory does not grow with the audience."""
-    statuses = [*NOT_REACHED_STATUSES]
-    if campaign.state in FINAL_STATES:
-        statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
     delivered_badly = (
-        Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses)
-        .exclude(Exists(_in_app(campaign, "served", OuterRef("member_id"))))
+        _delivered_badly(campaign, None)
         .order_by("member_id")
         .values_list("member__external_id", "member__jurisdiction", "member__locale", "status")
     )
     yield from delivered_badly.iterator(chunk_size=5000)
     never_sent = (
-        audience_members(campaign=campaign)
-        .exclude(REACHABLE)
-        .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
-        .exclude(Exists(_in_app(campaign, "served", OuterRef("pk"))))
-        .annotate(reason=UNREACHABLE_REASON)
+        _never_sent(campaign, None, in_app_too=False)
         .order_by("pk")
         .values_list("external_id", "jurisdiction", "locale", "reason")
     )
     for external_id, jurisdiction, locale, status in never_sent.iterator(chunk_size=5000):
-        yield external_id, jurisdiction, locale, f"not sent: email {status}"
+        yield external_id, jurisdiction, locale, NEVER_SENT_REASON.format(status)
+
+
+NEVER_SENT_REASON = "not sent: email {}"
+
+
+def campaign_not_reached_counts(
+    *, campaign: Campaign, jurisdiction: str | None = None
+) -> dict[str, int]:
+    """``members_not_reached`` counted by its reason column (for members in
+    ``jurisdiction`` when given): two grouped queries, the same rows the export lists."""
+    counts: dict[str, int] = {}
+    rows = _delivered_badly(campaign, jurisdiction).order_by().values("status")
+    for row in rows.annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    for reason, n in _never_sent_counts(campaign, jurisdiction, in_app_too=False).items():
+        counts[NEVER_SENT_REASON.format(reason)] = n
+    return counts
+
+
+def _delivered_badly(campaign: Campaign, jurisdiction: str | None) -> QuerySet[Delivery]:
+    """Notice deliveries that did not reach their member, who was not shown it in-app."""
+    statuses = [*NOT_REACHED_STATUSES]
+    if campaign.state in FINAL_STATES:
+        statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
+    deliveries = Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses).exclude(
+        Exists(_in_app(campaign, "served", OuterRef("member_id")))
+    )
+    return _in_jurisdiction(deliveries, "member__jurisdiction", jurisdiction)
+
+
+def _never_sent(
+    campaign: Campaign, jurisdiction: str | None, *, in_app_too: bool
+) -> QuerySet[Member]:
+    """Audience members left out at fan-out (unreachable by email: no notice delivery),
+    annotated with ``reason``; ``in_app_too=False`` leaves out those shown it in-app."""
+    members = (
+        _in_jurisdiction(audience_members(campaign=campaign), "jurisdiction", jurisdiction)
+        .exclude(REACHABLE)
+        .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
+    )
+    if not in_app_too:
+        members = members.exclude(Exists(_in_app(campaign, "served", OuterRef("pk"))))
+    return members.annotate(reason=UNREACHABLE_REASON)
+
+
+def _never_sent_counts(
+    campaign: Campaign, jurisdiction: str | None, *, in_app_too: bool
+) -> dict[str, int]:
+    rows = _never_sent(campaign, jurisdiction, in_app_too=in_app_too).order_by().values("reason")
+    return {row["reason"]: row["n"] for row in rows.annotate(n=Count("pk"))}
+
+
+def _in_jurisdiction(rows: QuerySet, lookup: str, jurisdiction: str | None) -> QuerySet:
+    return rows if jurisdiction is None else rows.filter(**{lookup: jurisdiction})
 
 
 def delivery_status_counts_by_campaign(*, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
