@@ -353,7 +353,7 @@ def _delivered_badly(campaign: Campaign, jurisdiction: str | None) -> QuerySet[D
 
 def _never_sent(
     campaign: Campaign, jurisdiction: str | None, *, in_app_too: bool
-) -> QuerySet[Member]:
+) -> QuerySet:
     """Audience members left out at fan-out (unreachable by email: no notice delivery),
     annotated with ``reason``; ``in_app_too=False`` leaves out those shown it in-app."""
     members = (

@@ -1,0 +1,160 @@
+"""The effectiveness report's two member-level statements the ORM cannot say in one
+set-based query (``evidence.reports`` decides what goes in; these only run them):
+
+- ``notice_days_histogram``: each member's first notice (the earliest sent notice
+  delivery of the campaigns given) and the days from it to the effective date of the
+  notice version that delivery carried, counted per number of days. A histogram, so
+  the median and percentiles come exactly from a few hundred rows, not a million.
+- ``objection_feed_times``: for each objection, the first "objected" entry of the
+  member's feed after it (the partial ``suppression_objected_idx`` index), and for
+  each consumer the first position report at or past that entry (the
+  ``consumer_report_cursor_idx`` index: reports are appended only when a position
+  advances, so the lowest cursor at or past the entry is also the earliest report).
+
+Days and seconds are said per database: PostgreSQL subtracts dates and takes epochs,
+SQLite subtracts Julian days. Times are UTC on both.
+"""
+
+from datetime import datetime
+from typing import NamedTuple
+
+from django.db import connection
+
+from accounts.models import ConsentEvent, Member, SuppressionChange, SuppressionState
+from api.models import ConsumerPositionReport
+from campaigns.models import Campaign, Delivery, NoticeVersion
+from db import placeholders, row_dicts, table
+
+OBJECTED = "objected"  # accounts.selectors.Reason.OBJECTED: the entry an objection makes
+
+
+def _days(effective: str, sent: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"({effective} - ({sent} AT TIME ZONE 'UTC')::date)"
+    return f"CAST(julianday({effective}) - julianday(date({sent})) AS INTEGER)"
+
+
+def _seconds(later: str, earlier: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
+    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+
+
+def notice_days_histogram(*, campaign_ids: list[int], jurisdiction: str) -> list[dict]:
+    """Rows ``{"days", "members"}``: members of ``jurisdiction`` by the whole days from
+    their first sent notice delivery to its version's effective date (negative: told
+    after it). A member has one notice delivery per campaign, so with one campaign no
+    member needs ranking; with several, the earliest send wins (then the lowest id)."""
+    if not campaign_ids:
+        return []
+    days = _days("v.effective_date", "d.sent_at")
+    deliveries = (
+        f" FROM {table(Delivery)} d"
+        f" JOIN {table(Campaign)} c ON c.id = d.campaign_id"
+        f" JOIN {table(Member)} m ON m.id = d.member_id"
+        f" JOIN {table(NoticeVersion)} v"
+        " ON v.id = COALESCE(d.notice_version_id, c.notice_version_id)"
+        f" WHERE d.campaign_id IN ({placeholders(len(campaign_ids))}) AND d.wave = 0"
+        " AND d.sent_at IS NOT NULL AND m.jurisdiction = %s"
+    )
+    if len(campaign_ids) == 1:
+        sql = f"SELECT {days} AS days, count(*) AS members{deliveries} GROUP BY 1 ORDER BY 1"
+    else:
+        sql = (
+            "SELECT days, count(*) AS members FROM ("
+            f"SELECT {days} AS days, row_number() OVER"
+            " (PARTITION BY d.member_id ORDER BY d.sent_at, d.id) AS rank"
+            f"{deliveries}) firsts WHERE rank = 1 GROUP BY days ORDER BY days"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*campaign_ids, jurisdiction])
+        return row_dicts(cursor)
+
+
+class Scope(NamedTuple):
+    """Which objections count: for this purpose, by members of this jurisdiction whom
+    the campaigns targeted (a notice delivery of theirs, or shown or acknowledged a
+    version of theirs in the app), made in [since, until)."""
+
+    purpose_id: int
+    jurisdiction: str
+    since: datetime
+    until: datetime
+    campaign_ids: list[int]
+    version_ids: list[int]
+
+
+def _objections(scope: Scope) -> tuple[str, list]:
+    """The objections in scope, as (member_id, created_at)."""
+    sql = (
+        f"SELECT e.member_id, e.created_at FROM {table(ConsentEvent)} e"
+        f" JOIN {table(Member)} m ON m.id = e.member_id"
+        " WHERE e.action = 'object' AND e.purpose_id = %s AND m.jurisdiction = %s"
+        " AND e.created_at >= %s AND e.created_at < %s"
+        f" AND (EXISTS (SELECT 1 FROM {table(Delivery)} d WHERE d.member_id = e.member_id"
+        f"  AND d.wave = 0 AND d.campaign_id IN ({placeholders(len(scope.campaign_ids))}))"
+        f" OR EXISTS (SELECT 1 FROM {table(ConsentEvent)} i WHERE i.member_id = e.member_id"
+        f"  AND i.source = 'in_app' AND i.action IN ('serve', 'acknowledge')"
+        f"  AND i.notice_version_id IN ({placeholders(len(scope.version_ids))})))"
+    )
+    params = [scope.purpose_id, scope.jurisdiction, scope.since, scope.until,
+              *scope.campaign_ids, *scope.version_ids]  # fmt: skip
+    return sql, params
+
+
+def _entry_of(objection: str) -> str:
+    """The id of the first "objected" feed entry for the objection's member at or after
+    it (NULL if none yet)."""
+    return (
+        f"(SELECT min(s.id) FROM {table(SuppressionChange)} s"
+        f" WHERE s.purpose_id = %s AND s.member_id = {objection}.member_id"
+        f" AND s.reason = '{OBJECTED}' AND s.recorded_at >= {objection}.created_at)"
+    )
+
+
+def objection_feed_times(*, scope: Scope, excluded_reason: str) -> list[dict]:
+    """Rows ``{"feed_seconds", "policy_out"}``, one per objection: seconds from the
+    objection to its feed entry (None: no entry), and whether the member's feed state
+    is out by the jurisdiction's policy (``excluded_reason``; such an objection
+    changes nothing the feed says, so it makes no entry)."""
+    if not scope.campaign_ids:
+        return []
+    seconds = _seconds("s.recorded_at", "o.created_at")
+    objections, objection_params = _objections(scope)
+    sql = (
+        f"SELECT {seconds} AS feed_seconds,"
+        f" EXISTS (SELECT 1 FROM {table(SuppressionState)} ss WHERE ss.purpose_id = %s"
+        "  AND ss.member_id = o.member_id AND ss.reason = %s) AS policy_out"
+        f" FROM ({objections}) o"
+        f" LEFT JOIN {table(SuppressionChange)} s ON s.id = {_entry_of('o')}"
+    )
+    params = [scope.purpose_id, excluded_reason, *objection_params, scope.purpose_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return row_dicts(cursor)
+
+
+def objection_ack_times(*, scope: Scope, client_ids: list[int]) -> list[dict]:
+    """Rows ``{"client_id", "ack_seconds"}``, one per objection with a feed entry and per
+    consumer: seconds from the objection to the consumer's first report at or past the
+    entry (None: not acknowledged yet)."""
+    if not client_ids or not scope.campaign_ids:
+        return []
+    objections, objection_params = _objections(scope)
+    seconds = _seconds(
+        f"(SELECT r.reported_at FROM {table(ConsumerPositionReport)} r"
+        " WHERE r.client_id = k.client_id AND r.purpose_id = %s AND r.cursor >= f.entry_id"
+        " ORDER BY r.cursor LIMIT 1)",
+        "f.created_at",
+    )
+    clients = " UNION ALL ".join(["SELECT %s AS client_id"] * len(client_ids))
+    sql = (
+        f"SELECT k.client_id AS client_id, {seconds} AS ack_seconds"
+        f" FROM (SELECT o.created_at, {_entry_of('o')} AS entry_id"
+        f" FROM ({objections}) o) f"
+        f" CROSS JOIN ({clients}) k WHERE f.entry_id IS NOT NULL"
+    )
+    params = [scope.purpose_id, scope.purpose_id, *objection_params, *client_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return row_dicts(cursor)
