@@ -351,9 +351,7 @@ def _delivered_badly(campaign: Campaign, jurisdiction: str | None) -> QuerySet[D
     return _in_jurisdiction(deliveries, "member__jurisdiction", jurisdiction)
 
 
-def _never_sent(
-    campaign: Campaign, jurisdiction: str | None, *, in_app_too: bool
-) -> QuerySet:
+def _never_sent(campaign: Campaign, jurisdiction: str | None, *, in_app_too: bool) -> QuerySet:
     """Audience members left out at fan-out (unreachable by email: no notice delivery),
     annotated with ``reason``; ``in_app_too=False`` leaves out those shown it in-app."""
     members = (

@@ -6,5 +6,6 @@ NAV: list[tuple[str, str, str]] = [
     ("New campaign", "console:campaign_new", "campaigns.add_campaign"),
     ("Approvals", "console:approvals", "campaigns.approve_campaign"),
     ("Notices", "console:notices", "campaigns.view_noticeversion"),
+    ("Effectiveness", "console:effectiveness", "accounts.view_consentevent"),
     ("Audit trail", "console:audit", "audit.view_staffaction"),
 ]

@@ -11,6 +11,7 @@ from console.views import (
     create,
     dashboard,
     notices,
+    reports,
     signin,
     two_factor,
 )
@@ -45,4 +46,7 @@ urlpatterns = [
     path("notices/<int:notice>/diff/", notices.notice_diff, name="notice_diff"),
     path("audit/", audit.audit_trail, name="audit"),
     path("audit/download.csv", audit.audit_download, name="audit_download"),
+    path("reports/effectiveness/", reports.effectiveness, name="effectiveness"),
+    path("reports/effectiveness/print/", reports.effectiveness_print, name="effectiveness_print"),
+    path("reports/effectiveness.csv", reports.effectiveness_csv, name="effectiveness_csv"),
 ]

@@ -17,7 +17,7 @@ from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus, 
 from console import urls as console_urls
 from console.roles import ROLES, roles_sync
 from console.views.campaign_actions import ACTIONS
-from tests.factories import MemberFactory, campaign, notice_version, staff_user
+from tests.factories import MemberFactory, ai_training, campaign, notice_version, staff_user
 
 pytestmark = pytest.mark.django_db
 S = CampaignState
@@ -44,6 +44,9 @@ PAGES: dict[str, frozenset[str]] = {
     "approval_preview": APPROVER,
     "audit": ADMINISTRATOR,
     "audit_download": ADMINISTRATOR,
+    "effectiveness": ALL,
+    "effectiveness_print": ALL,
+    "effectiveness_csv": ALL,
 }
 SIGN_IN = {"login", "login_verify", "logout", "two_factor"}
 POST_ONLY = {"campaign_act"}
@@ -112,6 +115,10 @@ def addresses(author) -> dict[str, str]:
         "approval_preview": reverse("console:approval_preview", kwargs={**one, "locale": "en"}),
         "audit": reverse("console:audit"),
         "audit_download": reverse("console:audit_download"),
+        **{
+            name: reverse(f"console:{name}") + f"?purpose={ai_training().slug}&jurisdiction=US"
+            for name in ("effectiveness", "effectiveness_print", "effectiveness_csv")
+        },
     }
 
 

@@ -4,14 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0014_console_dashboard_indexes'),
+        ("accounts", "0014_console_dashboard_indexes"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='suppressionchange',
-            index=models.Index(condition=models.Q(('reason', 'objected')), fields=['purpose', 'member_id', 'id'], name='suppression_objected_idx'),
+            model_name="suppressionchange",
+            index=models.Index(
+                condition=models.Q(("reason", "objected")),
+                fields=["purpose", "member_id", "id"],
+                name="suppression_objected_idx",
+            ),
         ),
     ]
