@@ -150,7 +150,20 @@ def effectiveness_report(
     now: datetime | None = None,
 ) -> EffectivenessReport:
     """The report for ``purpose`` in ``jurisdiction`` over the campaigns in scope (see
-    the module docstring); ``campaigns`` (ids) and [``since``, ``until``] narrow it."""
+    the module docstring); ``campaigns`` (ids) and [``since``, ``until``] narrow it.
+    Read in one transaction, without PostgreSQL's JIT (``db.effectiveness``)."""
+    with db_effectiveness.without_jit():
+        return _report(purpose, jurisdiction, campaigns, since, until, now)
+
+
+def _report(
+    purpose: Purpose,
+    jurisdiction: str,
+    campaigns: list[int] | None,
+    since: date | None,
+    until: date | None,
+    now: datetime | None,
+) -> EffectivenessReport:
     start = _day_start(since) if since else None
     end = _day_start(until, days=1) if until else (now or timezone.now())
     scoped = report_campaigns(
