@@ -18,7 +18,7 @@ pass over the campaign's notice deliveries to members of the jurisdiction
 ``report_measure`` is the timing alone, for ``bench/evidence.py`` to call on its own data.
 
 Usage: .venv/bin/python bench/evidence_report.py [--members N] [--repeat R]
-       [--jurisdiction J] [--skip-seed]
+       [--jurisdiction J] [--skip-seed] [--database NAME]
 """
 
 import argparse
@@ -188,10 +188,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--jurisdiction", default="US")
     parser.add_argument("--skip-seed", action="store_true", help="reuse the data")
+    parser.add_argument("--database", default=DATABASE, help="keep data of several sizes")
     args = parser.parse_args()
-    url = campaign_setup.database_url(DATABASE)
+    url = campaign_setup.database_url(args.database)
     if not args.skip_seed:
-        harness.progress(f"preparing {DATABASE} with {args.members:,} members")
+        harness.progress(f"preparing {args.database} with {args.members:,} members")
         campaign_setup.database_prepare(url)
         with harness.connect(url) as conn:
             campaign_setup.members_seed(conn, reachable=args.members)

@@ -155,7 +155,9 @@ class Reach:
         return {name: self.rate(name) for name in RATE_OF}
 
 
-def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Reach:
+def campaign_reach(
+    *, campaign: Campaign, jurisdiction: str | None = None, responses: bool = True
+) -> Reach:
     """Who was targeted, reached, engaged and responded: aggregate SQL only.
 
     Delivery figures are for the notice itself (wave 0); "opened" and "clicked"
@@ -164,6 +166,10 @@ def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Re
     ``jurisdiction``: only the audience's members there; the targeted and unreachable
     counts are then counted now (the fan-out's snapshot has no jurisdictions): the
     deliveries, and the members the filters selected at fan-out who got none.
+    ``responses=False`` leaves "acknowledged" and "objected" out of the totals, for a
+    caller that counts responses its own way: each is a set of the campaign's
+    responders tested against every delivery, which on a million deliveries no longer
+    fits PostgreSQL's work_mem as a hash and is then probed row by row.
     """
     notice_deliveries = _in_jurisdiction(
         Delivery.objects.filter(campaign=campaign, wave=0), "member__jurisdiction", jurisdiction
@@ -172,16 +178,17 @@ def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Re
         delivery_id__in=Delivery.objects.filter(campaign=campaign).values("pk")
     )
     aggregates = {name: Count("pk", filter=q) for name, q in REACH_COUNTS.items()}
-    aggregates["acknowledged"] = Count(
-        "member",
-        filter=Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member")),
-        distinct=True,
-    )
-    aggregates["objected"] = Count(
-        "member",
-        filter=Q(member__in=responded.filter(action=Action.OBJECT).values("member")),
-        distinct=True,
-    )
+    if responses:
+        aggregates["acknowledged"] = Count(
+            "member",
+            filter=Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member")),
+            distinct=True,
+        )
+        aggregates["objected"] = Count(
+            "member",
+            filter=Q(member__in=responded.filter(action=Action.OBJECT).values("member")),
+            distinct=True,
+        )
     rows = list(
         notice_deliveries.order_by().values("member__jurisdiction", "locale").annotate(**aggregates)
     )

@@ -43,13 +43,20 @@ def without_jit() -> Iterator[None]:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL jit = off")
+                cursor.execute("SET LOCAL work_mem = '64MB'")
         yield
 
 
-def _days(effective: str, sent: str) -> str:
+def _utc_date(moment: str) -> str:
     if connection.vendor == "postgresql":
-        return f"({effective} - ({sent} AT TIME ZONE 'UTC')::date)"
-    return f"CAST(julianday({effective}) - julianday(date({sent})) AS INTEGER)"
+        return f"({moment} AT TIME ZONE 'UTC')::date"
+    return f"date({moment})"
+
+
+def _days(later: str, earlier: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"({later} - {earlier})"
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
 
 
 def _seconds(later: str, earlier: str) -> str:
@@ -62,31 +69,38 @@ def notice_days_histogram(*, campaign_ids: list[int], jurisdiction: str) -> list
     """Rows ``{"days", "members"}``: members of ``jurisdiction`` by the whole days from
     their first sent notice delivery to its version's effective date (negative: told
     after it). A member has one notice delivery per campaign, so with one campaign no
-    member needs ranking; with several, the earliest send wins (then the lowest id)."""
+    member needs ranking; with several, the earliest send wins (then the lowest id).
+    The deliveries are counted per (campaign, version, day sent) before the versions
+    are joined: joined first, PostgreSQL cannot estimate the COALESCE and tests each
+    delivery's member by its primary key, a million probes at a million members."""
     if not campaign_ids:
         return []
-    days = _days("v.effective_date", "d.sent_at")
     deliveries = (
+        f"SELECT d.id, d.campaign_id, d.notice_version_id, d.sent_at, d.member_id"
         f" FROM {table(Delivery)} d"
-        f" JOIN {table(Campaign)} c ON c.id = d.campaign_id"
-        f" JOIN {table(Member)} m ON m.id = d.member_id"
-        f" JOIN {table(NoticeVersion)} v"
-        " ON v.id = COALESCE(d.notice_version_id, c.notice_version_id)"
         f" WHERE d.campaign_id IN ({placeholders(len(campaign_ids))}) AND d.wave = 0"
-        " AND d.sent_at IS NOT NULL AND m.jurisdiction = %s"
+        " AND d.sent_at IS NOT NULL"
+        f" AND d.member_id IN (SELECT m.id FROM {table(Member)} m WHERE m.jurisdiction = %s)"
     )
-    if len(campaign_ids) == 1:
-        sql = f"SELECT {days} AS days, count(*) AS members{deliveries} GROUP BY 1 ORDER BY 1"
-    else:
-        sql = (
-            "SELECT days, count(*) AS members FROM ("
-            f"SELECT {days} AS days, row_number() OVER"
-            " (PARTITION BY d.member_id ORDER BY d.sent_at, d.id) AS rank"
-            f"{deliveries}) firsts WHERE rank = 1 GROUP BY days ORDER BY days"
+    if len(campaign_ids) > 1:
+        deliveries = (
+            "SELECT * FROM (SELECT campaign_id, notice_version_id, sent_at, row_number() OVER"
+            f" (PARTITION BY member_id ORDER BY sent_at, id) AS rank FROM ({deliveries}) a) r"
+            " WHERE rank = 1"
         )
+    sent_day = _utc_date("f.sent_at")
+    sql = (
+        f"SELECT {_days('v.effective_date', 't.sent_day')} AS days, sum(t.n) AS members"
+        f" FROM (SELECT f.campaign_id, f.notice_version_id, {sent_day} AS sent_day,"
+        f" count(*) AS n FROM ({deliveries}) f GROUP BY 1, 2, 3) t"
+        f" JOIN {table(Campaign)} c ON c.id = t.campaign_id"
+        f" JOIN {table(NoticeVersion)} v"
+        " ON v.id = COALESCE(t.notice_version_id, c.notice_version_id)"
+        " GROUP BY 1 ORDER BY 1"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*campaign_ids, jurisdiction])
-        return row_dicts(cursor)
+        return [{"days": row["days"], "members": int(row["members"])} for row in row_dicts(cursor)]
 
 
 class Scope(NamedTuple):
@@ -102,22 +116,78 @@ class Scope(NamedTuple):
     version_ids: list[int]
 
 
+def _targeted(event: str, scope: Scope) -> tuple[str, list]:
+    """Whether the ``event``'s member is one the campaigns targeted: a notice delivery
+    of theirs, or shown (or acknowledged) one of their versions in the app."""
+    sql = (
+        f"(EXISTS (SELECT 1 FROM {table(Delivery)} d WHERE d.member_id = {event}.member_id"
+        f"  AND d.wave = 0 AND d.campaign_id IN ({placeholders(len(scope.campaign_ids))}))"
+        f" OR EXISTS (SELECT 1 FROM {table(ConsentEvent)} i WHERE i.member_id = {event}.member_id"
+        f"  AND i.source = 'in_app' AND i.action IN ('serve', 'acknowledge')"
+        f"  AND i.notice_version_id IN ({placeholders(len(scope.version_ids))})))"
+    )
+    return sql, [*scope.campaign_ids, *scope.version_ids]
+
+
 def _objections(scope: Scope) -> tuple[str, list]:
     """The objections in scope, as (member_id, created_at)."""
+    targeted, targeted_params = _targeted("e", scope)
     sql = (
         f"SELECT e.member_id, e.created_at FROM {table(ConsentEvent)} e"
         f" JOIN {table(Member)} m ON m.id = e.member_id"
         " WHERE e.action = 'object' AND e.purpose_id = %s AND m.jurisdiction = %s"
-        " AND e.created_at >= %s AND e.created_at < %s"
-        f" AND (EXISTS (SELECT 1 FROM {table(Delivery)} d WHERE d.member_id = e.member_id"
-        f"  AND d.wave = 0 AND d.campaign_id IN ({placeholders(len(scope.campaign_ids))}))"
-        f" OR EXISTS (SELECT 1 FROM {table(ConsentEvent)} i WHERE i.member_id = e.member_id"
-        f"  AND i.source = 'in_app' AND i.action IN ('serve', 'acknowledge')"
-        f"  AND i.notice_version_id IN ({placeholders(len(scope.version_ids))})))"
+        f" AND e.created_at >= %s AND e.created_at < %s AND {targeted}"
     )
-    params = [scope.purpose_id, scope.jurisdiction, scope.since, scope.until,
-              *scope.campaign_ids, *scope.version_ids]  # fmt: skip
+    params = [scope.purpose_id, scope.jurisdiction, scope.since, scope.until, *targeted_params]
     return sql, params
+
+
+# How ``ledger_counts`` counts the events in scope: (part, grouped by, which events).
+LEDGER_PARTS = (
+    ("responses", ("action",), ""),
+    ("trend", ("day", "action"), ""),
+    ("routes", ("action", "source"), " WHERE action IN ('object', 'unsubscribe')"),
+)
+
+
+def ledger_counts(*, scope: Scope, tzname: str) -> list[dict]:
+    """Rows ``{"part", "action", "source", "day", "events", "members"}``: the ledger
+    events in scope (acknowledgements of the versions, objections and withdrawals for
+    the purpose, unsubscribes; by targeted members of the jurisdiction, in the window)
+    counted three ways over one reading of them (a CTE; PostgreSQL materialises one
+    read more than once): per action ("responses"), per day (in ``tzname``) and action
+    ("trend"), per action and source for objections and unsubscribes ("routes").
+    ``members`` counts each member once per group. Columns a part does not group by
+    are NULL."""
+    if not scope.campaign_ids:
+        return []
+    targeted, targeted_params = _targeted("e", scope)
+    day, day_params = connection.ops.datetime_cast_date_sql("e.created_at", [], tzname)
+    events = (
+        f"SELECT e.member_id, e.action, e.source, {day} AS day"
+        f" FROM {table(ConsentEvent)} e JOIN {table(Member)} m ON m.id = e.member_id"
+        f" WHERE (e.action = 'acknowledge'"
+        f"  AND e.notice_version_id IN ({placeholders(len(scope.version_ids))})"
+        "  OR e.action IN ('object', 'withdraw-objection') AND e.purpose_id = %s"
+        "  OR e.action = 'unsubscribe')"
+        " AND m.jurisdiction = %s AND e.created_at >= %s AND e.created_at < %s"
+        f" AND {targeted}"
+    )
+    parts = []
+    for part, keys, where in LEDGER_PARTS:
+        columns = ", ".join(
+            key if key in keys else f"NULL AS {key}" for key in ("action", "source", "day")
+        )
+        parts.append(
+            f"SELECT '{part}' AS part, {columns}, count(*) AS events,"
+            f" count(DISTINCT member_id) AS members FROM scoped{where} GROUP BY {', '.join(keys)}"
+        )
+    sql = f"WITH scoped AS ({events}) " + " UNION ALL ".join(parts)
+    params = [*day_params, *scope.version_ids, scope.purpose_id, scope.jurisdiction,
+              scope.since, scope.until, *targeted_params]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return row_dicts(cursor)
 
 
 def _entry_of(objection: str) -> str:

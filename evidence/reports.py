@@ -24,11 +24,10 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from django.db.models.functions import TruncDate
+from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Action, ConsentEvent, Purpose, Source
+from accounts.models import Action, Purpose, Source
 from accounts.selectors import Reason
 from api.models import ApiClient, ConsumerPosition
 from campaigns.models import Campaign, Delivery
@@ -179,8 +178,8 @@ def _report(
     scope = db_effectiveness.Scope(
         purpose.pk, jurisdiction, window_start, end, [c.pk for c in scoped], version_ids
     )
-    events = _events_in_scope(scope)
-    responses = _responses(events, scope)
+    ledger = _ledger(scope)
+    responses = _responses(ledger["responses"])
     return EffectivenessReport(
         purpose=purpose,
         jurisdiction=jurisdiction,
@@ -194,9 +193,9 @@ def _report(
         rates={
             name: _rate(responses[name], total.reached) for name in ("acknowledged", "objected")
         },
-        trend=_trend(events, scope),
-        routes=_routes(events.filter(action=Action.OBJECT, purpose_id=purpose.pk), ROUTES),
-        unsubscribes=_routes(events.filter(action=Action.UNSUBSCRIBE), {}),
+        trend=_trend(ledger["trend"]),
+        routes=_routes(ledger["routes"], Action.OBJECT, ROUTES),
+        unsubscribes=_routes(ledger["routes"], Action.UNSUBSCRIBE, {}),
         feed=_feed_timing(scope),
     )
 
@@ -225,7 +224,7 @@ def report_campaigns(
 
 
 def _campaign_row(campaign: Campaign, jurisdiction: str) -> CampaignRow:
-    reach = campaign_reach(campaign=campaign, jurisdiction=jurisdiction)
+    reach = campaign_reach(campaign=campaign, jurisdiction=jurisdiction, responses=False)
     return CampaignRow(
         campaign=campaign,
         targeted=reach.targeted,
@@ -263,73 +262,45 @@ def _version_ids(scoped: list[Campaign]) -> list[int]:
     return sorted(versions)
 
 
-def _events_in_scope(scope: db_effectiveness.Scope) -> QuerySet[ConsentEvent]:
-    """The ledger events the report counts: acknowledgements of the campaigns' versions,
-    objections and withdrawals for the purpose, unsubscribes; by members of the
-    jurisdiction the campaigns targeted, in the window."""
-    targeted = Q(
-        Exists(
-            Delivery.objects.filter(
-                member_id=OuterRef("member_id"), wave=0, campaign_id__in=scope.campaign_ids
-            )
-        )
-    ) | Q(
-        Exists(
-            ConsentEvent.objects.filter(
-                member_id=OuterRef("member_id"),
-                source=Source.IN_APP,
-                action__in=[Action.SERVE, Action.ACKNOWLEDGE],
-                notice_version_id__in=scope.version_ids,
-            )
-        )
-    )
-    kinds = (
-        Q(action=Action.ACKNOWLEDGE, notice_version_id__in=scope.version_ids)
-        | Q(action__in=[Action.OBJECT, Action.WITHDRAW_OBJECTION], purpose_id=scope.purpose_id)
-        | Q(action=Action.UNSUBSCRIBE)
-    )
-    return ConsentEvent.objects.filter(
-        kinds,
-        targeted,
-        member__jurisdiction=scope.jurisdiction,
-        created_at__gte=scope.since,
-        created_at__lt=scope.until,
-    ).order_by()
+def _ledger(scope: db_effectiveness.Scope) -> dict[str, list[dict]]:
+    """The ledger events in scope counted for the responses, the trend and the routes:
+    one statement (``db.effectiveness.ledger_counts``), rows by part."""
+    parts: dict[str, list[dict]] = {"responses": [], "trend": [], "routes": []}
+    for row in db_effectiveness.ledger_counts(
+        scope=scope, tzname=timezone.get_current_timezone_name()
+    ):
+        parts[row["part"]].append(row)
+    return parts
 
 
-def _responses(events: QuerySet[ConsentEvent], scope) -> dict[str, int]:
-    rows = events.values("action").annotate(n=Count("member_id", distinct=True))
-    by_action = {row["action"]: row["n"] for row in rows}
+def _responses(rows: list[dict]) -> dict[str, int]:
+    by_action = {row["action"]: row["members"] for row in rows}
     return {name: by_action.get(action, 0) for name, action in TREND_ACTIONS.items()}
 
 
-def _trend(events: QuerySet[ConsentEvent], scope) -> list[DayCounts]:
-    """Members per day and action: one GROUP BY (a member counts once a day)."""
-    rows = (
-        events.annotate(day=TruncDate("created_at"))
-        .values("day", "action")
-        .annotate(n=Count("member_id", distinct=True))
-        .order_by("day")
-    )
+def _trend(rows: list[dict]) -> list[DayCounts]:
+    """Members per day and action (a member counts once a day), by day."""
     days: dict[date, dict[str, int]] = {}
     names = {action: name for name, action in TREND_ACTIONS.items()}
-    for row in rows:
-        counts = days.setdefault(row["day"], dict.fromkeys(TREND_ACTIONS, 0))
-        counts[names[row["action"]]] = row["n"]
+    for row in sorted(rows, key=lambda r: _as_date(r["day"])):
+        counts = days.setdefault(_as_date(row["day"]), dict.fromkeys(TREND_ACTIONS, 0))
+        counts[names[row["action"]]] = row["members"]
     return [DayCounts(day, counts) for day, counts in days.items()]
 
 
-def _routes(events: QuerySet[ConsentEvent], named: dict[str, str]) -> list[RouteCount]:
-    rows = events.values("source").annotate(
-        n=Count("pk"), members=Count("member_id", distinct=True)
-    )
-    found = {row["source"]: row for row in rows}
+def _as_date(value: date | str) -> date:
+    """A day as the database returns it (SQLite: ISO text)."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _routes(rows: list[dict], action: str, named: dict[str, str]) -> list[RouteCount]:
+    found = {row["source"]: row for row in rows if row["action"] == action}
     sources = [*named, *sorted(set(found) - set(named))]
     return [
         RouteCount(
             source=source,
             label=named.get(source) or Source(source).label,
-            objections=found.get(source, {}).get("n", 0),
+            objections=found.get(source, {}).get("events", 0),
             members=found.get(source, {}).get("members", 0),
         )
         for source in sources
@@ -444,7 +415,7 @@ def _empty(purpose, jurisdiction, start, end, total) -> EffectivenessReport:
         responses=dict.fromkeys(TREND_ACTIONS, 0),
         rates={"acknowledged": None, "objected": None},
         trend=[],
-        routes=_routes(ConsentEvent.objects.none(), ROUTES),
+        routes=_routes([], Action.OBJECT, ROUTES),
         unsubscribes=[],
         feed=FeedTiming(0, 0, 0, 0, None, []),
     )

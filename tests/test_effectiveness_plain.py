@@ -1,0 +1,148 @@
+"""The effectiveness report's set-based statements (``db.effectiveness``) against a plain
+computation: on a generated pair of campaigns with random outcomes and responses, the
+report's responses, daily trend, routes, unsubscribes and notice period equal what
+Python counts from the rows themselves."""
+
+import random
+import statistics
+from collections import defaultdict
+from datetime import timedelta
+
+import pytest
+
+from accounts.models import Action, ConsentEvent, Source
+from accounts.services.consent import consent_record
+from campaigns.models import CampaignState, Delivery
+from campaigns.services.fanout import campaign_fan_out
+from evidence.reports import ROUTES, TREND_ACTIONS, effectiveness_report
+from tests.effectiveness_data import at, travel
+from tests.factories import MemberFactory, campaign, notice_version
+
+pytestmark = pytest.mark.django_db
+
+SOURCES = [*ROUTES, Source.ADMIN]
+ACTIONS = [Action.ACKNOWLEDGE, Action.OBJECT, Action.WITHDRAW_OBJECTION, Action.UNSUBSCRIBE]
+
+
+def generated(purpose, rng: random.Random):
+    """Two campaigns of one version fanned out to 30 members in two jurisdictions, sent
+    on random days (some not sent), random responses over three weeks (some before the
+    first fan-out), a member who joined after both (not targeted) and a member shown
+    the notice only in the app."""
+    version = notice_version(effective_date=at(2, 20).date())
+    with travel(at(12, 1, year=2026)):
+        members = [
+            MemberFactory(external_id=f"m{n}", country=rng.choice(["US", "GB"])) for n in range(30)
+        ]
+    shown_only = members[0]
+    type(shown_only).objects.filter(pk=shown_only.pk).update(email_status="bounced")
+    type(version).objects.filter(pk=version.pk).update(frozen_at=at(12, 31, year=2026))
+    campaigns = []
+    for n, moment in enumerate((at(1, 1), at(1, 8))):
+        c = campaign(version=version, state=CampaignState.SENDING, name=f"Wave {n}")
+        with travel(moment):
+            campaign_fan_out(campaign=c)
+        campaigns.append(c)
+    for delivery in Delivery.objects.filter(wave=0):
+        if rng.random() < 0.8:
+            sent = delivery.campaign.fanned_out_at + timedelta(hours=rng.randrange(0, 240))
+            Delivery.objects.filter(pk=delivery.pk).update(sent_at=sent, status="delivered")
+    with travel(at(1, 9)):
+        late = MemberFactory(external_id="late", country="US")
+    with travel(at(1, 2)):
+        consent_record(member=shown_only, action=Action.SERVE, source=Source.IN_APP,
+                       notice_version_id=version.pk)  # fmt: skip
+    for _ in range(120):
+        member = rng.choice([*members, late])
+        action = rng.choice(ACTIONS)
+        fields = (
+            {"purpose": purpose} if action in (Action.OBJECT, Action.WITHDRAW_OBJECTION) else {}
+        )
+        if action == Action.ACKNOWLEDGE:
+            fields["notice_version_id"] = version.pk
+        with travel(at(12, 28, year=2026) + timedelta(hours=rng.randrange(0, 24 * 21))):
+            consent_record(member=member, action=action, source=rng.choice(SOURCES), **fields)
+    return campaigns, version
+
+
+def plain(purpose, campaigns, version, jurisdiction, since, until):
+    """The figures counted in Python from every row."""
+    sent = Delivery.objects.filter(campaign__in=campaigns, wave=0, sent_at__isnull=False)
+    targeted = set(
+        Delivery.objects.filter(campaign__in=campaigns, wave=0).values_list("member_id", flat=True)
+    ) | set(
+        ConsentEvent.objects.filter(
+            source=Source.IN_APP, action__in=[Action.SERVE, Action.ACKNOWLEDGE],
+            notice_version_id=version.pk,
+        ).values_list("member_id", flat=True)
+    )  # fmt: skip
+    events = [
+        e for e in ConsentEvent.objects.select_related("member")
+        if e.member.jurisdiction == jurisdiction and e.member_id in targeted
+        and since <= e.created_at < until
+        and ((e.action == Action.ACKNOWLEDGE and e.notice_version_id == version.pk)
+             or (e.action in (Action.OBJECT, Action.WITHDRAW_OBJECTION)
+                 and e.purpose_id == purpose.pk)
+             or e.action == Action.UNSUBSCRIBE)
+    ]  # fmt: skip
+    responses = {
+        name: len({e.member_id for e in events if e.action == action})
+        for name, action in TREND_ACTIONS.items()
+    }
+    trend: dict = defaultdict(lambda: dict.fromkeys(TREND_ACTIONS, 0))
+    names = {action: name for name, action in TREND_ACTIONS.items()}
+    for (day, action), who in _group(events, lambda e: (e.created_at.date(), e.action)).items():
+        trend[day][names[action]] = len({e.member_id for e in who})
+
+    def routes(action):
+        return {
+            source: (len(who), len({e.member_id for e in who}))
+            for source, who in _group(
+                [e for e in events if e.action == action], lambda e: e.source
+            ).items()
+        }
+
+    firsts: dict[int, Delivery] = {}
+    for d in sent.select_related("member").order_by("sent_at", "pk"):
+        if d.member.jurisdiction == jurisdiction:
+            firsts.setdefault(d.member_id, d)
+    days = [(version.effective_date - d.sent_at.date()).days for d in firsts.values()]
+    return responses, dict(trend), routes(Action.OBJECT), routes(Action.UNSUBSCRIBE), days
+
+
+def _group(rows, key):
+    groups = defaultdict(list)
+    for row in rows:
+        groups[key(row)].append(row)
+    return groups
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("jurisdiction", ["US", "UK"])
+def test_the_report_equals_the_plain_computation(purpose, seed, jurisdiction):
+    campaigns, version = generated(purpose, random.Random(seed))
+    for narrowed in ([c.pk for c in campaigns], [campaigns[1].pk]):
+        report = effectiveness_report(
+            purpose=purpose, jurisdiction=jurisdiction, campaigns=narrowed, now=at(1, 20)
+        )
+        scoped = [c for c in campaigns if c.pk in narrowed]
+        responses, trend, routes, unsubscribes, days = plain(
+            purpose, scoped, version, jurisdiction, report.since, report.until
+        )
+        assert report.responses == responses
+        assert {d.day: d.counts for d in report.trend} == trend
+        assert [d.day for d in report.trend] == sorted(trend)
+        assert {
+            r.source: (r.objections, r.members) for r in report.routes if r.objections
+        } == routes
+        assert {r.source: (r.objections, r.members) for r in report.unsubscribes} == unsubscribes
+        found = report.notice_days
+        assert (found.members, found.minimum) == (len(days), min(days, default=None))
+        if days:
+            assert found.median == pytest.approx(statistics.median(days))
+            p90 = (
+                statistics.quantiles(days, n=10, method="inclusive")[-1]
+                if len(days) > 1
+                else days[0]
+            )
+            assert found.p90 == pytest.approx(p90)
