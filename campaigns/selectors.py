@@ -347,11 +347,33 @@ def campaign_not_reached_counts(
     return counts
 
 
-def _delivered_badly(campaign: Campaign, jurisdiction: str | None) -> QuerySet[Delivery]:
-    """Notice deliveries that did not reach their member, who was not shown it in-app."""
-    statuses = [*NOT_REACHED_STATUSES]
+def not_reached_statuses(*, campaign: Campaign) -> list[str]:
+    """The statuses of a notice delivery that did not reach its member."""
+    statuses: list[str] = [*NOT_REACHED_STATUSES]
     if campaign.state in FINAL_STATES:
         statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
+    return statuses
+
+
+def campaign_never_sent_counts(
+    *, campaign: Campaign, jurisdiction: str | None = None
+) -> dict[tuple[str, bool], int]:
+    """Audience members left out at fan-out, counted by (reason, shown the notice in-app):
+    one query for both what ``campaign_reach`` counts as unreachable (all of them) and
+    what ``campaign_not_reached_counts`` counts (those not shown it in-app)."""
+    rows = (
+        _never_sent(campaign, jurisdiction, in_app_too=True)
+        .annotate(shown=Exists(_in_app(campaign, "served", OuterRef("pk"))))
+        .order_by()
+        .values("reason", "shown")
+        .annotate(n=Count("pk"))
+    )
+    return {(row["reason"], row["shown"]): row["n"] for row in rows}
+
+
+def _delivered_badly(campaign: Campaign, jurisdiction: str | None) -> QuerySet[Delivery]:
+    """Notice deliveries that did not reach their member, who was not shown it in-app."""
+    statuses = not_reached_statuses(campaign=campaign)
     deliveries = Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses).exclude(
         Exists(_in_app(campaign, "served", OuterRef("member_id")))
     )

@@ -103,6 +103,36 @@ def notice_days_histogram(*, campaign_ids: list[int], jurisdiction: str) -> list
         return [{"days": row["days"], "members": int(row["members"])} for row in row_dicts(cursor)]
 
 
+def campaign_delivery_groups(
+    *, campaign_id: int, in_app_version_id: int, jurisdiction: str
+) -> list[dict]:
+    """Rows ``{"reminder", "status", "version", "sent_day", "shown", "n", "sent",
+    "delivered", "complained"}``: the campaign's deliveries (every wave) to members of
+    ``jurisdiction``, counted per reminder or notice, status, the version a delivery
+    names (NULL: the campaign's own), the UTC day sent and whether the member was shown
+    ``in_app_version_id`` in the app ("shown"); "sent", "delivered" and "complained"
+    count those with the time set. One read of the deliveries joined to the members,
+    from which ``evidence.reach`` sums a campaign's reach, not-reached statuses,
+    reminders and notice days. The members shown in-app are few, joined as a set (a
+    subquery in the select list is a hashed subplan PostgreSQL runs per row). The times
+    are counted, not grouped on: every grouping key costs a hash per delivery."""
+    sent_day = _utc_date("d.sent_at")
+    sql = (
+        f"SELECT d.wave > 0 AS reminder, d.status, d.notice_version_id AS version,"
+        f" {sent_day} AS sent_day, s.member_id IS NOT NULL AS shown, count(*) AS n,"
+        " count(d.sent_at) AS sent, count(d.delivered_at) AS delivered,"
+        " count(d.complained_at) AS complained"
+        f" FROM {table(Delivery)} d JOIN {table(Member)} m ON m.id = d.member_id"
+        f" LEFT JOIN (SELECT DISTINCT i.member_id FROM {table(ConsentEvent)} i"
+        "  WHERE i.source = 'in_app' AND i.action IN ('serve', 'acknowledge')"
+        "  AND i.notice_version_id = %s) s ON s.member_id = d.member_id"
+        " WHERE d.campaign_id = %s AND m.jurisdiction = %s GROUP BY 1, 2, 3, 4, 5"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [in_app_version_id, campaign_id, jurisdiction])
+        return row_dicts(cursor)
+
+
 class Scope(NamedTuple):
     """Which objections count: for this purpose, by members of this jurisdiction whom
     the campaigns targeted (a notice delivery of theirs, or shown or acknowledged a

@@ -1,7 +1,9 @@
 """The effectiveness report's set-based statements (``db.effectiveness``) against a plain
 computation: on a generated pair of campaigns with random outcomes and responses, the
 report's responses, daily trend, routes, unsubscribes and notice period equal what
-Python counts from the rows themselves."""
+Python counts from the rows themselves; on a generated campaign with every delivery
+status, reminders, a second version and in-app notices, the reach the report sums from
+one read of the deliveries equals ``campaigns.selectors``' own definitions."""
 
 import random
 import statistics
@@ -13,7 +15,10 @@ import pytest
 from accounts.models import Action, ConsentEvent, Source
 from accounts.services.consent import consent_record
 from campaigns.models import CampaignState, Delivery
+from campaigns.selectors import campaign_not_reached_counts, campaign_reach
 from campaigns.services.fanout import campaign_fan_out
+from db import effectiveness as db_effectiveness
+from evidence.reach import campaign_reading, notice_days_histogram
 from evidence.reports import ROUTES, TREND_ACTIONS, effectiveness_report
 from tests.effectiveness_data import at, travel
 from tests.factories import MemberFactory, campaign, notice_version
@@ -146,3 +151,89 @@ def test_the_report_equals_the_plain_computation(purpose, seed, jurisdiction):
                 else days[0]
             )
             assert found.p90 == pytest.approx(p90)
+
+
+STATUSES = ["pending", "sent", "delivered", "opened", "bounced", "complained", "unknown",
+            "failed", "rejected", "skipped", "expired", "deferred"]  # fmt: skip
+
+
+def generated_outcomes(rng: random.Random, state: str):
+    """A campaign fanned out to 40 members in two jurisdictions (some unreachable: a
+    bounced or complained address, an unsubscribe), its notice deliveries in random
+    statuses with their times, some carrying a second version (a wording test), sent
+    reminders to some, and members shown the notice in the app (with and without a
+    delivery)."""
+    version, other = notice_version(effective_date=at(2, 20).date()), notice_version()
+    with travel(at(12, 1, year=2026)):
+        members = [
+            MemberFactory(external_id=f"m{n}", country=rng.choice(["US", "GB"])) for n in range(40)
+        ]
+    for member in rng.sample(members, 8):
+        change = rng.choice([{"email_status": "bounced"}, {"email_status": "complained"},
+                             {"unsubscribed_at": at(12, 2, year=2026)}])  # fmt: skip
+        type(member).objects.filter(pk=member.pk).update(**change)
+    c = campaign(version=version, state=CampaignState.SENDING)
+    with travel(at(1, 1)):
+        campaign_fan_out(campaign=c)
+    type(c).objects.filter(pk=c.pk).update(state=state)
+    c.refresh_from_db()
+    for delivery in Delivery.objects.filter(campaign=c):
+        status = rng.choice(STATUSES)
+        sent = None if status in ("pending", "skipped", "expired") else (
+            at(1, 1) + timedelta(hours=rng.randrange(0, 240))
+        )  # fmt: skip
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=status,
+            sent_at=sent,
+            delivered_at=sent if status in ("delivered", "opened", "complained") else None,
+            bounced_at=sent if status == "bounced" else None,
+            complained_at=sent if status == "complained" else None,
+            notice_version_id=other.pk if rng.random() < 0.2 else None,
+        )
+        if rng.random() < 0.3:
+            reminder = sent if rng.random() < 0.7 else None
+            Delivery.objects.create(
+                campaign=c, member_id=delivery.member_id, wave=1, status="sent", sent_at=reminder
+            )
+    for member in rng.sample(members, 10):
+        with travel(at(1, 3)):
+            consent_record(member=member, action=rng.choice([Action.SERVE, Action.ACKNOWLEDGE]),
+                           source=Source.IN_APP, notice_version_id=version.pk)  # fmt: skip
+    return c
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("state", [CampaignState.SENDING, CampaignState.COMPLETED])
+def test_the_reports_reach_equals_the_campaigns_own(seed, state):
+    """The report's one read of a campaign's deliveries (``evidence.reach``) gives the
+    same reach, not-reached counts, reminders and notice days as
+    ``campaign_reach``, ``campaign_not_reached_counts`` and the rows themselves."""
+    c = generated_outcomes(random.Random(seed), state)
+    for jurisdiction in ("US", "UK", "EU"):
+        reading = campaign_reading(campaign=c, jurisdiction=jurisdiction)
+        reach = campaign_reach(campaign=c, jurisdiction=jurisdiction, responses=False)
+        row = reading.row
+        assert (row.targeted, row.email_sent, row.email_delivered, row.complained) == (
+            reach.targeted, reach.totals["sent"], reach.totals["delivered"],
+            reach.totals["complained"],
+        )  # fmt: skip
+        assert (row.in_app_served, row.reached, row.reminders_sent) == (
+            reach.in_app["served"], reach.reached, reach.reminders_sent
+        )  # fmt: skip
+        assert row.not_reached == campaign_not_reached_counts(campaign=c, jurisdiction=jurisdiction)
+        histogram = notice_days_histogram(campaign=c, sent=reading.sent)
+        assert histogram == db_effectiveness.notice_days_histogram(
+            campaign_ids=[c.pk], jurisdiction=jurisdiction
+        )
+        days = _plain_days(c, jurisdiction)
+        assert sorted(d for row in histogram for d in [row["days"]] * row["members"]) == days
+
+
+def _plain_days(c, jurisdiction):
+    versions = {v.pk: v.effective_date for v in type(c.notice_version).objects.all()}
+    return sorted(
+        (versions[d.notice_version_id or c.notice_version_id] - d.sent_at.date()).days
+        for d in Delivery.objects.filter(
+            campaign=c, wave=0, sent_at__isnull=False, member__jurisdiction=jurisdiction
+        )
+    )
