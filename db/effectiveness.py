@@ -5,7 +5,7 @@ set-based query (``evidence.reports`` decides what goes in; these only run them)
   delivery of the campaigns given) and the days from it to the effective date of the
   notice version that delivery carried, counted per number of days. A histogram, so
   the median and percentiles come exactly from a few hundred rows, not a million.
-- ``objection_feed_times``: for each objection, the first "objected" entry of the
+- ``objection_times``: for each objection, the first "objected" entry of the
   member's feed after it (the partial ``suppression_objected_idx`` index), and for
   each consumer the first position report at or past that entry (the
   ``consumer_report_cursor_idx`` index: reports are appended only when a position
@@ -146,6 +146,13 @@ class Scope(NamedTuple):
     version_ids: list[int]
 
 
+def _window(scope: Scope) -> list:
+    """[since, until) as the database compares them: SQLite keeps times as naive UTC
+    text, and an aware datetime passed as such ("...+00:00") sorts after the stored text
+    of the same moment, so an event at exactly ``since`` fell outside."""
+    return [connection.ops.adapt_datetimefield_value(m) for m in (scope.since, scope.until)]
+
+
 def _targeted(event: str, scope: Scope) -> tuple[str, list]:
     """Whether the ``event``'s member is one the campaigns targeted: a notice delivery
     of theirs, or shown (or acknowledged) one of their versions in the app."""
@@ -168,7 +175,7 @@ def _objections(scope: Scope) -> tuple[str, list]:
         " WHERE e.action = 'object' AND e.purpose_id = %s AND m.jurisdiction = %s"
         f" AND e.created_at >= %s AND e.created_at < %s AND {targeted}"
     )
-    params = [scope.purpose_id, scope.jurisdiction, scope.since, scope.until, *targeted_params]
+    params = [scope.purpose_id, scope.jurisdiction, *_window(scope), *targeted_params]
     return sql, params
 
 
@@ -214,7 +221,7 @@ def ledger_counts(*, scope: Scope, tzname: str) -> list[dict]:
         )
     sql = f"WITH scoped AS ({events}) " + " UNION ALL ".join(parts)
     params = [*day_params, *scope.version_ids, scope.purpose_id, scope.jurisdiction,
-              scope.since, scope.until, *targeted_params]  # fmt: skip
+              *_window(scope), *targeted_params]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return row_dicts(cursor)
@@ -230,49 +237,39 @@ def _entry_of(objection: str) -> str:
     )
 
 
-def objection_feed_times(*, scope: Scope, excluded_reason: str) -> list[dict]:
-    """Rows ``{"feed_seconds", "policy_out"}``, one per objection: seconds from the
-    objection to its feed entry (None: no entry), and whether the member's feed state
-    is out by the jurisdiction's policy (``excluded_reason``; such an objection
-    changes nothing the feed says, so it makes no entry)."""
+def objection_times(*, scope: Scope, excluded_reason: str, client_ids: list[int]) -> list[dict]:
+    """Rows ``{"feed_seconds", "policy_out", "ack_0", "ack_1", ...}``, one per objection:
+    seconds from the objection to its feed entry (None: no entry), whether the member's
+    feed state is out by the jurisdiction's policy (``excluded_reason``; such an
+    objection changes nothing the feed says, so it makes no entry), and for the n-th of
+    ``client_ids`` (``ack_n``) seconds from the objection to that consumer's first
+    report at or past the entry (None: no entry, or not acknowledged yet). The
+    objections in scope are found once, their entries once, for the feed and every
+    consumer."""
     if not scope.campaign_ids:
         return []
-    seconds = _seconds("s.recorded_at", "o.created_at")
     objections, objection_params = _objections(scope)
+    acks = "".join(
+        ", "
+        + _seconds(
+            f"(SELECT r.reported_at FROM {table(ConsumerPositionReport)} r"
+            " WHERE r.client_id = %s AND r.purpose_id = %s AND r.cursor >= f.entry_id"
+            " ORDER BY r.cursor LIMIT 1)",
+            "f.created_at",
+        )
+        + f" AS ack_{n}"
+        for n in range(len(client_ids))
+    )
     sql = (
-        f"SELECT {seconds} AS feed_seconds,"
+        f"SELECT {_seconds('s.recorded_at', 'f.created_at')} AS feed_seconds,"
         f" EXISTS (SELECT 1 FROM {table(SuppressionState)} ss WHERE ss.purpose_id = %s"
-        "  AND ss.member_id = o.member_id AND ss.reason = %s) AS policy_out"
-        f" FROM ({objections}) o"
-        f" LEFT JOIN {table(SuppressionChange)} s ON s.id = {_entry_of('o')}"
-    )
-    params = [scope.purpose_id, excluded_reason, *objection_params, scope.purpose_id]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return row_dicts(cursor)
-
-
-def objection_ack_times(*, scope: Scope, client_ids: list[int]) -> list[dict]:
-    """Rows ``{"client_id", "ack_seconds"}``, one per objection with a feed entry and per
-    consumer: seconds from the objection to the consumer's first report at or past the
-    entry (None: not acknowledged yet)."""
-    if not client_ids or not scope.campaign_ids:
-        return []
-    objections, objection_params = _objections(scope)
-    seconds = _seconds(
-        f"(SELECT r.reported_at FROM {table(ConsumerPositionReport)} r"
-        " WHERE r.client_id = k.client_id AND r.purpose_id = %s AND r.cursor >= f.entry_id"
-        " ORDER BY r.cursor LIMIT 1)",
-        "f.created_at",
-    )
-    clients = " UNION ALL ".join(["SELECT %s AS client_id"] * len(client_ids))
-    sql = (
-        f"SELECT k.client_id AS client_id, {seconds} AS ack_seconds"
-        f" FROM (SELECT o.created_at, {_entry_of('o')} AS entry_id"
+        f"  AND ss.member_id = f.member_id AND ss.reason = %s) AS policy_out{acks}"
+        f" FROM (SELECT o.member_id, o.created_at, {_entry_of('o')} AS entry_id"
         f" FROM ({objections}) o) f"
-        f" CROSS JOIN ({clients}) k WHERE f.entry_id IS NOT NULL"
+        f" LEFT JOIN {table(SuppressionChange)} s ON s.id = f.entry_id"
     )
-    params = [scope.purpose_id, scope.purpose_id, *objection_params, *client_ids]
+    ack_params = [p for pk in client_ids for p in (pk, scope.purpose_id)]
+    params = [scope.purpose_id, excluded_reason, *ack_params, scope.purpose_id, *objection_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return row_dicts(cursor)

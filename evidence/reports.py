@@ -17,7 +17,7 @@ from one read of the campaign's deliveries (``evidence.reach``; tested equal to 
 A member targeted by two campaigns counts in each campaign's row.
 
 Every figure is an aggregate in SQL (ORM, or ``db.effectiveness`` where the ORM cannot
-say it in one statement): three queries per campaign in scope and six for the report
+say it in one statement): three queries per campaign in scope and five for the report
 (six with several campaigns: the notice period then ranks each member's sends),
 whatever the number of members.
 """
@@ -327,8 +327,13 @@ def _nth(histogram: list[dict], index: int) -> int:
 
 
 def _feed_timing(scope: db_effectiveness.Scope) -> FeedTiming:
-    rows = db_effectiveness.objection_feed_times(
-        scope=scope, excluded_reason=Reason.JURISDICTION_EXCLUDED.value
+    """The feed's timing and each consumer's (one statement for both: the objections in
+    scope and their entries are found once)."""
+    clients = _clients(scope)
+    rows = db_effectiveness.objection_times(
+        scope=scope,
+        excluded_reason=Reason.JURISDICTION_EXCLUDED.value,
+        client_ids=[pk for pk, _name in clients],
     )
     feed_seconds = [float(r["feed_seconds"]) for r in rows if r["feed_seconds"] is not None]
     missing = [r for r in rows if r["feed_seconds"] is None]
@@ -339,35 +344,33 @@ def _feed_timing(scope: db_effectiveness.Scope) -> FeedTiming:
         policy_out=policy_out,
         not_in_feed=len(missing) - policy_out,
         median_seconds=statistics.median(feed_seconds) if feed_seconds else None,
-        consumers=_consumer_timings(scope),
+        consumers=[
+            _consumer_timing(name, [r[f"ack_{n}"] for r in rows if r["feed_seconds"] is not None])
+            for n, (_pk, name) in enumerate(clients)
+        ],
     )
 
 
-def _consumer_timings(scope: db_effectiveness.Scope) -> list[ConsumerTiming]:
+def _clients(scope: db_effectiveness.Scope) -> list[tuple[int, str]]:
     """Each consumer that follows the purpose's feed (has a position), by name."""
-    clients = list(
+    return list(
         ApiClient.objects.filter(
             pk__in=ConsumerPosition.objects.filter(purpose_id=scope.purpose_id).values("client_id")
         )
         .order_by("name", "pk")
         .values_list("pk", "name")
     )
-    rows = db_effectiveness.objection_ack_times(
-        scope=scope, client_ids=[pk for pk, _name in clients]
+
+
+def _consumer_timing(name: str, seconds: list) -> ConsumerTiming:
+    """One consumer's acknowledgements of the objections in the feed (None: pending)."""
+    done = [float(s) for s in seconds if s is not None]
+    return ConsumerTiming(
+        client=name,
+        acknowledged=len(done),
+        pending=len(seconds) - len(done),
+        median_seconds=statistics.median(done) if done else None,
     )
-    timings = []
-    for pk, name in clients:
-        seconds = [r["ack_seconds"] for r in rows if r["client_id"] == pk]
-        done = [float(s) for s in seconds if s is not None]
-        timings.append(
-            ConsumerTiming(
-                client=name,
-                acknowledged=len(done),
-                pending=len(seconds) - len(done),
-                median_seconds=statistics.median(done) if done else None,
-            )
-        )
-    return timings
 
 
 def _rate(part: int, whole: int) -> float | None:

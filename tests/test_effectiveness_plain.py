@@ -3,7 +3,9 @@ computation: on a generated pair of campaigns with random outcomes and responses
 report's responses, daily trend, routes, unsubscribes and notice period equal what
 Python counts from the rows themselves; on a generated campaign with every delivery
 status, reminders, a second version and in-app notices, the reach the report sums from
-one read of the deliveries equals ``campaigns.selectors``' own definitions."""
+one read of the deliveries equals ``campaigns.selectors``' own definitions; with the
+feed synced and consumers reporting, the objection times read in one statement equal
+what Python finds entry by entry."""
 
 import random
 import statistics
@@ -12,8 +14,13 @@ from datetime import timedelta
 
 import pytest
 
-from accounts.models import Action, ConsentEvent, Source
+from accounts.models import Action, ConsentEvent, Source, SuppressionChange, SuppressionState
+from accounts.selectors import suppression_feed_head
 from accounts.services.consent import consent_record
+from accounts.services.suppression_feed import suppression_feed_sync
+from api.models import ConsumerPositionReport, Scope
+from api.services.clients import api_client_create
+from api.services.consumers import consumer_position_report
 from campaigns.models import CampaignState, Delivery
 from campaigns.selectors import campaign_not_reached_counts, campaign_reach
 from campaigns.services.fanout import campaign_fan_out
@@ -21,7 +28,7 @@ from db import effectiveness as db_effectiveness
 from evidence.reach import campaign_reading, notice_days_histogram
 from evidence.reports import ROUTES, TREND_ACTIONS, effectiveness_report
 from tests.effectiveness_data import at, travel
-from tests.factories import MemberFactory, campaign, notice_version
+from tests.factories import MemberFactory, campaign, notice_version, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -29,11 +36,11 @@ SOURCES = [*ROUTES, Source.ADMIN]
 ACTIONS = [Action.ACKNOWLEDGE, Action.OBJECT, Action.WITHDRAW_OBJECTION, Action.UNSUBSCRIBE]
 
 
-def generated(purpose, rng: random.Random):
+def generated(purpose, rng: random.Random, feed=None):
     """Two campaigns of one version fanned out to 30 members in two jurisdictions, sent
     on random days (some not sent), random responses over three weeks (some before the
-    first fan-out), a member who joined after both (not targeted) and a member shown
-    the notice only in the app."""
+    first fan-out; ``feed`` is called with each one's time before it), a member who
+    joined after both (not targeted) and a member shown the notice only in the app."""
     version = notice_version(effective_date=at(2, 20).date())
     with travel(at(12, 1, year=2026)):
         members = [
@@ -57,7 +64,11 @@ def generated(purpose, rng: random.Random):
     with travel(at(1, 2)):
         consent_record(member=shown_only, action=Action.SERVE, source=Source.IN_APP,
                        notice_version_id=version.pk)  # fmt: skip
-    for _ in range(120):
+    moments = sorted(at(12, 28, year=2026) + timedelta(hours=rng.randrange(0, 24 * 21))
+                     for _ in range(120))  # fmt: skip
+    for moment in moments:
+        if feed is not None:
+            feed(moment)
         member = rng.choice([*members, late])
         action = rng.choice(ACTIONS)
         fields = (
@@ -65,7 +76,7 @@ def generated(purpose, rng: random.Random):
         )
         if action == Action.ACKNOWLEDGE:
             fields["notice_version_id"] = version.pk
-        with travel(at(12, 28, year=2026) + timedelta(hours=rng.randrange(0, 24 * 21))):
+        with travel(moment):
             consent_record(member=member, action=action, source=rng.choice(SOURCES), **fields)
     return campaigns, version
 
@@ -237,3 +248,98 @@ def _plain_days(c, jurisdiction):
             campaign=c, wave=0, sent_at__isnull=False, member__jurisdiction=jurisdiction
         )
     )
+
+
+def feed_and_consumers(purpose, rng: random.Random):
+    """A function to call before each response: the feed synced for everyone every two
+    days, each of two consumers reporting the head some hours after most syncs."""
+    ines = staff_user("ines", "api.manage_apiclient")
+    clients = [
+        api_client_create(name=name, scopes=[Scope.SUPPRESSIONS_READ], by=ines)[0]
+        for name in ("beta", "alpha")
+    ]
+    syncs = [at(12, 29, year=2026) + timedelta(days=2 * n) for n in range(12)]
+
+    def feed(moment):
+        while syncs and syncs[0] <= moment:
+            synced = syncs.pop(0)
+            with travel(synced):
+                suppression_feed_sync(purpose=purpose)
+                head = suppression_feed_head(purpose=purpose)
+            for client in clients:
+                if rng.random() < 0.7:
+                    with travel(synced + timedelta(hours=rng.randrange(1, 30))):
+                        consumer_position_report(client=client, purpose=purpose, cursor=head)
+
+    return feed
+
+
+def plain_feed(purpose, objections):
+    """(objections, in feed, policy out, feed seconds, {client: ack seconds or None})."""
+    entries = list(
+        SuppressionChange.objects.filter(purpose=purpose, reason="objected").order_by("pk")
+    )
+    excluded = set(
+        SuppressionState.objects.filter(
+            purpose=purpose, reason="jurisdiction-excluded"
+        ).values_list("member_id", flat=True)
+    )
+    reports = list(ConsumerPositionReport.objects.select_related("client").order_by("cursor"))
+    feed, policy_out, acks = [], 0, defaultdict(list)
+    for o in objections:
+        entry = next(
+            (s for s in entries if s.member_id == o.member_id and s.recorded_at >= o.created_at),
+            None,
+        )
+        if entry is None:
+            policy_out += o.member_id in excluded
+            continue
+        feed.append((entry.recorded_at - o.created_at).total_seconds())
+        for name in ("alpha", "beta"):
+            first = next(
+                (r for r in reports if r.client.name == name and r.cursor >= entry.pk), None
+            )
+            acks[name].append(
+                None if first is None else (first.reported_at - o.created_at).total_seconds()
+            )
+    return len(objections), len(feed), policy_out, feed, acks
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("jurisdiction", ["US", "UK"])
+def test_the_feed_and_consumer_times_equal_the_plain_computation(purpose, seed, jurisdiction):
+    """The objections' feed and acknowledgement times, read in one statement, equal what
+    Python finds entry by entry and report by report."""
+    rng = random.Random(seed)
+    campaigns, version = generated(purpose, rng, feed_and_consumers(purpose, rng))
+    report = effectiveness_report(
+        purpose=purpose, jurisdiction=jurisdiction, campaigns=[c.pk for c in campaigns],
+        now=at(1, 20),
+    )  # fmt: skip
+    objections = [
+        e for e in ConsentEvent.objects.filter(action=Action.OBJECT, purpose=purpose)
+        .select_related("member")
+        if e.member.jurisdiction == jurisdiction and report.since <= e.created_at < report.until
+        and _targeted(e.member_id, campaigns, version)
+    ]  # fmt: skip
+    count, in_feed, policy_out, feed, acks = plain_feed(purpose, objections)
+    found = report.feed
+    print("FEED", found)
+    assert (found.objections, found.in_feed, found.policy_out) == (count, in_feed, policy_out)
+    assert found.not_in_feed == count - in_feed - policy_out
+    assert found.median_seconds == (pytest.approx(statistics.median(feed)) if feed else None)
+    assert [c.client for c in found.consumers] == ["alpha", "beta"]
+    for consumer in found.consumers:
+        done = [s for s in acks[consumer.client] if s is not None]
+        assert (consumer.acknowledged, consumer.pending) == (len(done), len(feed) - len(done))
+        assert consumer.median_seconds == (pytest.approx(statistics.median(done)) if done else None)
+
+
+def _targeted(member_id, campaigns, version):
+    return (
+        Delivery.objects.filter(campaign__in=campaigns, wave=0, member_id=member_id).exists()
+        or ConsentEvent.objects.filter(
+            member_id=member_id, source=Source.IN_APP, notice_version_id=version.pk,
+            action__in=[Action.SERVE, Action.ACKNOWLEDGE],
+        ).exists()
+    )  # fmt: skip

@@ -103,11 +103,11 @@ def test_a_date_range_bounds_the_responses(purpose, known):
 
 
 def test_the_report_reads_a_fixed_number_of_queries(purpose, known, django_assert_num_queries):
-    """Three per campaign (evidence.reach) and six for the report, in a transaction of
+    """Three per campaign (evidence.reach) and five for the report, in a transaction of
     its own (here a savepoint and its release) which on PostgreSQL first turns JIT off
     and raises work_mem."""
     transaction = 2 + 2 * (connection.vendor == "postgresql")
-    with django_assert_num_queries(9 + transaction):
+    with django_assert_num_queries(8 + transaction):
         us_report(purpose)
 
 
