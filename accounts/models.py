@@ -405,7 +405,17 @@ class SuppressionChange(AppendOnlyModel):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["purpose", "id"], name="suppression_change_feed_idx")]
+        indexes = [
+            models.Index(fields=["purpose", "id"], name="suppression_change_feed_idx"),
+            # The effectiveness report finds the entry an objection made (a member's
+            # first "objected" entry after it): only those entries are indexed, so the
+            # feed's first sync of millions of members never maintains it.
+            models.Index(
+                fields=["purpose", "member_id", "id"],
+                name="suppression_objected_idx",
+                condition=models.Q(reason="objected"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.external_id} {self.state}"

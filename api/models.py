@@ -76,6 +76,32 @@ class ConsumerPosition(models.Model):
         return f"{self.client_id} at {self.cursor}"
 
 
+class ConsumerPositionReport(models.Model):
+    """Each time a client's position in a purpose's feed advanced: the history behind
+    ``ConsumerPosition`` (which keeps only the latest). Append-only in practice (written
+    only by ``consumer_position_report``); a feed entry's acknowledgement by a consumer
+    is the first report with ``cursor`` at or past its id, which the effectiveness
+    report reads (``db.effectiveness``) through the (client, purpose, cursor) index."""
+
+    # The (client, purpose, cursor) index below serves every read: no index of their own.
+    client = models.ForeignKey(
+        ApiClient, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    purpose = models.ForeignKey(
+        "accounts.Purpose", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    cursor = models.BigIntegerField()
+    reported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["client", "purpose", "cursor"], name="consumer_report_cursor_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} reached {self.cursor} at {self.reported_at:%Y-%m-%d %H:%M:%S}"
+
+
 class WebhookEndpoint(models.Model):
     """A URL of a client's that is told of every choice, unsubscribe and erasure."""
 

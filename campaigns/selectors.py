@@ -170,46 +170,44 @@ class Reach:
         return {name: self.rate(name) for name in RATE_OF}
 
 
-def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Reach:
+def campaign_reach(
+    *, campaign: Campaign, jurisdiction: str | None = None, responses: bool = True
+) -> Reach:
     """Who was targeted, reached, engaged and responded: aggregate SQL only.
 
     Delivery figures are for the notice itself (wave 0); "opened" and "clicked"
     count people (machine activity is excluded when recorded). "acknowledged"
     and "objected" count members who did so from one of this campaign's links.
-    ``jurisdiction``: the same figures for the audience's members there only (what a
-    processing gate reads), the targeted and unreachable counted from the audience.
+    ``jurisdiction``: only the audience's members there; the targeted and unreachable
+    counts are then counted now (the fan-out's snapshot has no jurisdictions): the
+    deliveries, and the members the filters selected at fan-out who got none.
+    ``responses=False`` leaves "acknowledged" and "objected" out of the totals, for a
+    caller that counts responses its own way: each is a set of the campaign's
+    responders tested against every delivery, which on a million deliveries no longer
+    fits PostgreSQL's work_mem as a hash and is then probed row by row.
     """
-    notice_deliveries = Delivery.objects.filter(campaign=campaign, wave=0)
-    if jurisdiction is not None:
-        notice_deliveries = notice_deliveries.filter(member__jurisdiction=jurisdiction)
+    notice_deliveries = _in_jurisdiction(
+        Delivery.objects.filter(campaign=campaign, wave=0), "member__jurisdiction", jurisdiction
+    )
     responded = ConsentEvent.objects.filter(
         delivery_id__in=Delivery.objects.filter(campaign=campaign).values("pk")
     )
     aggregates = {name: Count("pk", filter=q) for name, q in REACH_COUNTS.items()}
-    aggregates["acknowledged"] = Count(
-        "member",
-        filter=Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member")),
-        distinct=True,
-    )
-    aggregates["objected"] = Count(
-        "member",
-        filter=Q(member__in=responded.filter(action=Action.OBJECT).values("member")),
-        distinct=True,
-    )
-    # Notices never reported delivered whose member acknowledged from one of the
-    # campaign's links and was not shown it in-app (counted as reached there).
-    acknowledged_undelivered = Count(
-        "pk",
-        filter=Q(delivered_at__isnull=True)
-        & Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member"))
-        # IN, not a correlated EXISTS: one hashed subplan (an EXISTS per row made
-        # PostgreSQL's estimate, and so its JIT compilation, dearer than the count).
-        & ~Q(member__in=_in_app(campaign, "served").values("member_id")),
-    )
+    if responses:
+        aggregates["acknowledged"] = Count(
+            "member",
+            filter=Q(member__in=responded.filter(action=Action.ACKNOWLEDGE).values("member")),
+            distinct=True,
+        )
+        aggregates["objected"] = Count(
+            "member",
+            filter=Q(member__in=responded.filter(action=Action.OBJECT).values("member")),
+            distinct=True,
+        )
     rows = list(
         notice_deliveries.order_by()
         .values("member__jurisdiction", "locale")
-        .annotate(**aggregates, acknowledged_undelivered=acknowledged_undelivered)
+        .annotate(**aggregates, acknowledged_undelivered=_acknowledged_undelivered(campaign))
     )
     also_reached = sum(row.pop("acknowledged_undelivered") for row in rows)
     totals: dict[str, int] = {name: 0 for name in aggregates}
@@ -230,7 +228,7 @@ def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Re
                 bucket.setdefault(key, {n: 0 for n in aggregates})[name] += row[name]
     snapshot = campaign.audience_snapshot or {}
     if jurisdiction is not None:
-        unreachable = _unreachable_in(campaign, jurisdiction)
+        unreachable = _never_sent_counts(campaign, jurisdiction, in_app_too=True)
         snapshot = {"targeted": totals["deliveries"] + sum(unreachable.values()),
                     "unreachable": unreachable}  # fmt: skip
     in_app = campaign_in_app_reach(
@@ -238,18 +236,41 @@ def campaign_reach(*, campaign: Campaign, jurisdiction: str | None = None) -> Re
         delivered=totals["delivered"] + also_reached,
         jurisdiction=jurisdiction,
     )
+    reminders = Delivery.objects.filter(campaign=campaign, wave__gt=0, sent_at__isnull=False)
     return Reach(
         targeted=snapshot.get("targeted", totals["deliveries"]),
         unreachable=snapshot.get("unreachable", {}),
         totals=totals,
         by_jurisdiction=by_jurisdiction,
         by_locale=by_locale,
-        reminders_sent=Delivery.objects.filter(
-            campaign=campaign, wave__gt=0, sent_at__isnull=False
-        ).count(),
+        reminders_sent=_in_jurisdiction(reminders, "member__jurisdiction", jurisdiction).count(),
         in_app={name: in_app[name] for name in IN_APP_COUNTS},
         reached=in_app["reached"],
     )
+
+
+def _acknowledged_undelivered(campaign: Campaign) -> Count:
+    """Counts the campaign's notices never reported delivered whose member acknowledged
+    from one of the campaign's links and was not shown the notice in-app: reached all
+    the same (the acknowledgement proves the email arrived)."""
+    acknowledged = ConsentEvent.objects.filter(
+        delivery_id__in=Delivery.objects.filter(campaign=campaign).values("pk"),
+        action=Action.ACKNOWLEDGE,
+    ).values("member")
+    # IN, not a correlated EXISTS: one hashed subplan each (an EXISTS per row made
+    # PostgreSQL's estimate, and so its JIT compilation, dearer than the count).
+    return Count(
+        "pk",
+        filter=Q(delivered_at__isnull=True)
+        & Q(member__in=acknowledged)
+        & ~Q(member__in=_in_app(campaign, "served").values("member_id")),
+    )
+
+
+def acknowledged_undelivered(*, campaign: Campaign, deliveries: QuerySet[Delivery]) -> int:
+    """Of ``deliveries`` (the campaign's notices), how many count as reached only by an
+    acknowledgement from a link (see ``_acknowledged_undelivered``)."""
+    return deliveries.aggregate(n=_acknowledged_undelivered(campaign))["n"]
 
 
 # --- Reach in the platform's own app ----------------------------------------------------
@@ -268,11 +289,17 @@ IN_APP_COUNTS = tuple(IN_APP_ACTIONS)
 
 
 def _in_app(campaign: Campaign, name: str, member: OuterRef | None = None) -> QuerySet:
-    """The campaign's version's in-app events of kind ``name`` (for ``member`` if given)."""
+    """In-app events of kind ``name`` (for ``member`` if given) of a version the campaign
+    sends: its own, or any of its wording test's."""
     events = ConsentEvent.objects.filter(
+        Q(notice_version_id=campaign.notice_version_id)
+        | Q(
+            notice_version_id__in=CampaignVariant.objects.filter(campaign=campaign).values(
+                "notice_version_id"
+            )
+        ),
         source=Source.IN_APP,
         action__in=IN_APP_ACTIONS[name],
-        notice_version_id=campaign.notice_version_id,
     )
     return events if member is None else events.filter(member=member)
 
@@ -291,35 +318,19 @@ def campaign_audience(*, campaign: Campaign, members: QuerySet[Member] | None = 
     )
 
 
-def _unreachable_in(campaign: Campaign, jurisdiction: str) -> dict[str, int]:
-    """The audience's members in ``jurisdiction`` left out at fan-out (no notice
-    delivery: their address's health or their unsubscribe), by why: one grouped count."""
-    rows = (
-        audience_members(campaign=campaign, as_of=campaign.fanned_out_at)
-        .filter(jurisdiction=jurisdiction)
-        .exclude(REACHABLE)
-        .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
-        .order_by()
-        .annotate(reason=UNREACHABLE_REASON)
-        .values("reason")
-        .annotate(n=Count("pk"))
-    )
-    return {row["reason"]: row["n"] for row in rows}
-
-
 def campaign_in_app_reach(
     *, campaign: Campaign, delivered: int, jurisdiction: str | None = None
 ) -> dict[str, int]:
     """Members of the audience shown the notice in-app, those who acknowledged it there,
     and everyone reached by any channel: the ``delivered`` count (one notice delivery per
     member; with those who acknowledged from a link, which proves it arrived, whatever
-    the ESP reported) plus those shown in-app whose email was not delivered. One
-    aggregate over the members with in-app events for the version, however large the
-    audience."""
-    members = Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id"))
-    if jurisdiction is not None:
-        members = members.filter(jurisdiction=jurisdiction)
-    shown = campaign_audience(campaign=campaign, members=members)
+    the ESP reported) plus those shown in-app whose email was not delivered. One aggregate over the
+    members with in-app events for the version, however large the audience.
+    ``jurisdiction``: only members there (``delivered`` counted there too)."""
+    shown_members = Member.objects.filter(pk__in=_in_app(campaign, "served").values("member_id"))
+    shown = campaign_audience(
+        campaign=campaign, members=_in_jurisdiction(shown_members, "jurisdiction", jurisdiction)
+    )
     delivered_to = Delivery.objects.filter(
         campaign=campaign, wave=0, member=OuterRef("pk"), delivered_at__isnull=False
     )
@@ -355,27 +366,93 @@ def members_not_reached(*, campaign: Campaign):
     reach: deliveries that ended badly, and audience members left out at fan-out for
     their address's health or their unsubscribe; members shown it in-app are reached.
     Two streamed queries; memory does not grow with the audience."""
-    statuses = [*NOT_REACHED_STATUSES]
-    if campaign.state in FINAL_STATES:
-        statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
     delivered_badly = (
-        Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses)
-        .exclude(Exists(_in_app(campaign, "served", OuterRef("member_id"))))
+        _delivered_badly(campaign, None)
         .order_by("member_id")
         .values_list("member__external_id", "member__jurisdiction", "member__locale", "status")
     )
     yield from delivered_badly.iterator(chunk_size=5000)
     never_sent = (
-        audience_members(campaign=campaign)
-        .exclude(REACHABLE)
-        .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
-        .exclude(Exists(_in_app(campaign, "served", OuterRef("pk"))))
-        .annotate(reason=UNREACHABLE_REASON)
+        _never_sent(campaign, None, in_app_too=False)
         .order_by("pk")
         .values_list("external_id", "jurisdiction", "locale", "reason")
     )
     for external_id, jurisdiction, locale, status in never_sent.iterator(chunk_size=5000):
-        yield external_id, jurisdiction, locale, f"not sent: email {status}"
+        yield external_id, jurisdiction, locale, NEVER_SENT_REASON.format(status)
+
+
+NEVER_SENT_REASON = "not sent: email {}"
+
+
+def campaign_not_reached_counts(
+    *, campaign: Campaign, jurisdiction: str | None = None
+) -> dict[str, int]:
+    """``members_not_reached`` counted by its reason column (for members in
+    ``jurisdiction`` when given): two grouped queries, the same rows the export lists."""
+    counts: dict[str, int] = {}
+    rows = _delivered_badly(campaign, jurisdiction).order_by().values("status")
+    for row in rows.annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    for reason, n in _never_sent_counts(campaign, jurisdiction, in_app_too=False).items():
+        counts[NEVER_SENT_REASON.format(reason)] = n
+    return counts
+
+
+def not_reached_statuses(*, campaign: Campaign) -> list[str]:
+    """The statuses of a notice delivery that did not reach its member."""
+    statuses: list[str] = [*NOT_REACHED_STATUSES]
+    if campaign.state in FINAL_STATES:
+        statuses += UNFINISHED_STATUSES  # never to be sent (see campaign_reach)
+    return statuses
+
+
+def campaign_never_sent_counts(
+    *, campaign: Campaign, jurisdiction: str | None = None
+) -> dict[tuple[str, bool], int]:
+    """Audience members left out at fan-out, counted by (reason, shown the notice in-app):
+    one query for both what ``campaign_reach`` counts as unreachable (all of them) and
+    what ``campaign_not_reached_counts`` counts (those not shown it in-app)."""
+    rows = (
+        _never_sent(campaign, jurisdiction, in_app_too=True)
+        .annotate(shown=Exists(_in_app(campaign, "served", OuterRef("pk"))))
+        .order_by()
+        .values("reason", "shown")
+        .annotate(n=Count("pk"))
+    )
+    return {(row["reason"], row["shown"]): row["n"] for row in rows}
+
+
+def _delivered_badly(campaign: Campaign, jurisdiction: str | None) -> QuerySet[Delivery]:
+    """Notice deliveries that did not reach their member, who was not shown it in-app."""
+    statuses = not_reached_statuses(campaign=campaign)
+    deliveries = Delivery.objects.filter(campaign=campaign, wave=0, status__in=statuses).exclude(
+        Exists(_in_app(campaign, "served", OuterRef("member_id")))
+    )
+    return _in_jurisdiction(deliveries, "member__jurisdiction", jurisdiction)
+
+
+def _never_sent(campaign: Campaign, jurisdiction: str | None, *, in_app_too: bool) -> QuerySet:
+    """Audience members left out at fan-out (unreachable by email: no notice delivery),
+    annotated with ``reason``; ``in_app_too=False`` leaves out those shown it in-app."""
+    members = (
+        _in_jurisdiction(audience_members(campaign=campaign), "jurisdiction", jurisdiction)
+        .exclude(REACHABLE)
+        .exclude(Exists(Delivery.objects.filter(campaign=campaign, wave=0, member=OuterRef("pk"))))
+    )
+    if not in_app_too:
+        members = members.exclude(Exists(_in_app(campaign, "served", OuterRef("pk"))))
+    return members.annotate(reason=UNREACHABLE_REASON)
+
+
+def _never_sent_counts(
+    campaign: Campaign, jurisdiction: str | None, *, in_app_too: bool
+) -> dict[str, int]:
+    rows = _never_sent(campaign, jurisdiction, in_app_too=in_app_too).order_by().values("reason")
+    return {row["reason"]: row["n"] for row in rows.annotate(n=Count("pk"))}
+
+
+def _in_jurisdiction(rows: QuerySet, lookup: str, jurisdiction: str | None) -> QuerySet:
+    return rows if jurisdiction is None else rows.filter(**{lookup: jurisdiction})
 
 
 def delivery_status_counts_by_campaign(*, campaign_ids: list[int]) -> dict[int, dict[str, int]]:

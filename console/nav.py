@@ -7,5 +7,6 @@ NAV: list[tuple[str, str, str]] = [
     ("Approvals", "console:approvals", "campaigns.approve_campaign"),
     ("Notices", "console:notices", "campaigns.view_noticeversion"),
     ("Gates", "console:gates", "gates.view_gate"),
+    ("Effectiveness", "console:effectiveness", "accounts.view_consentevent"),
     ("Audit trail", "console:audit", "audit.view_staffaction"),
 ]

@@ -13,6 +13,7 @@ from console.views import (
     evidence,
     gates,
     notices,
+    reports,
     signin,
     two_factor,
     wording,
@@ -69,4 +70,7 @@ urlpatterns = [
     path("gates/<int:pk>/act/<slug:action>/", gates.gate_act, name="gate_act"),
     path("audit/", audit.audit_trail, name="audit"),
     path("audit/download.csv", audit.audit_download, name="audit_download"),
+    path("reports/effectiveness/", reports.effectiveness, name="effectiveness"),
+    path("reports/effectiveness/print/", reports.effectiveness_print, name="effectiveness_print"),
+    path("reports/effectiveness.csv", reports.effectiveness_csv, name="effectiveness_csv"),
 ]

@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Action, Source, SuppressionChange
 from accounts.services.consent import consent_record
 from accounts.services.suppression_feed import suppression_feed_catch_up, suppression_feed_sync
-from api.models import ConsumerPosition, Scope
+from api.models import ConsumerPosition, ConsumerPositionReport, Scope
 from api.services.clients import api_client_create
 from tests.factories import MemberFactory, staff_user
 
@@ -194,6 +194,25 @@ def test_a_position_only_moves_forward(key, pipeline, purpose, five_entries):
     response = applied(key, all_cursors[1])  # a late retry of an older report
     assert response.status_code == 200 and response.json()["cursor"] == all_cursors[3]
     assert ConsumerPosition.objects.get().cursor == all_cursors[3]
+
+
+def test_each_advance_of_a_position_is_kept_in_its_history(key, pipeline, purpose, five_entries):
+    """The effectiveness report reads when each feed entry was first acknowledged: every
+    advance is appended, a report that does not advance (a retry, an older cursor) is not."""
+    all_cursors = cursors(purpose)
+    for cursor in (all_cursors[1], all_cursors[1], all_cursors[0], all_cursors[3]):
+        assert applied(key, cursor).status_code == 200
+    history = ConsumerPositionReport.objects.filter(client=pipeline[0], purpose=purpose)
+    assert list(history.order_by("pk").values_list("cursor", flat=True)) == [
+        all_cursors[1],
+        all_cursors[3],
+    ]
+    assert ConsumerPosition.objects.get().cursor == all_cursors[3]
+
+
+def test_a_refused_report_adds_nothing_to_the_history(key, purpose, five_entries):
+    assert applied(key, cursors(purpose)[-1] + 1).status_code == 422
+    assert not ConsumerPositionReport.objects.exists()
 
 
 def test_a_cursor_beyond_the_head_is_refused_and_nothing_is_stored(key, purpose, five_entries):

@@ -55,6 +55,9 @@ PAGES: dict[str, frozenset[str]] = {
     "gate": ALL,
     "gate_new": ADMINISTRATOR,
     "gate_edit": ADMINISTRATOR,
+    "effectiveness": ALL,
+    "effectiveness_print": ALL,
+    "effectiveness_csv": ALL,
 }
 SIGN_IN = {"login", "login_verify", "logout", "two_factor"}
 POST_ONLY = {"campaign_act", "evidence_request", "evidence_retry", "gate_act"}
@@ -137,6 +140,10 @@ def addresses(author) -> dict[str, str]:
         "gate": reverse("console:gate", kwargs={"pk": gate.pk}),
         "gate_new": reverse("console:gate_new"),
         "gate_edit": reverse("console:gate_edit", kwargs={"pk": gate.pk}),
+        **{
+            name: reverse(f"console:{name}") + f"?purpose={ai_training().slug}&jurisdiction=US"
+            for name in ("effectiveness", "effectiveness_print", "effectiveness_csv")
+        },
     }
 
 

@@ -11,6 +11,7 @@ from accounts.services.policies import purpose_create
 from audit.models import Action as AuditAction
 from audit.models import StaffAction
 from campaigns.models import CampaignState, CampaignVariant, Delivery
+from campaigns.selectors import campaign_reach
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.wording_report import (
     CSV_COLUMNS,
@@ -218,3 +219,11 @@ def test_the_csv_needs_the_campaign_permission(finished):
     response = _client(nobody).get(f"/console/campaigns/{c.pk}/wording-test.csv")
     assert response.status_code == 403
     assert not StaffAction.objects.filter(action=AuditAction.DOWNLOAD).exists()
+
+
+def test_in_app_showings_of_every_version_count_in_the_reach(finished):
+    # Each version's last member, whose email bounced, acknowledged it in the app.
+    c, _versions = finished
+    reach = campaign_reach(campaign=c)
+    assert reach.in_app["served"] == 2
+    assert reach.reached == KNOWN[0][0] + KNOWN[1][0] + 2

@@ -66,3 +66,27 @@ def points_interval(bounds: tuple[float, float] | None) -> str:
 def share_percent(basis_points: int) -> str:
     """A wording test's share: 3334 -> "33.34%", 5000 -> "50%"."""
     return variants.percent(basis_points)
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """Seconds as a person reads a delay: "45 s", "12 min", "3 h 5 min", "2 d 4 h"."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min" if minutes else f"{secs} s"
+
+
+@register.filter
+def days(value: float | None) -> str:
+    """Days as a figure: "59", "59.6"; none -> "-"."""
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
