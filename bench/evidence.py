@@ -22,9 +22,9 @@ Figures: wall time of the large build (target under 2 minutes), its rows/s (memb
 ledger events written), the ratio to the floor, peak RSS at both sizes (target: the large
 build's within 1.5x the small one's: flat in campaign size), and the pack's size.
 
-The effectiveness report's timing on the same data belongs here too: a function that
-takes the database URL and returns its figures goes in ``EXTRA_FIGURES`` (another branch
-of issue #18 adds it); each is run once the packs are measured and its figures saved.
+The effectiveness report is measured by ``bench/evidence_report.py`` on a 1M-member
+campaign of its own (with the suppression feed and its consumers, which a pack does not
+read); ``make bench BENCH=evidence`` runs both.
 
 Usage: .venv/bin/python bench/evidence.py [--members N] [--repeat R] [--keep] [--fresh]
 """
@@ -34,7 +34,6 @@ import json
 import sys
 import time
 import zlib
-from collections.abc import Callable
 
 import campaign_setup
 import harness
@@ -47,8 +46,6 @@ TARGET_RSS_RATIO = 1.5
 SMALL_SHARE = 10  # the small campaign: the first 1/SMALL_SHARE of the members
 ACKNOWLEDGED_EVERY, OBJECTED_EVERY, IN_APP_EVERY, REMINDED_EVERY = 10, 30, 50, 5
 PURPOSE = "ai-training"
-# Extra figures on the same database: (name, function of the database URL -> figures).
-EXTRA_FIGURES: list[tuple[str, Callable[[str], dict]]] = []
 
 DELIVERIES_SQL = """
 INSERT INTO campaigns_delivery (campaign_id, member_id, wave, status, created_at, attempts,
@@ -243,8 +240,6 @@ def main() -> None:
             harness.progress(f"round {round_ + 1} {size}: {rounds[size][-1]}")
         floors.append(floor_read(url, ids["large"]))
     results = report(rounds, floors, args.members)
-    for name, figures_of in EXTRA_FIGURES:
-        results[name] = figures_of(url)
     harness.save_results("evidence", results)
     if not args.keep:
         database_drop(url)
