@@ -24,7 +24,7 @@ from accounts.services.members import (
     member_address_change,
     member_email_status_clear,
 )
-from accounts.services.policies import policy_set_mode, purpose_create
+from accounts.services.policies import PolicyHeldByGate, policy_set_mode, purpose_create
 from accounts.services.suppression_feed import suppression_feed_sync_after_commit
 from audit.models import Action
 from audit.services import staff_action_record
@@ -37,6 +37,7 @@ from config.admin_base import (
     acting_user,
 )
 from config.hashing import hash_ip
+from config.refusals import PermissionRefused
 
 LEDGER_ROWS_ON_MEMBER = 50
 EDITABLE_MEMBER_FIELDS = ["external_id", "email", "locale", "country", "person_key"]
@@ -260,10 +261,16 @@ class JurisdictionPolicyAdmin(StaffAdmin):
     list_display = ["purpose", "jurisdiction", "mode", "mode_since"]
     list_filter = ["purpose", "mode"]
     list_select_related = ["purpose"]
-    fields = ["purpose", "jurisdiction", "mode", "mode_since", "planned_mode", "planned_from"]
-    # The planned opening is a processing gate's (console: Gates), never edited here.
-    readonly_fields = ["purpose", "jurisdiction", "mode_since", "planned_mode", "planned_from"]
+    fields = [
+        "purpose", "jurisdiction", "mode", "mode_since", "gated", "planned_mode", "planned_from"
+    ]  # fmt: skip
+    # The planned opening and the gate's hold are a processing gate's (console: Gates),
+    # never edited here; a held place is refused a change out of "excluded".
+    readonly_fields = [
+        "purpose", "jurisdiction", "mode_since", "gated", "planned_mode", "planned_from"
+    ]  # fmt: skip
     inlines = [PolicyChangeInline]
+    refusals = (PermissionRefused, PolicyHeldByGate)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # every purpose gets one row per jurisdiction when it is created

@@ -208,6 +208,9 @@ class JurisdictionPolicy(models.Model):
     # ``accounts.services.policies.policy_plan_set``; any change of ``mode`` clears it.
     planned_mode = models.CharField(max_length=16, choices=PolicyMode.choices, blank=True)
     planned_from = models.DateField(null=True, blank=True)
+    # A processing gate holds the place: only the gate (two people, its conditions met)
+    # takes the purpose out of "excluded" here; the admin's one-person change is refused.
+    gated = models.BooleanField(default=False, db_default=False, editable=False)
 
     class Meta:
         verbose_name_plural = "jurisdiction policies"

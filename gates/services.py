@@ -37,7 +37,7 @@ from accounts.jurisdictions import Jurisdiction
 from accounts.models import JurisdictionPolicy, PolicyMode, Purpose
 from accounts.permissions import permission_require
 from accounts.selectors import suppression_feed_head
-from accounts.services.policies import policy_plan_set, policy_set_mode
+from accounts.services.policies import policy_gate_hold, policy_plan_set, policy_set_mode
 from audit.models import Action
 from audit.services import staff_action_record
 from campaigns.models import Campaign
@@ -86,6 +86,7 @@ def gate_define(*, purpose: Purpose, jurisdiction: str, terms: GateTerms, by: Us
         except IntegrityError:
             raise GateRefused(f"{purpose.slug} in {jurisdiction} has a gate already") from None
         gate.campaigns.set(campaigns)
+        policy_gate_hold(policy=policy)
         policy_plan_set(
             policy=policy, planned_mode=terms.opens_to, planned_from=terms.planned_opening
         )

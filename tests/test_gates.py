@@ -10,13 +10,16 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import (
     Action,
     CheckKind,
     JurisdictionPolicy,
+    JurisdictionPolicyChange,
     LedgerCheck,
     PolicyMode,
     Source,
@@ -27,7 +30,7 @@ from accounts.selectors import (
     suppression_feed_head,
 )
 from accounts.services.consent import consent_record
-from accounts.services.policies import policy_set_mode
+from accounts.services.policies import PolicyHeldByGate, policy_set_mode
 from accounts.services.suppression_export import suppressions_export
 from accounts.services.suppression_feed import suppression_feed_catch_up
 from api.models import Scope
@@ -438,12 +441,43 @@ def test_the_history_cannot_be_changed_or_deleted(place):
         cursor.execute("UPDATE gates_gateevent SET reason = 'x'")
 
 
-def test_a_policy_changed_outside_the_gate_shows(place):
-    gate = place.gate()
+def test_only_the_gate_takes_a_held_place_out_of_excluded(place):
+    gate = ready(place)
     assert gate_evaluate(gate=gate).policy_agrees
-    policy_set_mode(policy=policy(place), mode="opt_out", by=None)
+    changes = JurisdictionPolicyChange.objects.count()
+    with pytest.raises(PolicyHeldByGate, match="held by a processing gate"):
+        policy_set_mode(policy=policy(place), mode="opt_out", by=None)
+    assert (policy(place).mode, JurisdictionPolicyChange.objects.count()) == ("excluded", changes)
+    gate_propose(gate=gate, by=place.ben)
+    gate_open(gate=gate, by=place.cy)
+    assert policy(place).mode == "opt_out"
+
+
+def test_excluding_again_outside_the_gate_is_allowed_and_shows(place):
+    gate = ready(place)
+    gate_propose(gate=gate, by=place.ben)
+    gate_open(gate=gate, by=place.cy)
+    policy_set_mode(policy=policy(place), mode="excluded", by=None)
+    gate.refresh_from_db()
     status = gate_evaluate(gate=gate)
-    assert (status.policy_mode, status.policy_agrees) == ("opt_out", False)
+    assert (status.gate.state, status.policy_mode, status.policy_agrees) == (
+        "open",
+        "excluded",
+        False,
+    )
+
+
+def test_the_admin_refuses_opening_a_held_place_even_to_a_superuser(place, django_user_model):
+    place.gate()
+    priya = django_user_model.objects.create_superuser("priya", "priya@example.com", "pw-1")
+    admin = Client()
+    admin.force_login(priya)
+    url = reverse("admin:accounts_jurisdictionpolicy_change", args=[policy(place).pk])
+    form = {"mode": "opt_out", "changes-TOTAL_FORMS": "0", "changes-INITIAL_FORMS": "0"}
+    response = admin.post(url, form, follow=True)
+    assert "held by a processing gate" in response.content.decode()
+    assert policy(place).mode == "excluded"
+    assert not StaffAction.objects.filter(action=AuditAction.POLICY_CHANGE, by=priya).exists()
 
 
 def test_evaluating_a_gate_costs_the_same_queries_for_any_number_of_members(

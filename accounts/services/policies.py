@@ -64,6 +64,16 @@ def purpose_create(
 POLICY_CHANGE_PERM = "accounts.change_jurisdictionpolicy"
 
 
+class PolicyHeldByGate(ValueError):
+    """The place is held by a processing gate: only the gate may stop excluding there."""
+
+
+def policy_gate_hold(*, policy: JurisdictionPolicy) -> None:
+    """Put ``policy`` under a processing gate from now on (the gate's services call it
+    when the gate is defined, after their own permission check and audit entry)."""
+    JurisdictionPolicy.objects.filter(pk=policy.pk).update(gated=True)
+
+
 @transaction.atomic
 def policy_set_mode(
     *,
@@ -76,12 +86,21 @@ def policy_set_mode(
     """Change a jurisdiction's mode for a purpose, with an audit row, and drop any
     planned change; None if unchanged. Needs ``perm``: ``accounts.change_jurisdictionpolicy``
     unless a caller with its own authority over the change names another (a processing
-    gate opens and closes with the gate's permissions)."""
+    gate opens and closes with the gate's permissions). A place held by a gate is not
+    taken out of "excluded" on that plain permission (``PolicyHeldByGate``); excluding
+    again, the safe direction, stays open to it."""
     permission_require(by=by, perm=perm)
     policy = JurisdictionPolicy.objects.select_for_update().get(pk=policy.pk)
     mode = PolicyMode(mode)
     if policy.mode == mode:
         return None
+    opening = policy.mode == PolicyMode.EXCLUDED
+    if policy.gated and opening and perm == POLICY_CHANGE_PERM:
+        raise PolicyHeldByGate(
+            f"{policy.purpose.slug} in {policy.jurisdiction} is held by a processing gate:"
+            " it opens from the gate's page (Console, Gates), once its conditions are met"
+            " and a second person confirms"
+        )
     change = JurisdictionPolicyChange.objects.create(
         policy=policy, from_mode=policy.mode, to_mode=mode, changed_by=by, note=note
     )
