@@ -37,6 +37,7 @@ import zlib
 
 import campaign_setup
 import harness
+import psycopg
 from harness import fmt_mb, fmt_rate, fmt_s, table, verdict
 from psycopg import sql
 
@@ -84,7 +85,7 @@ def seeded(url: str, members: int) -> dict | None:
             rows = conn.execute(
                 "SELECT name, id FROM campaigns_campaign WHERE name LIKE 'bench evidence %%'"
             ).fetchall()
-    except Exception:  # no such database yet
+    except psycopg.Error:  # no such database (or tables) yet
         return None
     found = dict(rows)
     if count != members or set(found) != {"bench evidence large", "bench evidence small"}:

@@ -324,7 +324,6 @@ def test_the_feed_and_consumer_times_equal_the_plain_computation(purpose, seed, 
     ]  # fmt: skip
     count, in_feed, policy_out, feed, acks = plain_feed(purpose, objections)
     found = report.feed
-    print("FEED", found)
     assert (found.objections, found.in_feed, found.policy_out) == (count, in_feed, policy_out)
     assert found.not_in_feed == count - in_feed - policy_out
     assert found.median_seconds == (pytest.approx(statistics.median(feed)) if feed else None)
