@@ -77,6 +77,18 @@ def _share_field(label: str) -> forms.DecimalField:
     )
 
 
+class DateRangeForm(forms.Form):
+    """A filter form with optional ``since`` and ``until`` dates, refused the wrong way
+    round (the subclass declares both fields)."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError("The start date is after the end date.")
+        return data
+
+
 class VersionStep(forms.ModelForm):
     notice_version = forms.ModelChoiceField(
         queryset=versions_offered(),

@@ -14,22 +14,14 @@ from accounts import ledger
 from accounts.models import ConsentEvent
 from campaigns.models import Campaign, Delivery
 from db.evidence import LINE_COLUMNS, campaign_member_lines
+from evidence import pack_verify
 from evidence.models import EvidencePack, EvidencePackPart
 
 # members.csv, in column order: what a regulator reads per member.
 MEMBER_COLUMNS = LINE_COLUMNS
-# The counts members.csv is checked against (verify.py recounts them): each is "rows
-# whose column is not empty", besides members, deliveries (waves) and reached.
-COUNTED = {
-    "sent": "sent_at",
-    "delivered": "delivered_at",
-    "opened": "first_opened_at",
-    "acknowledged": "acknowledged_at",
-    "objected": "objected_at",
-    "served_in_app": "served_in_app_at",
-}
-# Reached: delivered, shown in the app, or acknowledged (a member who acknowledged saw it).
-REACHED_BY = ("delivered_at", "served_in_app_at", "acknowledged_at")
+# The counts members.csv is checked against, and what counts as reached: the shipped
+# verify.py's own definitions (it recounts them), so the pack and its check agree.
+COUNTED, REACHED_BY = pack_verify.COUNTED, pack_verify.REACHED_BY
 # ledger.csv, in column order: the hashed fields, the member's external id, the chain.
 LEDGER_COLUMNS = (*ledger.HASHED_FIELDS, "member_external_id", "prev_hash", "hash")
 LIST_SEPARATOR = ";"

@@ -17,6 +17,7 @@ from audit.selectors import TrailFilter, staff_actions_filtered, staff_actions_p
 from audit.services import staff_action_record
 from config.spreadsheet import csv_lines_for_people
 from console.access import console_view, staff_user
+from console.forms import DateRangeForm
 from console.links import campaign_url
 
 VIEW = "audit.view_staffaction"
@@ -29,7 +30,7 @@ CSV_CHUNK = 2000
 HASH_SHOWN = 12
 
 
-class TrailFilterForm(forms.Form):
+class TrailFilterForm(DateRangeForm):
     by = forms.ModelChoiceField(
         queryset=User.objects.filter(is_staff=True).order_by("username"),
         required=False,
@@ -56,13 +57,6 @@ class TrailFilterForm(forms.Form):
     )
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        since, until = data.get("since"), data.get("until")
-        if since and until and since > until:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
 
     def trail_filter(self) -> TrailFilter:
         data = self.cleaned_data

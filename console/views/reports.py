@@ -22,13 +22,14 @@ from audit.services import staff_action_record
 from campaigns.models import Campaign
 from config.spreadsheet import csv_lines_for_people
 from console.access import console_view, staff_user
+from console.forms import DateRangeForm
 from evidence.reports import EffectivenessReport, effectiveness_report
 
 PERMS = ("campaigns.view_campaign", "accounts.view_consentevent")
 CSV_COLUMNS = ["section", "campaign", "item", "value"]
 
 
-class ReportForm(forms.Form):
+class ReportForm(DateRangeForm):
     purpose = forms.ModelChoiceField(
         queryset=Purpose.objects.order_by("name"), to_field_name="slug", empty_label=None
     )
@@ -45,13 +46,6 @@ class ReportForm(forms.Form):
     until = forms.DateField(
         required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
     )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        since, until = data.get("since"), data.get("until")
-        if since and until and since > until:
-            raise forms.ValidationError("The start date is after the end date.")
-        return data
 
     def report(self) -> EffectivenessReport:
         data = self.cleaned_data
