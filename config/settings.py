@@ -13,6 +13,7 @@ from typing import Any
 
 import environ
 from celery.schedules import crontab
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -180,11 +181,12 @@ else:
         }
     }
 
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-if REDIS_URL:
+# The broker defaults to REDIS_URL; CELERY_BROKER_URL names another (RabbitMQ: amqp://...).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Must exceed the longest task, or Redis hands an unacked task to a second worker.
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
-else:
+elif CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
@@ -198,6 +200,29 @@ else:
     # The filesystem transport has no fan-out exchange for remote control.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 
+# Two queues, so that what members and ESPs are waiting for never queues behind a large
+# send. "celery" (the default) takes the short tasks: ESP events, objection receipts, the
+# feed, outbound webhooks, beat's sweeps. "bulk" takes the long ones: sender chains,
+# fan-outs, evidence packs, the ledger's full walk. A worker started without -Q consumes
+# both; production gives "celery" processes of its own (docs/production.md#queues).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+RENOTIFY_BULK_QUEUE = "bulk"
+# Each on an exchange and routing key of its own: a queue declared by name alone is bound
+# with the default's key, and would be handed the default queue's messages as well.
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (CELERY_TASK_DEFAULT_QUEUE, RENOTIFY_BULK_QUEUE)
+)
+CELERY_TASK_ROUTES = {
+    name: {"queue": RENOTIFY_BULK_QUEUE}
+    for name in (
+        "campaigns.tasks.campaign_send",
+        "campaigns.tasks.campaign_fan_out_task",
+        "campaigns.tasks.reminders_create_task",
+        "evidence.tasks.evidence_pack_build_task",
+        "accounts.tasks.ledger_verify",
+    )
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

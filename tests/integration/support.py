@@ -127,6 +127,7 @@ import sys
 from config.celery import app
 queue = sys.argv[1]
 app.conf.task_default_queue = queue
+app.conf.task_routes = {}  # the bulk queue too: every task to the test's own
 app.conf.worker_enable_remote_control = False
 app.worker_main(["worker", "--pool=solo", "-Q", queue, "--without-mingle",
                  "--without-gossip", "--loglevel=INFO"])

@@ -24,6 +24,7 @@ import sys
 from config.celery import app
 queue, schedule_file = sys.argv[1], sys.argv[2]
 app.conf.task_default_queue = queue
+app.conf.task_routes = {}  # the bulk queue too: every task to the test's own
 app.conf.beat_schedule = {
     "tick": {"task": "campaigns.tasks.delivery_events_process", "schedule": 1.0},
 }
