@@ -150,6 +150,22 @@ def summary_rows(results: dict, order: list[str]) -> list[list[object]]:
     return rows
 
 
+def latest_run_line(results: dict) -> str:
+    """Which benchmarks the latest invocation ran; the others are from earlier runs."""
+    if not results["runs"]:
+        return "Nothing has been measured yet."
+    latest = max(results["runs"])
+    sections = results["benchmarks"].items()
+    ran = [name for name, s in sections if s["run"] == latest and s["status"] == "ran"]
+    failed = [name for name, s in sections if s["run"] == latest and s["status"] != "ran"]
+    return (
+        f"The latest run ({_when(results['runs'][latest])} UTC) ran"
+        f" {', '.join(ran) or 'nothing'}{'; failed: ' + ', '.join(failed) if failed else ''}."
+        " Every other row was measured in an earlier run (its date in the last column) or"
+        " not yet."
+    )
+
+
 def machine_lines(results: dict) -> list[str]:
     runs = list(results["runs"].values())
     headers = ["", *(f"run {_when(run)}" for run in runs)]
@@ -206,6 +222,8 @@ def markdown_render(results: dict, *, order: list[str]) -> str:
         " published size (see README.md, SCALE). The command per benchmark is in its section.",
         "",
         "## Summary",
+        "",
+        latest_run_line(results),
         "",
         *_table(
             ["benchmark", "target", "measured", "goal", "result", "measured at (UTC)"],

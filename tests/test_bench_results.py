@@ -137,6 +137,19 @@ def test_the_summary_lists_every_target_and_every_benchmark_without_one():
     ]
 
 
+def test_the_summary_says_what_the_latest_run_ran_and_what_failed():
+    monday, tuesday = a_run("2025-01-06T10:00:00Z"), a_run("2025-01-07T10:00:00Z")
+    results = recorded(
+        (monday, "gates", a_section()),
+        (tuesday, "fanout", a_section()),
+        (tuesday, "webhooks", a_section(status="failed")),
+    )
+
+    markdown = results_writer.markdown_render(results, order=ORDER)
+
+    assert "The latest run (2025-01-07 10:00 UTC) ran fanout; failed: webhooks." in markdown
+
+
 def test_each_section_says_when_at_which_commit_and_scale_and_how_to_reproduce():
     older = a_run("2025-01-06T10:00:00Z", commit="1234567890abcdef" + "0" * 24)
     newer = {**a_run("2025-01-07T10:00:00Z", scale=10_000), "dirty": True}
