@@ -113,7 +113,7 @@ def reproduce_command(name: str, scale: int | None) -> str:
 
 
 def _when(run: dict) -> str:
-    return run["id"].replace("T", " ").removesuffix("Z")[:16]
+    return run["id"].replace("T", " ").removesuffix("Z")
 
 
 def _commit(run: dict) -> str:
@@ -166,18 +166,36 @@ def latest_run_line(results: dict) -> str:
     )
 
 
-def machine_lines(results: dict) -> list[str]:
-    runs = list(results["runs"].values())
-    headers = ["", *(f"run {_when(run)}" for run in runs)]
-    rows: list[list[object]] = [["commit", *(_commit(run) for run in runs)]]
-    rows.append(["SCALE", *(_scale(run) for run in runs)])
-    rows.append(["load average before", *(" ".join(map(str, r["load_before"])) for r in runs)])
+def machines(results: dict) -> list[dict]:
+    """The distinct machines of the runs, in the order they first appear (usually one)."""
+    distinct: list[dict] = []
+    for run in results["runs"].values():
+        if run["machine"] not in distinct:
+            distinct.append(run["machine"])
+    return distinct
+
+
+def runs_lines(results: dict) -> list[str]:
+    """A row per run (what it ran, at which commit and SCALE), then a column per machine."""
+    distinct = machines(results)
+    several = len(distinct) > 1
+    headers = ["run (UTC)", "commit", "SCALE", "load average before", "benchmarks"]
+    rows: list[list[object]] = []
+    for run_id, run in results["runs"].items():
+        names = [n for n, section in results["benchmarks"].items() if section["run"] == run_id]
+        row = [_when(run), _commit(run), _scale(run), " ".join(map(str, run["load_before"]))]
+        rows.append([*row, ", ".join(names)])
+        if several:
+            rows[-1].append(f"machine {distinct.index(run['machine']) + 1}")
+    lines = _table([*headers, "machine"] if several else headers, rows)
+    machine_rows: list[list[object]] = []
     for key, label in MACHINE_ROWS:
-        values = [run["machine"].get(key) for run in runs]
+        values = [machine.get(key) for machine in distinct]
         if key == "postgresql":  # "PostgreSQL 15.x (...) on <platform>, compiled by ..."
             values = [str(v).split(",")[0] for v in values]
-        rows.append([label, *values])
-    return _table(headers, rows)
+        machine_rows.append([label, *values])
+    columns = [f"machine {n}" for n in range(1, len(distinct) + 1)] if several else ["machine"]
+    return [*lines, "", *_table(["", *columns], machine_rows)]
 
 
 def section_lines(name: str, section: dict, run: dict) -> list[str]:
@@ -232,7 +250,7 @@ def markdown_render(results: dict, *, order: list[str]) -> str:
         "",
         "## Runs and machine",
         "",
-        *machine_lines(results),
+        *runs_lines(results),
         "",
         "## Benchmarks",
         "",

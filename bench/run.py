@@ -172,7 +172,8 @@ def summary_print(sections: dict[str, dict]) -> None:
                 ]
             )
     print("\n=== summary ===")
-    print(harness.table(["target", "measured", "target", "result"], rows))
+    if rows:
+        print(harness.table(["target", "measured", "target", "result"], rows))
     if figures_only:
         print(f"(no targets saved by: {', '.join(figures_only)})")
 

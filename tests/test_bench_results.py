@@ -130,9 +130,9 @@ def test_the_summary_lists_every_target_and_every_benchmark_without_one():
     rows = summary_table(results_writer.markdown_render(results, order=[*ORDER, "e2e"]))
 
     assert rows == [
-        "| fanout | app rows/s | 64,449 | >= 200,000 | **MISS** | 2025-01-06 10:00 |",
-        "| gates | (no targets: figures only) |  |  |  | 2025-01-06 10:00 |",
-        "| webhooks | (failed: exit code 1) |  |  |  | 2025-01-06 10:00 |",
+        "| fanout | app rows/s | 64,449 | >= 200,000 | **MISS** | 2025-01-06 10:00:00 |",
+        "| gates | (no targets: figures only) |  |  |  | 2025-01-06 10:00:00 |",
+        "| webhooks | (failed: exit code 1) |  |  |  | 2025-01-06 10:00:00 |",
         "| e2e | (not run yet) |  |  |  |  |",
     ]
 
@@ -147,7 +147,7 @@ def test_the_summary_says_what_the_latest_run_ran_and_what_failed():
 
     markdown = results_writer.markdown_render(results, order=ORDER)
 
-    assert "The latest run (2025-01-07 10:00 UTC) ran fanout; failed: webhooks." in markdown
+    assert "The latest run (2025-01-07 10:00:00 UTC) ran fanout; failed: webhooks." in markdown
 
 
 def test_each_section_says_when_at_which_commit_and_scale_and_how_to_reproduce():
@@ -159,24 +159,40 @@ def test_each_section_says_when_at_which_commit_and_scale_and_how_to_reproduce()
     fanout = markdown.split("### fanout")[1].split("###")[0]
     gates = markdown.split("### gates")[1].split("###")[0]
 
-    assert "2025-01-07 10:00 UTC at commit aaaaaaaaaa (dirty), SCALE 10,000" in fanout
+    assert "2025-01-07 10:00:00 UTC at commit aaaaaaaaaa (dirty), SCALE 10,000" in fanout
     assert "`SCALE=10000 make bench BENCH=fanout`" in fanout
     assert "`bench/fanout.py --rows 10000 --celery-rows 200`" in fanout
-    assert "2025-01-06 10:00 UTC at commit 1234567890, SCALE default sizes" in gates
+    assert "2025-01-06 10:00:00 UTC at commit 1234567890, SCALE default sizes" in gates
     assert "`make bench BENCH=gates`" in gates
 
 
-def test_the_machine_table_has_a_column_per_run_still_in_the_results():
+def test_runs_still_in_the_results_are_listed_with_what_they_ran_on_one_machine():
     results = recorded(
         (a_run("2025-01-06T10:00:00Z"), "gates", a_section()),
-        (a_run("2025-01-07T10:00:00Z"), "fanout", a_section()),
+        (a_run("2025-01-07T10:00:00Z", scale=10_000), "fanout", a_section()),
     )
 
     markdown = results_writer.markdown_render(results, order=ORDER)
 
-    assert "|  | run 2025-01-06 10:00 | run 2025-01-07 10:00 |" in markdown
-    assert "| cores | 2 | 2 |" in markdown
+    assert "| 2025-01-06 10:00:00 | aaaaaaaaaa | default sizes | 0.5 0.4 0.3 | gates |" in markdown
+    assert "| 2025-01-07 10:00:00 | aaaaaaaaaa | 10,000 | 0.5 0.4 0.3 | fanout |" in markdown
+    assert "|  | machine |" in markdown
+    assert "| cores | 2 |" in markdown
     assert "| PostgreSQL | PostgreSQL 15.20 (Debian) on x86_64-pc-linux-gnu |" in markdown
+
+
+def test_runs_on_different_machines_say_which_machine_each_was():
+    bigger = a_run("2025-01-07T10:00:00Z")
+    bigger["machine"] = {**bigger["machine"], "cores": 8}
+    results = recorded(
+        (a_run("2025-01-06T10:00:00Z"), "gates", a_section()), (bigger, "fanout", a_section())
+    )
+
+    markdown = results_writer.markdown_render(results, order=ORDER)
+
+    assert "| 0.5 0.4 0.3 | fanout | machine 2 |" in markdown
+    assert "|  | machine 1 | machine 2 |" in markdown
+    assert "| cores | 2 | 8 |" in markdown
 
 
 def test_rendering_is_deterministic_whatever_order_the_benchmarks_were_recorded_in():
