@@ -112,6 +112,16 @@ def reproduce_command(name: str, scale: int | None) -> str:
     return f"{f'SCALE={scale} ' if scale else ''}make bench BENCH={name}"
 
 
+def reproduce_lines(results: dict, order: list[str]) -> list[str]:
+    """One command per benchmark, at the SCALE its published figures were measured at."""
+    lines = []
+    for name in names_ordered(results, order):
+        section = results["benchmarks"].get(name)
+        scale = results["runs"][section["run"]]["scale"] if section else None
+        lines.append(f"- `{reproduce_command(name, scale)}`")
+    return lines
+
+
 def _when(run: dict) -> str:
     return run["id"].replace("T", " ").removesuffix("Z")
 
@@ -237,7 +247,10 @@ def markdown_render(results: dict, *, order: list[str]) -> str:
         "`make bench` runs them all; `make bench BENCH=<name>` re-measures one and keeps the"
         " others as they were, so each section says when, at which commit and at which SCALE"
         " it was measured. `SCALE=N` runs a benchmark at N members or rows instead of its"
-        " published size (see README.md, SCALE). The command per benchmark is in its section.",
+        " published size (see README.md, SCALE). To reproduce a benchmark's figures, as"
+        " measured here:",
+        "",
+        *reproduce_lines(results, order),
         "",
         "## Summary",
         "",

@@ -164,6 +164,8 @@ def test_each_section_says_when_at_which_commit_and_scale_and_how_to_reproduce()
     assert "`bench/fanout.py --rows 10000 --celery-rows 200`" in fanout
     assert "2025-01-06 10:00:00 UTC at commit 1234567890, SCALE default sizes" in gates
     assert "`make bench BENCH=gates`" in gates
+    intro = markdown.split("## Summary")[0]
+    assert "- `SCALE=10000 make bench BENCH=fanout`\n- `make bench BENCH=gates`" in intro
 
 
 def test_runs_still_in_the_results_are_listed_with_what_they_ran_on_one_machine():
