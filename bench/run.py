@@ -126,7 +126,7 @@ def benchmark_env(url: str, name: str, scale: int | None) -> dict[str, str]:
     return env
 
 
-def command_text(name: str, command: list[str], env: dict[str, str]) -> str:
+def command_text(command: list[str], env: dict[str, str]) -> str:
     """The command as a user would type it (with the SCALE it was given, if any)."""
     prefix = f"SCALE={env['SCALE']} " if "SCALE" in env else ""
     return prefix + shlex.join(command)
@@ -148,7 +148,7 @@ def benchmark_run(name: str, url: str, scale: int | None, repeat: int | None) ->
         "status": "ran" if done.returncode == 0 else "failed",
         "exit_code": done.returncode,
         "wall_seconds": round(seconds, 1),
-        "command": command_text(name, command, env),
+        "command": command_text(command, env),
         "load_before": load_before,
         "targets": figures.get("targets"),
         "figures": {key: value for key, value in figures.items() if key != "targets"},

@@ -311,3 +311,37 @@ def test_a_scale_that_is_not_a_count_is_refused_in_one_line(monkeypatch):
 
     with pytest.raises(SystemExit, match="SCALE must be a whole number"):
         run.scale_from_env()
+
+
+# --- One benchmark's section, from its child process -------------------------------------------
+
+WRITES_FIGURES = """
+import json, pathlib, sys
+figures = {"rows": 10, "targets": {"rows/s": {"measured": 5.0, "target": ">= 1", "pass": True}}}
+pathlib.Path(sys.argv[1], "tiny.json").write_text(json.dumps(figures))
+"""
+
+
+def section_of(child_args: list[str], monkeypatch, tmp_path) -> dict:
+    monkeypatch.setattr(run.harness, "OUT_DIR", tmp_path)
+    monkeypatch.setattr(run, "benchmark_command", lambda name, scale, repeat: child_args)
+    return run.benchmark_run(
+        "tiny", "postgres://postgres@127.0.0.1:5432/renotify_bench", None, None
+    )
+
+
+def test_a_benchmark_that_ran_gives_its_targets_and_figures_apart(monkeypatch, tmp_path):
+    section = section_of(["-c", WRITES_FIGURES, str(tmp_path)], monkeypatch, tmp_path)
+
+    assert (section["status"], section["exit_code"]) == ("ran", 0)
+    assert section["targets"] == {"rows/s": {"measured": 5.0, "target": ">= 1", "pass": True}}
+    assert section["figures"] == {"rows": 10}
+    assert section["command"].startswith("-c ")
+
+
+def test_a_benchmark_that_failed_is_recorded_as_failed_with_nothing_measured(monkeypatch, tmp_path):
+    section = section_of(["-c", "raise SystemExit(3)"], monkeypatch, tmp_path)
+
+    assert (section["status"], section["exit_code"]) == ("failed", 3)
+    assert section["targets"] is None
+    assert section["figures"] == {}
