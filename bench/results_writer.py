@@ -160,6 +160,21 @@ def summary_rows(results: dict, order: list[str]) -> list[list[object]]:
     return rows
 
 
+def tally_line(results: dict, order: list[str]) -> str:
+    """How many targets pass and miss, and how many benchmarks have no figures."""
+    verdicts = [
+        result["pass"]
+        for section in results["benchmarks"].values()
+        for result in (section.get("targets") or {}).values()
+    ]
+    failed = sum(s["status"] != "ran" for s in results["benchmarks"].values())
+    never = sum(name not in results["benchmarks"] for name in order)
+    return (
+        f"{sum(verdicts)} of {len(verdicts)} targets met, {len(verdicts) - sum(verdicts)}"
+        f" missed; benchmarks failed: {failed}, not run yet: {never}."
+    )
+
+
 def latest_run_line(results: dict) -> str:
     """Which benchmarks the latest invocation ran; the others are from earlier runs."""
     if not results["runs"]:
@@ -254,7 +269,7 @@ def markdown_render(results: dict, *, order: list[str]) -> str:
         "",
         "## Summary",
         "",
-        latest_run_line(results),
+        f"{tally_line(results, order)} {latest_run_line(results)}",
         "",
         *_table(
             ["benchmark", "target", "measured", "goal", "result", "measured at (UTC)"],

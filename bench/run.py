@@ -160,7 +160,8 @@ def summary_print(sections: dict[str, dict]) -> None:
     rows, figures_only = [], []
     for name, section in sections.items():
         if not section["targets"]:
-            figures_only.append(name)
+            if section["status"] == "ran":  # a failed one is named at the end
+                figures_only.append(name)
             continue
         for target, result in section["targets"].items():
             rows.append(

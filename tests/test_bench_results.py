@@ -142,12 +142,13 @@ def test_the_summary_says_what_the_latest_run_ran_and_what_failed():
     results = recorded(
         (monday, "gates", a_section()),
         (tuesday, "fanout", a_section()),
-        (tuesday, "webhooks", a_section(status="failed")),
+        (tuesday, "webhooks", a_section(status="failed", ok=False)),
     )
 
     markdown = results_writer.markdown_render(results, order=ORDER)
 
     assert "The latest run (2025-01-07 10:00:00 UTC) ran fanout; failed: webhooks." in markdown
+    assert "2 of 3 targets met, 1 missed; benchmarks failed: 1, not run yet: 0." in markdown
 
 
 def test_each_section_says_when_at_which_commit_and_scale_and_how_to_reproduce():
