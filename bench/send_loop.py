@@ -352,7 +352,7 @@ def backend_env(url: str, backend: str, port: int) -> dict[str, str]:
 
 
 def report(rows: int, small_rows: int, results: dict) -> tuple[str, dict]:
-    lines, summary = [], {}
+    lines, summary, targets = [], {}, {}
     for backend, runs in results.items():
         big = [r for r in runs if r["size"] == rows]
         small = [r for r in runs if r["size"] == small_rows]
@@ -411,6 +411,16 @@ def report(rows: int, small_rows: int, results: dict) -> tuple[str, dict]:
             f" {fmt_mb(rss_big)} MB at {rows:,}   target flat: {verdict(flat)}",
             "",
         ]
+        targets[f"{backend}: app / floor"] = harness.target(
+            share, f">= {TARGET_FLOOR_SHARE:.2f}", share >= TARGET_FLOOR_SHARE
+        )
+        if backend == "sink":
+            targets["sink: app msg/s"] = harness.target(
+                app_rate, f">= {TARGET_SINK_RATE:,}", app_rate >= TARGET_SINK_RATE
+            )
+        targets[f"{backend}: app peak RSS MB, {small_rows:,} -> {rows:,}"] = harness.target(
+            f"{fmt_mb(rss_small)} -> {fmt_mb(rss_big)}", "flat", flat
+        )
         summary[backend] = {
             "app_seconds": app_s,
             "floor_seconds": floor_s,
@@ -421,7 +431,7 @@ def report(rows: int, small_rows: int, results: dict) -> tuple[str, dict]:
             "rss_mb": {str(small_rows): rss_small, str(rows): rss_big},
             "runs": runs,
         }
-    return "\n".join(lines), summary
+    return "\n".join(lines), {"rows": rows, "small_rows": small_rows, **summary, "targets": targets}
 
 
 def parent(args) -> None:
