@@ -239,7 +239,7 @@ if REDIS_URL:
     # One active beat per deployment: RedBeat keeps the schedule in Redis and holds a
     # lock there, refreshed every tick. A second beat (a rolling deploy, a mistake)
     # waits for the lock and takes over only when the first stops refreshing it.
-    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+    CELERY_BEAT_SCHEDULER = "config.beat.RenotifyBeatScheduler"
     _beat_lock_seconds = env.int("RENOTIFY_BEAT_LOCK_SECONDS", default=60)
     CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, _beat_lock_seconds // 5)
     # RedBeat reads its settings by their own names: config.celery adds these as they are.
