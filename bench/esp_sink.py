@@ -427,21 +427,23 @@ class Feeder:
             self._push(retry_at, event)
 
 
-def listening_socket(port: int) -> socket.socket:
-    """A socket on 127.0.0.1:``port`` that other sink processes may bind too."""
+def listening_socket(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """A socket on ``host``:``port`` that other sink processes may bind too."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
+    sock.bind((host, port))
     sock.listen(1024)
     sock.setblocking(False)
     return sock
 
 
-def serve(port: int, directory: Path | None, index: int, feed: FeedOptions | None) -> None:
+def serve(
+    port: int, directory: Path | None, index: int, feed: FeedOptions | None, host: str
+) -> None:
     async def main() -> None:
         sink = FakePostmark(directory, index, feed)
-        server = await asyncio.start_server(sink.handle, sock=listening_socket(port))
+        server = await asyncio.start_server(sink.handle, sock=listening_socket(port, host))
         tasks = []
         if directory is not None:
             tasks.append(asyncio.create_task(sink.flush_forever()))
@@ -506,6 +508,9 @@ class Sink:
     feed: FeedOptions | None = None
     port: int = field(default_factory=free_port)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    # 0.0.0.0: also reachable from workers in network namespaces (bench/netns.py), on
+    # the root namespace's veth addresses.
+    bind: str = "127.0.0.1"
 
     def start(self) -> "Sink":
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -514,7 +519,7 @@ class Sink:
         for index in range(self.processes):
             command = [
                 harness.PYTHON, SCRIPT, "--serve", "--port", str(self.port),
-                "--dir", str(self.directory), "--index", str(index),
+                "--dir", str(self.directory), "--index", str(index), "--bind", self.bind,
             ]  # fmt: skip
             if self.feed is not None:
                 command += ["--feed", json.dumps(self.feed.__dict__)]
@@ -619,10 +624,11 @@ def main() -> None:
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--feed", help=argparse.SUPPRESS)
+    parser.add_argument("--bind", default="127.0.0.1", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         feed = FeedOptions(**json.loads(args.feed)) if args.feed else None
-        serve(args.port, Path(args.dir) if args.dir else None, args.index, feed)
+        serve(args.port, Path(args.dir) if args.dir else None, args.index, feed, args.bind)
         return
     rate = capacity(args.processes, args.seconds)
     print(f"sink, {args.processes} process(es): {rate:,.0f} messages/s accepted (wrk -t2 -c16)")

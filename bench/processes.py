@@ -147,15 +147,26 @@ class Rig:
         return started
 
     def worker(
-        self, *, env: dict[str, str], queues: str, concurrency: int, name: str, kind: str = ""
+        self,
+        *,
+        env: dict[str, str],
+        queues: str,
+        concurrency: int,
+        name: str,
+        kind: str = "",
+        wrap=None,
     ) -> Started:
         """A Celery worker consuming ``queues`` (comma-separated) with ``concurrency``
-        prefork processes; ready once it logs "ready."."""
+        prefork processes; ready once it logs "ready.". ``wrap(command)`` runs it some
+        other way that execs the command (``netns.Host.wrap``: in a network namespace),
+        so the pid held is still the worker's."""
         command = [
             str(BIN / "celery"), "-A", "config", "worker", "-Q", queues,
             "--concurrency", str(concurrency), "--pool", "prefork", "--loglevel", "INFO",
             "--without-mingle", "--without-gossip", "-n", f"{name}@%h",
         ]  # fmt: skip
+        if wrap is not None:
+            command = wrap(command)
         started = self._spawn(kind or f"worker {queues}", name, command, env)
         self._wait(started, lambda: "ready." in started.log.read_text())
         return started
