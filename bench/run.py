@@ -26,8 +26,8 @@ from psycopg import sql
 SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
 # #5 (notice pages), #16 (outbound webhooks, member upsert, the suppression feed) and
-# #17 (the console: its audience count, its dashboard and campaign page) and #18 (the
-# evidence pack).
+# #17 (the console: its audience count, its dashboard and campaign page), #18 (the
+# evidence pack) and #19 (the campaign end to end).
 STANDALONE = (
     "fanout",
     "send_loop",
@@ -43,6 +43,7 @@ STANDALONE = (
     "evidence",
     "evidence_report",
     "gates",
+    "e2e",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {
