@@ -14,6 +14,7 @@ per POST, for their webhooks); the main campaign is sent with the best of them.
 What is measured, the targets and the options: bench/README.md ("e2e").
 
 Usage: SCALE=100000 .venv/bin/python bench/e2e.py [--counts 1,2,4] [--keep]
+           [--main-shape sendgrid|postmark] [--sweep-shape postmark|sendgrid]
 """
 
 import argparse
@@ -225,7 +226,8 @@ class EventWatch:
 
     url: str
     sink: esp_sink.Sink
-    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+    # (seconds, events stored, stored but unprocessed, posted, produced but not posted yet)
+    samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "EventWatch":
@@ -238,23 +240,25 @@ class EventWatch:
         while not self._stop.wait(POLL_SECONDS):
             self.samples.append((time.monotonic() - self.t0, *self.read()))
 
-    def read(self) -> tuple[int, int, int]:
+    def read(self) -> tuple[int, int, int, int]:
         """(events stored: the highest id, stored but unprocessed, posted by the sink's
-        feeder). The poll shares the machine with what it measures: it counts through
-        the unprocessed events' partial index only, never the whole table."""
+        feeder, waiting at the sink). The poll shares the machine with what it measures:
+        it counts through the unprocessed events' partial index only, never the table."""
         stored, unprocessed = one(
             self.url,
             "SELECT (SELECT coalesce(max(id), 0) FROM campaigns_deliveryevent),"
             " (SELECT count(*) FROM campaigns_deliveryevent WHERE processed_at IS NULL)",
         )
-        return stored, unprocessed, int(self.sink.stats().get("events_posted", 0))
+        posted = int(self.sink.stats().get("events_posted", 0))
+        return stored, unprocessed, posted, self.sink.events_backlog()
 
     def stop(self) -> None:
         self._stop.set()
         self.thread.join()
 
-    def max_backlog(self) -> int:
-        return max((s[2] for s in self.samples), default=0)
+    def max_backlog(self, column: int = 2) -> int:
+        """The largest backlog seen: stored but unprocessed (2) or at the sink (4)."""
+        return max((s[column] for s in self.samples), default=0)
 
 
 def events_settle(url: str, sink: esp_sink.Sink, *, timeout: float) -> bool:
@@ -472,6 +476,7 @@ def sweep(args, url, rig, env_for, sink) -> list[dict]:
         harness.progress(f"sweep: {n:,} messages with {count} sender process(es)")
         enqueue.senders_start(campaign, count=count)
         seconds = send_wait(url, campaign, timeout=3600)
+        sent_at = time.time()
         rig.stop_one(worker)
         settled = events_settle(url, sink, timeout=900)
         counts = sink.log().counts(campaign)
@@ -487,6 +492,7 @@ def sweep(args, url, rig, env_for, sink) -> list[dict]:
                 "statuses": statuses(url, campaign),
                 "events": events,
                 "events_settled": settled,
+                "receive_trail_s": events["last_received_at"] - sent_at,
             }
         )
         harness.progress(
@@ -558,6 +564,9 @@ def main_campaign(args, url, rig, env, sink, web_port, author, approver) -> dict
         "events": events,
         "events_settled": settled,
         "max_backlog": watch.max_backlog(),
+        "max_sink_backlog": watch.max_backlog(4),
+        # How long the app's intake trails the senders: the last event in after the last send.
+        "receive_trail_s": events["last_received_at"] - (since + send_s),
         "backlog_samples": watch.samples,
         "sink": esp_sink.tally(counts, delivery_ids(url, campaign)),
         "statuses": statuses(url, campaign),
@@ -611,16 +620,22 @@ def report(r: dict) -> dict:
     ]))  # fmt: skip
     print(
         f"\nSend rate by sender processes ({r['sweep'][0]['messages']:,}-message campaigns,"
-        f" Postmark's one event per POST; the full campaign used x{best}, the best here):"
+        f" webhooks in {r['shapes']['sweep']}'s shape; the full campaign used x{best},"
+        " the best here):"
     )
-    print(table(["processes", "messages/s", "events recv/s", "processed/s", "trail s",
-                 "dup", "missing"], [
+    print(table(["processes", "messages/s", "events recv/s", "processed/s",
+                 "recv after send s", "processed after recv s", "dup", "missing"], [
         [s["processes"], fmt_rate(s["messages_per_s"]), fmt_rate(s["events"]["received_per_s"]),
-         fmt_rate(s["events"]["processed_per_s"]), f"{s['events']['trail_s']:.1f}",
+         fmt_rate(s["events"]["processed_per_s"]), f"{s['receive_trail_s']:.1f}",
+         f"{s['events']['trail_s']:.1f}",
          s["sink"]["duplicates"], s["sink"]["missing"]]
         for s in r["sweep"]
     ]))  # fmt: skip
-    print("\nWebhooks of the full campaign (SendGrid's shape, 100 events per POST):")
+    shape = r["shapes"]["main"]
+    print(
+        f"\nWebhooks of the full campaign ({shape}'s shape,"
+        f" {esp_sink.SHAPES[shape][1]} event(s) per POST):"
+    )
     print(table(["figure", "value"], [
         ["events expected / stored / unprocessed", f"{ev['expected']:,} / {ev['stored']:,} /"
          f" {ev['unprocessed']:,}"],
@@ -629,10 +644,13 @@ def report(r: dict) -> dict:
          fmt_rate(ev["processed_per_s"])],
         ["no-op ceiling events/s, same gunicorn (100 / 1 per POST)",
          f"{fmt_rate(r['ceiling']['sendgrid'])} / {fmt_rate(r['ceiling']['postmark'])}"],
-        ["backlog, stored but unprocessed (max)", f"{main['max_backlog']:,}"],
-        ["backlog over the run (10 samples)", backlog_line(main["backlog_samples"])],
+        ["backlog at the ESP, produced but not yet taken (max)",
+         f"{main['max_sink_backlog']:,}"],
+        ["backlog in the app, stored but unprocessed (max)", f"{main['max_backlog']:,}"],
+        ["last event received - last message sent", f"{main['receive_trail_s']:.1f} s"],
         ["last processed - last received", f"{ev['trail_s']:.1f} s"],
     ]))  # fmt: skip
+    print(f"backlog over the run, at the ESP / in the app: {backlog_line(main['backlog_samples'])}")
     m = main["members"]
     print(
         f"\nMembers on the notice page (GET then POST, {MEMBER_THREADS} at a time):"
@@ -675,13 +693,13 @@ def report(r: dict) -> dict:
 
 
 def backlog_line(samples: list) -> str:
-    """The unprocessed events at ten evenly spaced polls: "t s: n" pairs."""
+    """The backlogs at ten evenly spaced polls: "<t>s: <at the sink>/<unprocessed>"."""
     if not samples:
         return "no samples"
     picks = (
         [samples[i * (len(samples) - 1) // 9] for i in range(10)] if len(samples) > 10 else samples
     )
-    return ", ".join(f"{t:.0f}s:{unprocessed:,}" for t, _, unprocessed, _ in picks)
+    return ", ".join(f"{t:.0f}s: {sink:,}/{unprocessed:,}" for t, _, unprocessed, _, sink in picks)
 
 
 # --- Main ---------------------------------------------------------------------------------------
@@ -694,6 +712,7 @@ def run(args) -> dict:
     campaign_setup.database_prepare(url)
     redis_flush()
     results: dict = {"members": members, "load": os.getloadavg()[0]}
+    results["shapes"] = {"main": args.main_shape, "sweep": args.sweep_shape}
     results["import"] = members_import(url, members)
     web_port, sink_port = esp_sink.free_port(), esp_sink.free_port()
     env_for = lambda senders: app_env(url, web_port, sink_port, senders)  # noqa: E731
@@ -707,7 +726,7 @@ def run(args) -> dict:
         rig.worker(env=env, queues="celery", concurrency=1, name="events", kind="events worker")
         rig.beat(env=env)
         results["ceiling"] = {shape: noop_ceiling(web_port, shape) for shape in esp_sink.SHAPES}
-        feed = feed_options(env, web_port, "postmark")
+        feed = feed_options(env, web_port, args.sweep_shape)
         with esp_sink.Sink(out / "sink-sweep", SINK_PROCESSES, feed, port=sink_port) as sink:
             for proc in sink.procs:
                 rig.adopt("sink", proc)
@@ -716,7 +735,7 @@ def run(args) -> dict:
         results["best"] = best
         rig.worker(env=env_for(best), queues="bulk", concurrency=best, name="senders",
                    kind="sender worker")  # fmt: skip
-        feed = feed_options(env, web_port, "sendgrid")
+        feed = feed_options(env, web_port, args.main_shape)
         with esp_sink.Sink(out / "sink-main", SINK_PROCESSES, feed, port=sink_port) as sink:
             for proc in sink.procs:
                 rig.adopt("sink", proc)
@@ -734,6 +753,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1,2,4", help="sender processes to sweep")
     parser.add_argument("--keep", action="store_true", help="leave processes up until Enter")
+    shapes = sorted(esp_sink.SHAPES)
+    parser.add_argument(
+        "--main-shape",
+        choices=shapes,
+        default="sendgrid",
+        help="webhook shape of the full campaign (default: 100 per POST)",
+    )
+    parser.add_argument(
+        "--sweep-shape",
+        choices=shapes,
+        default="postmark",
+        help="webhook shape of the sweep's campaigns (default: 1 per POST)",
+    )
     args = parser.parse_args()
     args.counts = [int(c) for c in args.counts.split(",")]
     harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
