@@ -72,6 +72,12 @@ def fan_out_start(campaign_id: int) -> None:
     transaction.on_commit(lambda: task_publish(CAMPAIGN_FAN_OUT, args=(campaign_id,)))
 
 
+def events_continue() -> None:
+    """The ESP event processor again, once the transaction commits: a run stopped on its
+    time budget with events left (the engine's own work: no kick throttle)."""
+    transaction.on_commit(lambda: task_publish(EVENTS_PROCESS))
+
+
 def evidence_pack_build_start(pack_id: int) -> None:
     """Build an evidence pack once the transaction that asked for it commits."""
     transaction.on_commit(lambda: task_publish(EVIDENCE_PACK_BUILD, args=(pack_id,)))
