@@ -7,7 +7,8 @@ the options and what a run takes: bench/README.md.
 
 Usage: .venv/bin/python bench/webhooks.py [--events N] [--rounds R] [--only SHAPE]
            [--processors 1,2] [--latency-seconds S] [--noop-requests N] [--threads T]
-           [--connections C] [--database NAME] [--redis-url URL] [--port P] [--keep]
+           [--connections C] [--web-workers W] [--database NAME] [--redis-url URL]
+           [--port P] [--keep]
 """
 
 import argparse
@@ -733,7 +734,9 @@ def main() -> None:
     shapes = [SHAPES[args.only]] if args.only else list(SHAPES.values())
     results = []
     load_driver.sigterm_unwinds()
-    server = load_driver.server_start("webhooks:wsgi_app()", port=PORT, env=env)
+    server = load_driver.server_start(
+        "webhooks:wsgi_app()", port=PORT, env=env, workers=args.web_workers
+    )
     try:
         for shape in shapes:
             results.append(shape_run(shape, args, url=url, lo=lo, env=env, log=log))
@@ -746,10 +749,11 @@ def main() -> None:
     finally:
         harness.process_stop(server)
     print(
-        f"\ngunicorn {load_driver.WORKERS} sync workers, wrk -t{args.threads} -c{args.connections},"
+        f"\ngunicorn {args.web_workers} sync workers, wrk -t{args.threads} -c{args.connections},"
         f" {args.rounds} round(s) per processor count, {os.cpu_count()} CPUs\n"
     )
-    path = harness.save_results("webhooks", report(results))
+    setup = {"web_workers": args.web_workers, "processors": args.processors}
+    path = harness.save_results("webhooks", {**report(results), "setup": setup})
     print(f"\n(figures saved to {path.relative_to(harness.ROOT)})")
 
 
@@ -770,6 +774,12 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=load_driver.WORKERS,
+        help=f"gunicorn sync workers ({load_driver.WORKERS})",
+    )
     parser.add_argument("--database", default=DATABASE, help=f"its own database ({DATABASE})")
     parser.add_argument("--redis-url", default=REDIS_URL, help=f"broker and beat ({REDIS_URL})")
     parser.add_argument("--port", type=int, default=PORT, help=f"gunicorn's port ({PORT})")

@@ -7,6 +7,14 @@ Precedence is a rank, and a delivery takes the highest rank it has evidence
 for, so the final state does not depend on the order events arrive in (ESPs
 retry, batch and reorder). Milestones keep the earliest time seen.
 
+A batch is three statements whatever its size (PostgreSQL): one claims the oldest
+unprocessed events (SKIP LOCKED, so processors run side by side on disjoint batches),
+matches each with its delivery and marks it processed, returning only what the fold
+reads (the raw payload only of bounces); one merges the folded deliveries; one writes
+back the few events with more to say (machine opens, ledger consequences due). All in
+the batch's transaction: a processor that dies leaves its events unprocessed. SQLite
+(one writer) claims through the ORM (``_claim_plain``), which the tests compare.
+
 Consequences for the member come in two kinds. The address's health (a hard bounce or
 a complaint) is marked inside the batch's transaction. The ledger's (a complaint or an
 ESP unsubscribe is the member's unsubscribe) is recorded only after the batch commits:
