@@ -505,11 +505,13 @@ def _save_deliveries(changed: list[tuple[ClaimedDelivery, int]]) -> None:
     """Write each changed delivery's folded state; ``int`` is its new soft bounces."""
     # Merged with the row as it is now, not assigned: the highest rank and the earliest
     # milestones win, so two processors (or a sender recording its send) touching the
-    # same delivery at once cannot undo each other's progress.
+    # same delivery at once cannot undo each other's progress. In id order: two batches
+    # that share deliveries lock them in one order, so neither waits on the other's lock
+    # while holding one the other needs (a deadlock, and a batch done again).
     db_tracking.deliveries_merge(
         rows=[
             (d.pk, d.status, added, *(getattr(d, name) for name in MILESTONE.values()))
-            for d, added in changed
+            for d, added in sorted(changed, key=lambda pair: pair[0].pk)
         ],
         ranks=_RANKS,
         milestones=list(MILESTONE.values()),
@@ -558,7 +560,7 @@ def _address_health_mark(
             counters[delivery.campaign_id]["bounces"] += 1
         if "complained" in kinds and _mark_address(delivery.member_id, EmailStatus.COMPLAINED):
             counters[delivery.campaign_id]["complaints"] += 1
-    for campaign_id, counts in counters.items():
+    for campaign_id, counts in sorted(counters.items()):
         Campaign.objects.filter(pk=campaign_id).update(
             hard_bounce_count=F("hard_bounce_count") + counts["bounces"],
             complaint_count=F("complaint_count") + counts["complaints"],
