@@ -6,7 +6,7 @@ driven by load_driver (wrk, and a fixed arrival rate). What it measures, the tar
 the options and what a run takes: bench/README.md.
 
 Usage: .venv/bin/python bench/webhooks.py [--events N] [--rounds R] [--only SHAPE]
-           [--processors 1,2] [--latency-seconds S] [--noop-requests N] [--threads T]
+           [--processors 1,2] [--no-drain] [--latency-seconds S] [--noop-requests N] [--threads T]
            [--connections C] [--web-workers W] [--database NAME] [--redis-url URL]
            [--port P] [--keep]
 """
@@ -387,10 +387,12 @@ def database_setup(url: str, n: int) -> int:
     return lo
 
 
-def events_reset(url: str) -> None:
-    """An empty events table and every delivery back to "sent", settled and checkpointed."""
+def events_reset(url: str, *, keep_events: bool = False) -> None:
+    """An empty events table (unless ``keep_events``) and every delivery back to "sent",
+    settled and checkpointed."""
     with harness.connect(url) as conn:
-        conn.execute("TRUNCATE campaigns_deliveryevent RESTART IDENTITY")
+        if not keep_events:
+            conn.execute("TRUNCATE campaigns_deliveryevent RESTART IDENTITY")
         conn.execute(
             "UPDATE campaigns_delivery SET status = 'sent', delivered_at = NULL,"
             " opened_at = NULL, clicked_at = NULL, bounced_at = NULL, complained_at = NULL,"
@@ -416,6 +418,7 @@ class Processing:
     lag_seconds: float
     processed_per_s: float
     delivered: int
+    busy_per_s: float  # events / (last processed_at - first processed_at)
 
 
 def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Processing:
@@ -433,13 +436,14 @@ def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Proces
             "SELECT count(*), count(*) FILTER (WHERE processed_at IS NULL),"
             " count(*) FILTER (WHERE is_orphan),"
             " extract(epoch FROM max(processed_at) - max(received_at)),"
-            " extract(epoch FROM max(processed_at) - min(received_at))"
+            " extract(epoch FROM max(processed_at) - min(received_at)),"
+            " extract(epoch FROM max(processed_at) - min(processed_at))"
             " FROM campaigns_deliveryevent"
         ).fetchone()
         (delivered,) = conn.execute(
             "SELECT count(*) FROM campaigns_delivery WHERE delivered_at IS NOT NULL"
         ).fetchone()
-    events, unprocessed, orphans, lag, span = row
+    events, unprocessed, orphans, lag, span, busy = row
     if events != expected:
         harness.progress(f"warning: {events} events stored, {expected} expected")
     return Processing(
@@ -449,6 +453,7 @@ def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Proces
         float(lag or 0),
         harness.rate(events, float(span or 0)),
         delivered,
+        harness.rate(events, float(busy or 0)),
     )
 
 
@@ -488,6 +493,7 @@ class ShapeResult:
     rounds: list[Round] = field(default_factory=list)
     replay: Saturation | None = None
     replay_added: int = 0
+    drains: dict[int, Processing] = field(default_factory=dict)
 
 
 def shape_run(shape: Shape, args, *, url: str, lo: int, env, log: Path) -> ShapeResult:
@@ -502,6 +508,8 @@ def shape_run(shape: Shape, args, *, url: str, lo: int, env, log: Path) -> Shape
                 )
             finally:
                 harness.process_stop(worker)
+    for processors in args.processors if args.drain else ():
+        result.drains[processors] = drain_run(shape, processors, url=url, env=env, log=log)
     harness.progress(f"{shape.name}: replay of the main set")
     before_rows = event_count(url)
     result.replay = wrk_run(
@@ -519,6 +527,35 @@ def _load(args, lo: int, env) -> dict:
         "threads": args.threads,
         "connections": args.connections,
     }
+
+
+def drain_run(shape: Shape, processors: int, *, url: str, env, log: Path) -> Processing:
+    """Capacity, not arrival: every stored event made unprocessed again (and every
+    delivery "sent"), then worked off from a standing start by ``processors``
+    processors, each asked for once (``celery call``) after the worker is up; the rate
+    is over the processors' own span (first to last processed_at)."""
+    with harness.connect(url) as conn:
+        conn.execute(
+            "UPDATE campaigns_deliveryevent SET processed_at = NULL, delivery_id = NULL,"
+            " is_orphan = false, is_machine = false, ledger_due_at = NULL"
+        )
+        conn.commit()
+    events_reset(url, keep_events=True)
+    expected = event_count(url)
+    harness.progress(f"{shape.name}: backlog of {expected:,} events, {processors} processor(s)")
+    worker = worker_start(env, log, processes=processors)
+    try:
+        for _ in range(processors):
+            subprocess.run(
+                [str(Path(harness.PYTHON).parent / "celery"), "-A", "config", "call",
+                 "campaigns.tasks.delivery_events_process"],
+                cwd=harness.ROOT, env=env, check=True, capture_output=True,
+            )  # fmt: skip
+        drained = processing_wait(url, expected=expected)
+    finally:
+        harness.process_stop(worker)
+    harness.progress(f"  drained at {drained.busy_per_s:,.0f} events/s")
+    return drained
 
 
 def round_run(
@@ -598,6 +635,9 @@ def report(results: list[ShapeResult]) -> dict:
             "processing": {
                 str(count): _processing_figures([r for r in rs if r.processors == count])
                 for count in sorted({r.processors for r in rs})
+            },
+            "backlog_drained_events_per_s": {
+                str(count): drained.busy_per_s for count, drained in res.drains.items()
             },
             "half_rate_requests_per_s": median([r.app_latency.rate for r in rs]),
             "p50_ms": median([r.app_latency.p50_ms for r in rs]),
@@ -684,6 +724,10 @@ def _figure_rows(s: Shape, f: dict) -> list[list[str]]:
             ],
             ["    Celery tasks received during a round", f"{p['celery_tasks']:.0f}"],
         ]
+    for count, busy in f["backlog_drained_events_per_s"].items():
+        rows.append(
+            [f"  {count} processor(s): a standing backlog drained, events/s", fmt_rate(busy)]
+        )
     rows += [
         [
             f"  open loop at {f['half_rate_requests_per_s']:,.0f} req/s: p50 / p99",
@@ -767,6 +811,12 @@ def arguments() -> argparse.Namespace:
         type=lambda text: [int(n) for n in text.split(",")],
         default=[1, 2],
         help="the worker's pool processes, one round set each (default 1,2)",
+    )
+    parser.add_argument(
+        "--drain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the rounds, time each processor count working off a standing backlog",
     )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(

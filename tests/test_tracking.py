@@ -1,5 +1,6 @@
 """ESP events move deliveries forward by precedence, once, in any order."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -375,3 +376,13 @@ def test_a_batch_is_a_fixed_number_of_queries_whatever_its_size(sent):
             assert events_process().events == size * len(deliveries)
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def test_an_event_whose_raw_payload_json_cannot_say_is_kept(sent):
+    from decimal import Decimal
+
+    d = Delivery.objects.filter(campaign=sent).first()
+    receive(event(d, "delivered", raw={"Type": "Delivery", "score": Decimal("1.5")}))
+    stored = DeliveryEvent.objects.get()
+    assert "Decimal('1.5')" in json.dumps(stored.raw)  # its repr, whole or in place
+    assert state(d) == DeliveryStatus.DELIVERED

@@ -173,12 +173,17 @@ def event_key(event: Any, esp: str) -> str:
 
 
 def _jsonable(raw: Any) -> Any:
-    if hasattr(raw, "lists"):  # a QueryDict from a form-encoded webhook
-        return {key: values for key, values in raw.lists()}
+    raw = _form_decoded(raw)
     try:
         json.dumps(raw)
     except (TypeError, ValueError):
         return repr(raw)
+    return raw
+
+
+def _form_decoded(raw: Any) -> Any:
+    if hasattr(raw, "lists"):  # a QueryDict from a form-encoded webhook
+        return {key: values for key, values in raw.lists()}
     return raw
 
 
@@ -206,7 +211,9 @@ def event_row(event: Any, esp: str) -> dict[str, Any]:
         "mta_response": event.mta_response or "",
         "user_agent": clipped(DeliveryEvent, "user_agent", event.user_agent or ""),
         "click_url": event.click_url or "",
-        "raw": _jsonable(event.esp_event),
+        # Made JSON when stored (``events_store``), not tried here first: that would
+        # encode every payload twice on the webhook's path.
+        "raw": _form_decoded(event.esp_event),
     }
 
 
@@ -235,7 +242,8 @@ def events_store(rows: list[dict[str, Any]]) -> int:
         return 0
     if connection.vendor != "postgresql":
         DeliveryEvent.objects.bulk_create(
-            [DeliveryEvent(**row) for row in rows], ignore_conflicts=True
+            [DeliveryEvent(**{**row, "raw": _jsonable(row["raw"])}) for row in rows],
+            ignore_conflicts=True,
         )
         return len(rows)
     # The batch travels as one JSON document, unpacked by the server: encoding it is one
@@ -260,9 +268,11 @@ def _without_nul(value: Any) -> Any:
 
 
 def _json_default(value: Any) -> str:
+    """A datetime as ISO 8601; anything else JSON cannot say (in an ESP's raw payload) as
+    its repr, so the event is still kept."""
     if isinstance(value, datetime):
         return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return repr(value)
 
 
 def unparsed_store(*, esp: str, body: bytes, problem: str) -> None:
