@@ -39,9 +39,10 @@ RECEIPTS_SEND = "campaigns.tasks.objection_receipts_send_task"
 EVENTS_PROCESS = "campaigns.tasks.delivery_events_process"
 EVIDENCE_PACK_BUILD = "evidence.tasks.evidence_pack_build_task"
 
-# A process kicks each task at most once this often. A receipt sender also runs this
-# long after its kick, so every objection this process commits until the next kick is
-# in before it runs.
+# A process kicks each task at most once this often. A receipt sender and an event
+# processor also run this long after their kick, so everything this process commits
+# until its next kick is in before they run: without it, the events a process stores in
+# the second after its last kick of a stream waited for beat's sweep (up to 30 s).
 KICK_SECONDS = 1.0
 # As long as beat's sweeps are apart: a pause costs nothing the sweep would not catch up.
 FAILURE_PAUSE = settings.RENOTIFY_SWEEP_SECONDS
@@ -143,4 +144,6 @@ def receipts_kick() -> None:
 
 def events_kick() -> None:
     """Once the transaction commits, ask for the ESP event processor (throttled)."""
-    transaction.on_commit(lambda: events_kicks.kick(EVENTS_PROCESS), robust=True)
+    transaction.on_commit(
+        lambda: events_kicks.kick(EVENTS_PROCESS, countdown=KICK_SECONDS), robust=True
+    )
