@@ -43,12 +43,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Benchmarks (PostgreSQL + Redis, wrk): print figures, never part of `make test`.
-## All of them (about two hours), or one: `make bench BENCH=webhooks`.
+## Benchmarks (PostgreSQL + Redis, wrk): print figures and write bench/RESULTS.md and
+## bench/results.json, never part of `make test`. All of them (about two hours), or one:
+## `make bench BENCH=webhooks`; smaller: `make bench SCALE=100000` (members or rows).
 bench: install
 	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
 	@test -x /usr/bin/time || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y time; }
-	$(BIN)/python bench/run.py $(if $(BENCH),--only $(BENCH))
+	$(BIN)/python bench/run.py $(if $(BENCH),--only $(BENCH)) $(if $(SCALE),--scale $(SCALE))
 
 ## Maintainers: refresh the de/fr translations after changing UI or email strings.
 messages: install

@@ -319,6 +319,23 @@ def report(rows: int, runs: dict, preview: list, explain: dict, celery: dict) ->
         "wording_test_cost": median(split_cost),
         "floor_explain_seconds": explain,
         "celery": celery,
+        # The verdicts printed above; the share without foreign keys is for reference only.
+        "targets": {
+            "app / floor (same table definition)": harness.target(
+                median(paired["floor"]),
+                f">= {TARGET_FLOOR_SHARE:.2f}",
+                median(paired["floor"]) >= TARGET_FLOOR_SHARE,
+            ),
+            "app rows/s": harness.target(
+                app_rate, f">= {TARGET_ROWS_PER_S:,}", app_rate >= TARGET_ROWS_PER_S
+            ),
+            "app with a wording test / app": harness.target(
+                median(split_cost), f"<= {TARGET_SPLIT_COST:.2f}", split_ok
+            ),
+            "Celery messages per campaign": harness.target(
+                total, f"<= 1 per {TARGET_RECIPIENTS_PER_MESSAGE} recipients", total <= allowed
+            ),
+        },
     }
     return "\n".join(lines), results
 

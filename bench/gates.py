@@ -130,6 +130,11 @@ def main() -> None:
             "gate_evaluate_p50_s": median(gated),
             "ratio_p50": median(ratios),
             "target_s": TARGET_SECONDS,
+            "targets": {
+                "gate_evaluate p50 s": harness.target(
+                    median(gated), f"< {TARGET_SECONDS:.0f}", median(gated) < TARGET_SECONDS
+                )
+            },
         },
     )
 

@@ -185,6 +185,12 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def target(measured: object, goal: str, ok: bool) -> dict:
+    """One target as the results keep it (``"targets": {name: target(...)}`` in a script's
+    JSON; bench/run.py publishes them): the figure, the goal as text, met or not."""
+    return {"measured": measured, "target": goal, "pass": bool(ok)}
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain fixed-width table: first column left-aligned, the others right-aligned."""
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]

@@ -9,11 +9,11 @@ In a database of this script's own (PostgreSQL), with Django in this process:
    milliseconds, and the share of one worker the two take at beat's interval
    (``RENOTIFY_WEBHOOK_SECONDS``), which is what the interval costs when nothing
    happens.
-2. **Dispatch**: E ledger events (objections, default 20,000 x SCALE; written in SQL
+2. **Dispatch**: E ledger events (objections, ``--events``, default 20,000; written in SQL
    after the members, with placeholder hashes: the dispatcher never reads the chain)
    for 3 endpoints: the follower is set back and ``webhook_events_dispatch()`` called
    until it has caught up; deliveries made per second (median of the rounds).
-3. **Sending**: D deliveries (default 2,000 x SCALE) to one endpoint served by a
+3. **Sending**: D deliveries (a tenth of E: 2,000) to one endpoint served by a
    receiver in a process of its own (ThreadingHTTPServer answering 204), sent by
    ``webhook_deliveries_send_due()`` runs until none is due; deliveries per second, what
    one worker sustains.
@@ -25,11 +25,10 @@ In a database of this script's own (PostgreSQL), with Django in this process:
 No targets (the issue sets none for webhooks): figures only. Every process started is
 stopped by its pid.
 
-Usage: SCALE=1 .venv/bin/python bench/outbound_webhooks.py [--repeat R]
+Usage: .venv/bin/python bench/outbound_webhooks.py [--events E] [--repeat R]
 """
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -40,9 +39,7 @@ import harness
 from harness import fmt_rate, median, rate, table
 
 DATABASE = "renotify_bench_outbound_webhooks"
-SCALE = float(os.environ.get("SCALE", "1"))
-EVENTS = int(20_000 * SCALE)
-SENDS = int(2_000 * SCALE)
+SENDS_EVERY = 10  # the sending rounds send one delivery in ten of the events' count
 ENDPOINTS = 3
 IDLE_RUNS = 200
 DEAD_BACKLOG = 50
@@ -102,7 +99,7 @@ def idle_runs() -> dict[str, float]:
     return timings
 
 
-def dispatch_round() -> float:
+def dispatch_round(events: int) -> float:
     from api.models import LedgerFollower, WebhookDelivery
     from api.services.webhooks import webhook_events_dispatch
 
@@ -113,18 +110,18 @@ def dispatch_round() -> float:
     while not caught_up:  # one batch per call, until the ledger's head
         caught_up = webhook_events_dispatch()[1]
     seconds = time.perf_counter() - started
-    assert WebhookDelivery.objects.count() == EVENTS * ENDPOINTS
-    return rate(EVENTS * ENDPOINTS, seconds)
+    assert WebhookDelivery.objects.count() == events * ENDPOINTS
+    return rate(events * ENDPOINTS, seconds)
 
 
-def sending_round(live) -> float:
+def sending_round(live, sends: int) -> float:
     from django.utils import timezone
 
     from api.models import WebhookDelivery, WebhookState
     from api.services.webhook_sending import webhook_deliveries_send_due
 
     WebhookDelivery.objects.exclude(endpoint=live).delete()
-    chosen = WebhookDelivery.objects.filter(endpoint=live).order_by("pk")[:SENDS]
+    chosen = WebhookDelivery.objects.filter(endpoint=live).order_by("pk")[:sends]
     WebhookDelivery.objects.filter(pk__in=list(chosen.values_list("pk", flat=True))).update(
         state=WebhookState.PENDING, next_attempt_at=timezone.now()
     )
@@ -185,14 +182,16 @@ def dead_endpoint_run(client, live) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="ledger events (members)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    events, sends = args.events, max(1, args.events // SENDS_EVERY)
 
     url = campaign_setup.database_url(DATABASE)
-    harness.progress(f"database {DATABASE}: {EVENTS:,} members and ledger events")
+    harness.progress(f"database {DATABASE}: {events:,} members and ledger events")
     campaign_setup.database_prepare(url)
     with harness.connect(url) as conn:
-        campaign_setup.members_seed(conn, reachable=EVENTS)
+        campaign_setup.members_seed(conn, reachable=events)
     campaign_setup.django_start(url)
 
     from django.conf import settings
@@ -213,11 +212,11 @@ def main() -> None:
         idle = idle_runs()
         with connection.cursor() as cursor:
             purpose = Purpose.objects.get(slug="ai-training").pk
-            cursor.execute(EVENTS_SQL, {"purpose": purpose, "events": EVENTS})
+            cursor.execute(EVENTS_SQL, {"purpose": purpose, "events": events})
         harness.progress(f"dispatch, {args.repeat} rounds")
-        dispatch = [dispatch_round() for _ in range(args.repeat)]
+        dispatch = [dispatch_round(events) for _ in range(args.repeat)]
         harness.progress(f"sending, {args.repeat} rounds")
-        sending = [sending_round(endpoints[0]) for _ in range(args.repeat)]
+        sending = [sending_round(endpoints[0], sends) for _ in range(args.repeat)]
         harness.progress("a dead endpoint")
         dead = dead_endpoint_run(client, endpoints[0])
     finally:
@@ -225,7 +224,7 @@ def main() -> None:
 
     interval = settings.RENOTIFY_WEBHOOK_SECONDS
     idle_share = (idle["dispatch"] + idle["deliver"]) / 1000 / interval
-    print(f"outbound webhooks, SCALE={SCALE:g} ({EVENTS:,} events, {SENDS:,} sends)")
+    print(f"outbound webhooks: {events:,} events, {sends:,} sends")
     print(
         table(
             ["figure", "measured"],
@@ -246,7 +245,8 @@ def main() -> None:
     harness.save_results(
         "outbound_webhooks",
         {
-            "scale": SCALE,
+            "events": events,
+            "sends": sends,
             "idle_ms": idle,
             "idle_share": idle_share,
             "dispatch_per_s": dispatch,

@@ -25,8 +25,9 @@ App and floor alternate which runs first. Backends:
     ``message.message().as_bytes()`` (as SMTP must) and counts messages and bytes;
     the byte totals of app and floor are compared (the Date header has a fixed width);
 (b) esp: django-anymail's Postmark backend (ANYMAIL_POSTMARK_SERVER_TOKEN and
-    ANYMAIL_POSTMARK_API_URL) against a fake Postmark API started by this script on
-    127.0.0.1 (an asyncio HTTP/1.1 server with keep-alive in a process of its own,
+    ANYMAIL_POSTMARK_API_URL) against the fake Postmark API of ``esp_sink`` started by
+    this script on 127.0.0.1 (an asyncio HTTP/1.1 server with keep-alive in a process
+    of its own, here without its log and webhook feeder,
     answering each POST with Postmark's send response: To, SubmittedAt, MessageID,
     ErrorCode 0), which counts requests, body bytes and TCP connections. It is
     stopped by pid however the run ends.
@@ -40,19 +41,15 @@ Usage: .venv/bin/python bench/send_loop.py [--rows N] [--small-rows n] [--repeat
 """
 
 import argparse
-import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import campaign_setup
 import harness
+from esp_sink import esp_start, esp_stats, esp_stop, free_port
 from harness import fmt_mb, fmt_rate, fmt_s, median, table, verdict
 
 DATABASE = "renotify_bench_send"
@@ -69,106 +66,6 @@ BACKENDS = {
     "sink": "campaign_setup.SinkBackend",
     "esp": "anymail.backends.postmark.EmailBackend",
 }
-
-
-# --- The fake ESP (a process of its own) -----------------------------------------------
-
-
-class FakePostmark:
-    """Answers every POST as Postmark's /email endpoint does; GET /stats reports (and
-    with ?reset zeroes) the requests, body bytes and TCP connections it has seen."""
-
-    def __init__(self) -> None:
-        self.stats = {"requests": 0, "bytes": 0, "connections": 0}
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        counted = False  # connections that only ask for /stats are not counted
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                request_line, _, header_lines = head.decode("latin-1").partition("\r\n")
-                path = request_line.split(" ")[1]
-                length = 0
-                for line in header_lines.split("\r\n"):
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length":
-                        length = int(value)
-                body = await reader.readexactly(length) if length else b""
-                if not counted and not path.startswith("/stats"):
-                    self.stats["connections"] += 1
-                    counted = True
-                writer.write(self._response(path, body))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the client closed its connection
-        finally:
-            writer.close()
-
-    def _response(self, path: str, body: bytes) -> bytes:
-        if path.startswith("/stats"):
-            answer = dict(self.stats)
-            if "reset" in path:
-                self.stats = dict.fromkeys(self.stats, 0)
-        else:
-            self.stats["requests"] += 1
-            self.stats["bytes"] += len(body)
-            answer = {
-                "To": json.loads(body).get("To", ""),
-                "SubmittedAt": "2027-01-15T10:00:00.0000000Z",
-                "MessageID": str(uuid.uuid4()),
-                "ErrorCode": 0,
-                "Message": "OK",
-            }
-        data = json.dumps(answer).encode()
-        return (
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data
-        )
-
-
-def esp_serve(port: int) -> None:
-    async def serve() -> None:
-        server = await asyncio.start_server(FakePostmark().handle, "127.0.0.1", port)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(serve())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def esp_stats(port: int, *, reset: bool = False) -> dict[str, int]:
-    url = f"http://127.0.0.1:{port}/stats{'?reset' if reset else ''}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
-def esp_start(port: int) -> subprocess.Popen:
-    process = subprocess.Popen([harness.PYTHON, SCRIPT, "--child", "esp", "--port", str(port)])
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            esp_stats(port)
-            return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                esp_stop(process)
-                raise SystemExit("the fake ESP did not start") from None
-            time.sleep(0.1)
-
-
-def esp_stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- Child processes (Django configured by the parent's environment) -------------------------
@@ -352,7 +249,7 @@ def backend_env(url: str, backend: str, port: int) -> dict[str, str]:
 
 
 def report(rows: int, small_rows: int, results: dict) -> tuple[str, dict]:
-    lines, summary = [], {}
+    lines, summary, targets = [], {}, {}
     for backend, runs in results.items():
         big = [r for r in runs if r["size"] == rows]
         small = [r for r in runs if r["size"] == small_rows]
@@ -411,6 +308,16 @@ def report(rows: int, small_rows: int, results: dict) -> tuple[str, dict]:
             f" {fmt_mb(rss_big)} MB at {rows:,}   target flat: {verdict(flat)}",
             "",
         ]
+        targets[f"{backend}: app / floor"] = harness.target(
+            share, f">= {TARGET_FLOOR_SHARE:.2f}", share >= TARGET_FLOOR_SHARE
+        )
+        if backend == "sink":
+            targets["sink: app msg/s"] = harness.target(
+                app_rate, f">= {TARGET_SINK_RATE:,}", app_rate >= TARGET_SINK_RATE
+            )
+        targets[f"{backend}: app peak RSS MB, {small_rows:,} -> {rows:,}"] = harness.target(
+            f"{fmt_mb(rss_small)} -> {fmt_mb(rss_big)}", "flat", flat
+        )
         summary[backend] = {
             "app_seconds": app_s,
             "floor_seconds": floor_s,
@@ -421,7 +328,7 @@ def report(rows: int, small_rows: int, results: dict) -> tuple[str, dict]:
             "rss_mb": {str(small_rows): rss_small, str(rows): rss_big},
             "runs": runs,
         }
-    return "\n".join(lines), summary
+    return "\n".join(lines), {"rows": rows, "small_rows": small_rows, **summary, "targets": targets}
 
 
 def parent(args) -> None:
@@ -472,16 +379,13 @@ def main() -> None:
         action="store_true",
         help="instead: cProfile one app run of --small-rows to stderr",
     )
-    parser.add_argument("--child", choices=["prep", "app", "floor", "esp"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["prep", "app", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--audience", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--campaign", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     args.small_rows = args.small_rows or max(1, args.rows // 10)
-    if args.child == "esp":
-        esp_serve(args.port)
-    elif args.child == "prep":
+    if args.child == "prep":
         child_prep(args.audience)
     elif args.child == "app":
         child_app(args.campaign, args.profile)

@@ -24,6 +24,7 @@ Two kinds of publishing:
 import logging
 import time
 
+from amqp.exceptions import AMQPError
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
@@ -46,7 +47,9 @@ EVIDENCE_PACK_BUILD = "evidence.tasks.evidence_pack_build_task"
 KICK_SECONDS = 1.0
 # As long as beat's sweeps are apart: a pause costs nothing the sweep would not catch up.
 FAILURE_PAUSE = settings.RENOTIFY_SWEEP_SECONDS
-BROKER_ERRORS = (OperationalError, RedisError, OSError)
+# What a broker that is down, refuses or does not answer raises: Redis's and RabbitMQ's
+# client errors (a wrong vhost or credentials is an AMQPError), sockets' timeouts.
+BROKER_ERRORS = (OperationalError, RedisError, AMQPError, OSError)
 
 
 def task_publish(name: str, *, args: tuple = (), countdown: float | None = None) -> None:
@@ -115,7 +118,15 @@ def quick_publish(name: str, *, countdown: float | None = None) -> bool:
     """Publish task ``name`` with short timeouts and no retries; False (logged) when
     the broker cannot be reached or does not answer in time."""
     timeout = settings.RENOTIFY_KICK_TIMEOUT
-    quick = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "max_retries": 0}
+    # Each transport reads its own names and ignores the others': redis-py's socket
+    # timeouts, py-amqp's read and write timeouts (its connect timeout is the argument).
+    quick = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "read_timeout": timeout,
+        "write_timeout": timeout,
+        "max_retries": 0,
+    }
     try:
         with current_app.connection_for_write(
             connect_timeout=timeout, transport_options=quick

@@ -181,9 +181,22 @@ else:
         }
     }
 
-# The broker defaults to REDIS_URL; CELERY_BROKER_URL names another (RabbitMQ: amqp://...).
+# The broker defaults to REDIS_URL; CELERY_BROKER_URL names another (RabbitMQ: amqp://...,
+# docs/production.md#choosing-a-broker).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+RENOTIFY_BROKER_IS_AMQP = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+if RENOTIFY_BROKER_IS_AMQP:
+    # RabbitMQ: quorum queues (replicated, acknowledged, no visibility timeout). They refuse
+    # the global QoS Celery would ask for (detected and turned off per consumer) and a
+    # worker may not hold a countdown's message until it is due, so countdowns (the sender
+    # chain's next link, retries' backoff) use native delayed delivery: RabbitMQ keeps the
+    # message in its delay exchanges and routes it to the queue when due, which needs the
+    # queues' own exchanges to be topic exchanges (below).
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Must exceed the longest task, or Redis hands an unacked task to a second worker.
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
 elif CELERY_BROKER_URL.startswith("filesystem://"):
@@ -208,9 +221,16 @@ elif CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 RENOTIFY_BULK_QUEUE = "bulk"
 # Each on an exchange and routing key of its own: a queue declared by name alone is bound
-# with the default's key, and would be handed the default queue's messages as well.
+# with the default's key, and would be handed the default queue's messages as well. On
+# RabbitMQ each is a quorum queue on a topic exchange (native delayed delivery, above); the
+# routing keys have no dots or wildcards, so topic routing is the direct one.
 CELERY_TASK_QUEUES = tuple(
-    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    Queue(
+        name,
+        Exchange(name, type="topic" if RENOTIFY_BROKER_IS_AMQP else "direct"),
+        routing_key=name,
+        queue_arguments={"x-queue-type": "quorum"} if RENOTIFY_BROKER_IS_AMQP else None,
+    )
     for name in (CELERY_TASK_DEFAULT_QUEUE, RENOTIFY_BULK_QUEUE)
 )
 CELERY_TASK_ROUTES = {
@@ -239,7 +259,7 @@ if REDIS_URL:
     # One active beat per deployment: RedBeat keeps the schedule in Redis and holds a
     # lock there, refreshed every tick. A second beat (a rolling deploy, a mistake)
     # waits for the lock and takes over only when the first stops refreshing it.
-    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+    CELERY_BEAT_SCHEDULER = "config.beat.RenotifyBeatScheduler"
     _beat_lock_seconds = env.int("RENOTIFY_BEAT_LOCK_SECONDS", default=60)
     CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, _beat_lock_seconds // 5)
     # RedBeat reads its settings by their own names: config.celery adds these as they are.

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,12 +36,15 @@ LOCK_SECONDS = 4
 
 
 class Beat:
-    def __init__(self, name: str, *, queue: str, prefix: str, log_dir: Path) -> None:
+    def __init__(
+        self, name: str, *, queue: str, prefix: str, log_dir: Path, redis_url: str = ""
+    ) -> None:
         self.log = log_dir / f"beat-{name}.log"
         env = worker_env(
             log_dir,
             RENOTIFY_BEAT_KEY_PREFIX=prefix,
             RENOTIFY_BEAT_LOCK_SECONDS=str(LOCK_SECONDS),
+            **({"REDIS_URL": redis_url} if redis_url else {}),
         )
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
@@ -112,3 +116,93 @@ def test_the_waiting_beat_takes_over_when_the_active_one_dies(beats):
     os.killpg(first.process.pid, signal.SIGKILL)
     first.process.wait(timeout=10)
     wait_for(lambda: second.sent() >= 2, timeout=LOCK_SECONDS * 5, what="the take-over")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a spare port, restartable; never the shared one."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port, self.workdir = free_port(), workdir
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for(self._answers, timeout=20, what="the private Redis", process=self.process)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+
+def test_a_waiting_beat_survives_a_redis_restart_and_still_takes_over(services, tmp_path):
+    private = PrivateRedis(tmp_path)
+    private.start()
+    started: list[Beat] = []
+    try:
+
+        def start(name: str) -> Beat:
+            beat = Beat(
+                name,
+                queue="renotify-test-beat",
+                prefix="renotify-test-beat:",
+                log_dir=tmp_path,
+                redis_url=private.url,
+            )
+            started.append(beat)
+            return beat
+
+        first = start("first")
+        wait_for(lambda: first.sent() >= 2, timeout=60, what="the first beat's ticks")
+        second = start("second")
+        time.sleep(3)  # the second is waiting for the lock
+        private.stop()
+        time.sleep(2)
+        private.start()
+        time.sleep(3)
+        assert second.process.poll() is None, second.log.read_text()[-3000:]
+
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+        already = second.sent()
+        wait_for(
+            lambda: second.sent() >= already + 2,
+            timeout=LOCK_SECONDS * 10,
+            what="the take-over after the restart",
+        )
+    finally:
+        for beat in started:
+            stop(beat.process)
+        private.stop()
