@@ -674,10 +674,7 @@ def _processing_figures(rs: list[Round]) -> dict:
 
 
 def _targets(s: Shape, f: dict) -> dict:
-    from harness import fmt_rate
-
-    def target(measured: str, goal: str, ok: bool) -> dict:
-        return {"measured": measured, "target": goal, "pass": bool(ok)}
+    from harness import fmt_rate, target
 
     found = {
         f"{s.name} stored >= {s.target:,} events/s": target(
