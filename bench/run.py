@@ -36,7 +36,8 @@ SHARED_DATABASE = ("import_members", "export_suppressions")
 # Each with its own database and defaults: issue #3 (campaign engine), #4 (webhooks),
 # #5 (notice pages), #16 (outbound webhooks, member upsert, the suppression feed) and
 # #17 (the console: its audience count, its dashboard and campaign page), #18 (the
-# evidence pack) and #19 (faults: its own PostgreSQL and Redis, both brokers).
+# evidence pack) and #19 (the campaign end to end; faults: its own PostgreSQL and Redis,
+# both brokers).
 STANDALONE = (
     "fanout",
     "send_loop",
@@ -52,6 +53,7 @@ STANDALONE = (
     "evidence",
     "evidence_report",
     "gates",
+    "e2e",
     "faults",
 )
 BENCHMARKS = SHARED_DATABASE + STANDALONE

@@ -47,6 +47,10 @@ def update_from_rows(
         return 0
     if columns[0].name != "id":
         raise ValueError("the first column must be the primary key, id")
+    # Rows in id order, so that two statements on overlapping rows (a sender recording
+    # its batch while the events processor merges the same deliveries) lock them in the
+    # same order: in arbitrary orders they deadlocked (bench/e2e.py, 2 senders + events).
+    rows = sorted(rows, key=lambda row: row[0])
     sets = ", ".join(
         f"{column(model, target)} = {expression}" for target, expression in assignments.items()
     )
