@@ -515,13 +515,12 @@ def _save_deliveries(changed: list[tuple[ClaimedDelivery, int]]) -> None:
     """Write each changed delivery's folded state; ``int`` is its new soft bounces."""
     # Merged with the row as it is now, not assigned: the highest rank and the earliest
     # milestones win, so two processors (or a sender recording its send) touching the
-    # same delivery at once cannot undo each other's progress. In id order: two batches
-    # that share deliveries lock them in one order, so neither waits on the other's lock
-    # while holding one the other needs (a deadlock, and a batch done again).
+    # same delivery at once cannot undo each other's progress (update_from_rows writes
+    # the rows in id order, so two writers on shared deliveries lock them in one order).
     db_tracking.deliveries_merge(
         rows=[
             (d.pk, d.status, added, *(getattr(d, name) for name in MILESTONE.values()))
-            for d, added in sorted(changed, key=lambda pair: pair[0].pk)
+            for d, added in changed
         ],
         ranks=_RANKS,
         milestones=list(MILESTONE.values()),
