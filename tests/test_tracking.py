@@ -386,3 +386,55 @@ def test_an_event_whose_raw_payload_json_cannot_say_is_kept(sent):
     stored = DeliveryEvent.objects.get()
     assert "Decimal('1.5')" in json.dumps(stored.raw)  # its repr, whole or in place
     assert state(d) == DeliveryStatus.DELIVERED
+
+
+@pytest.mark.parametrize(
+    ("esp", "event_id", "raw", "key"),
+    [
+        (
+            "Postmark",
+            None,
+            {"RecordType": "Open", "b": [1, 2], "a": {"z": 1, "y": None}},
+            "735562c36d8f5c3257d90757f150bfcd16e87c1619f93b07bc18a6d1bbf60015",
+        ),
+        (
+            "Mailgun",
+            None,
+            "form: event=opened&x=1&x=2",
+            "649d668b4d36fdabe6ce25c66f39127245295e107f75704ee21b7a233c6f814e",
+        ),
+        (
+            "Postmark",
+            None,
+            "decimal",
+            "c330622529cdc1aee991253e228463ffe947960122d73c1eedf820f444ca1859",
+        ),
+        (
+            "Postmark",
+            "abc",
+            {},
+            "e09603f7e988c4fbecfca312d7a0a0cb39c3d69fe7db8521feef1a688a288f77",
+        ),
+    ],
+)
+def test_event_keys_never_change(esp, event_id, raw, key):
+    """Keys as stored before: a retry after an upgrade must still be a duplicate."""
+    from decimal import Decimal
+
+    from django.http import QueryDict
+
+    from campaigns.services.tracking import event_key
+
+    if raw == "decimal":
+        raw = {"score": Decimal("1.5")}
+    elif isinstance(raw, str):
+        raw = QueryDict(raw.removeprefix("form: "))
+    e = AnymailTrackingEvent(
+        event_type="opened" if event_id is None else "delivered",
+        timestamp=SENT_AT if event_id is None else None,
+        event_id=event_id,
+        message_id="m-1" if event_id is None else None,
+        recipient="pat@example.com",
+        esp_event=raw,
+    )
+    assert event_key(e, esp) == key

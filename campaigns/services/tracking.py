@@ -160,15 +160,23 @@ def event_key(event: Any, esp: str) -> str:
     events or for every recipient of one notification."""
     if event.event_id:
         parts: list[Any] = [event.event_id, event.event_type, event.recipient or ""]
-    else:
-        parts = [
-            event.event_type,
-            event.message_id or "",
-            event.recipient or "",
-            event.timestamp.isoformat() if event.timestamp else "",
-            _jsonable(event.esp_event),
-        ]
-    canonical = json.dumps([esp, *parts], sort_keys=True, default=str)
+        canonical = json.dumps([esp, *parts], sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    parts = [
+        event.event_type,
+        event.message_id or "",
+        event.recipient or "",
+        event.timestamp.isoformat() if event.timestamp else "",
+    ]
+    try:
+        # One encoding where the payload is plain JSON (every JSON webhook's is): the same
+        # text as below, where testing the payload first encoded it twice. A key must never
+        # change: an ESP's retry after an upgrade would be stored a second time.
+        canonical = json.dumps([esp, *parts, _form_decoded(event.esp_event)], sort_keys=True)
+    except (TypeError, ValueError):
+        canonical = json.dumps(
+            [esp, *parts, _jsonable(event.esp_event)], sort_keys=True, default=str
+        )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
