@@ -74,11 +74,13 @@ def server_env(url: str, *, redis_url: str, var_dir: str, **extra: str) -> dict[
     )
 
 
-def server_start(app: str, *, port: int, env: dict[str, str], log=None) -> subprocess.Popen:
-    """gunicorn (WORKERS sync workers) serving ``app`` ("script:wsgi_app()"), once the
+def server_start(
+    app: str, *, port: int, env: dict[str, str], log=None, workers: int = WORKERS
+) -> subprocess.Popen:
+    """gunicorn (``workers`` sync workers) serving ``app`` ("script:wsgi_app()"), once the
     no-op view answers."""
     return harness.gunicorn_start(
-        app, port=port, workers=WORKERS, env=env, ready_path=NOOP_PATH, log=log
+        app, port=port, workers=workers, env=env, ready_path=NOOP_PATH, log=log
     )
 
 

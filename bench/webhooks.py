@@ -6,8 +6,9 @@ driven by load_driver (wrk, and a fixed arrival rate). What it measures, the tar
 the options and what a run takes: bench/README.md.
 
 Usage: .venv/bin/python bench/webhooks.py [--events N] [--rounds R] [--only SHAPE]
-           [--latency-seconds S] [--noop-requests N] [--threads T] [--connections C]
-           [--keep]
+           [--processors 1,2] [--no-drain] [--latency-seconds S] [--noop-requests N] [--threads T]
+           [--connections C] [--web-workers W] [--database NAME] [--redis-url URL]
+           [--port P] [--keep]
 """
 
 import argparse
@@ -315,7 +316,9 @@ def server_env(url: str) -> dict[str, str]:
     return load_driver.server_env(url, redis_url=REDIS_URL, var_dir="webhooks_var")
 
 
-def worker_start(env, log: Path) -> subprocess.Popen:
+def worker_start(env, log: Path, *, processes: int = 1) -> subprocess.Popen:
+    """A Celery worker of ``processes`` pool processes (each runs one
+    ``delivery_events_process`` at a time) with beat embedded, once it is ready."""
     proc = subprocess.Popen(
         [
             str(Path(harness.PYTHON).parent / "celery"),
@@ -324,7 +327,7 @@ def worker_start(env, log: Path) -> subprocess.Popen:
             "worker",
             "-B",
             "--concurrency",
-            "1",
+            str(processes),
             "--loglevel",
             "INFO",
             "--without-mingle",
@@ -384,10 +387,12 @@ def database_setup(url: str, n: int) -> int:
     return lo
 
 
-def events_reset(url: str) -> None:
-    """An empty events table and every delivery back to "sent", settled and checkpointed."""
+def events_reset(url: str, *, keep_events: bool = False) -> None:
+    """An empty events table (unless ``keep_events``) and every delivery back to "sent",
+    settled and checkpointed."""
     with harness.connect(url) as conn:
-        conn.execute("TRUNCATE campaigns_deliveryevent RESTART IDENTITY")
+        if not keep_events:
+            conn.execute("TRUNCATE campaigns_deliveryevent RESTART IDENTITY")
         conn.execute(
             "UPDATE campaigns_delivery SET status = 'sent', delivered_at = NULL,"
             " opened_at = NULL, clicked_at = NULL, bounced_at = NULL, complained_at = NULL,"
@@ -413,6 +418,7 @@ class Processing:
     lag_seconds: float
     processed_per_s: float
     delivered: int
+    busy_per_s: float  # events / (last processed_at - first processed_at)
 
 
 def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Processing:
@@ -430,13 +436,14 @@ def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Proces
             "SELECT count(*), count(*) FILTER (WHERE processed_at IS NULL),"
             " count(*) FILTER (WHERE is_orphan),"
             " extract(epoch FROM max(processed_at) - max(received_at)),"
-            " extract(epoch FROM max(processed_at) - min(received_at))"
+            " extract(epoch FROM max(processed_at) - min(received_at)),"
+            " extract(epoch FROM max(processed_at) - min(processed_at))"
             " FROM campaigns_deliveryevent"
         ).fetchone()
         (delivered,) = conn.execute(
             "SELECT count(*) FROM campaigns_delivery WHERE delivered_at IS NOT NULL"
         ).fetchone()
-    events, unprocessed, orphans, lag, span = row
+    events, unprocessed, orphans, lag, span, busy = row
     if events != expected:
         harness.progress(f"warning: {events} events stored, {expected} expected")
     return Processing(
@@ -446,6 +453,7 @@ def processing_wait(url: str, *, expected: int, timeout: float = 1200) -> Proces
         float(lag or 0),
         harness.rate(events, float(span or 0)),
         delivered,
+        harness.rate(events, float(busy or 0)),
     )
 
 
@@ -460,6 +468,7 @@ def tasks_received(log: Path) -> int:
 class Round:
     n: int
     per_post: int
+    processors: int  # the worker's pool processes, each running one processor at a time
     noop: list[Saturation]  # just before and just after the webhook's run
     app: Saturation
     stored: int
@@ -484,47 +493,110 @@ class ShapeResult:
     rounds: list[Round] = field(default_factory=list)
     replay: Saturation | None = None
     replay_added: int = 0
+    drains: dict[int, Processing] = field(default_factory=dict)
 
 
 def shape_run(shape: Shape, args, *, url: str, lo: int, env, log: Path) -> ShapeResult:
-    tpls = templates(shape, shape.main)
+    """Each round once per processor count, each with a worker of its own."""
     result = ShapeResult(shape, args.events)
-    load = {
+    for number in range(args.rounds):
+        for processors in args.processors:
+            worker = worker_start(env, log, processes=processors)
+            try:
+                result.rounds.append(
+                    round_run(shape, args, number, processors, url=url, lo=lo, env=env, log=log)
+                )
+            finally:
+                harness.process_stop(worker)
+    for processors in args.processors if args.drain else ():
+        result.drains[processors] = drain_run(shape, processors, url=url, env=env, log=log)
+    harness.progress(f"{shape.name}: replay of the main set")
+    before_rows = event_count(url)
+    result.replay = wrk_run(
+        shape, templates(shape, shape.main), path=shape.path, **_load(args, lo, env)
+    )
+    result.replay_added = event_count(url) - before_rows
+    return result
+
+
+def _load(args, lo: int, env) -> dict:
+    return {
         "n": args.events,
         "lo": lo,
         "env": env,
         "threads": args.threads,
         "connections": args.connections,
     }
+
+
+def drain_run(shape: Shape, processors: int, *, url: str, env, log: Path) -> Processing:
+    """Capacity, not arrival: every stored event made unprocessed again (and every
+    delivery "sent"), then worked off from a standing start by ``processors``
+    processors, each asked for once (``celery call``) after the worker is up; the rate
+    is over the processors' own span (first to last processed_at)."""
+    with harness.connect(url) as conn:
+        conn.execute(
+            "UPDATE campaigns_deliveryevent SET processed_at = NULL, delivery_id = NULL,"
+            " is_orphan = false, is_machine = false, ledger_due_at = NULL"
+        )
+        conn.commit()
+    events_reset(url, keep_events=True)
+    expected = event_count(url)
+    harness.progress(f"{shape.name}: backlog of {expected:,} events, {processors} processor(s)")
+    worker = worker_start(env, log, processes=processors)
+    try:
+        for _ in range(processors):
+            subprocess.run(
+                [str(Path(harness.PYTHON).parent / "celery"), "-A", "config", "call",
+                 "campaigns.tasks.delivery_events_process"],
+                cwd=harness.ROOT, env=env, check=True, capture_output=True,
+            )  # fmt: skip
+        drained = processing_wait(url, expected=expected)
+    finally:
+        harness.process_stop(worker)
+    harness.progress(f"  drained at {drained.busy_per_s:,.0f} events/s")
+    return drained
+
+
+def round_run(
+    shape: Shape, args, number: int, processors: int, *, url: str, lo: int, env, log: Path
+) -> Round:
+    """From an empty events table: the no-op view, the set posted while the worker
+    processes, the no-op view again, then the open-loop pair."""
+    tpls = templates(shape, shape.main)
+    load = _load(args, lo, env)
     noop = {**load, "path": load_driver.NOOP_PATH, "requests": args.noop_requests, "cycle": 64}
-    for number in range(args.rounds):
-        events_reset(url)
-        harness.progress(f"{shape.name} round {number + 1}/{args.rounds}")
-        before = wrk_run(shape, tpls, **noop)
-        tasks_before = tasks_received(log)
-        app = wrk_run(shape, tpls, path=shape.path, **load)
-        stored = event_count(url)
-        processing = processing_wait(url, expected=args.events)
-        tasks = tasks_received(log) - tasks_before
-        after = wrk_run(shape, tpls, **noop)
-        rnd = Round(
-            args.events, shape.per_post, [before, after], app, stored, processing, tasks, None, None
-        )
-        harness.progress(
-            f"  stored {rnd.stored_rate():,.0f} events/s ({stored:,} rows), ceiling"
-            f" {rnd.ceiling_rate():,.0f}; lag {processing.lag_seconds:.1f} s,"
-            f" {processing.unprocessed} left"
-        )
-        rnd.noop_latency, rnd.app_latency = latency_pair(
-            shape, number, app.requests / app.seconds / 2, args, lo=lo, env=env
-        )
-        processing_wait(url, expected=args.events + rnd.app_latency.sent * shape.per_post)
-        result.rounds.append(rnd)
-    harness.progress(f"{shape.name}: replay of the main set")
-    before_rows = event_count(url)
-    result.replay = wrk_run(shape, tpls, path=shape.path, **load)
-    result.replay_added = event_count(url) - before_rows
-    return result
+    events_reset(url)
+    harness.progress(f"{shape.name} round {number + 1}/{args.rounds}, {processors} processor(s)")
+    before = wrk_run(shape, tpls, **noop)
+    tasks_before = tasks_received(log)
+    app = wrk_run(shape, tpls, path=shape.path, **load)
+    stored = event_count(url)
+    processing = processing_wait(url, expected=args.events)
+    tasks = tasks_received(log) - tasks_before
+    after = wrk_run(shape, tpls, **noop)
+    rnd = Round(
+        args.events,
+        shape.per_post,
+        processors,
+        [before, after],
+        app,
+        stored,
+        processing,
+        tasks,
+        None,
+        None,
+    )
+    harness.progress(
+        f"  stored {rnd.stored_rate():,.0f} events/s ({stored:,} rows), ceiling"
+        f" {rnd.ceiling_rate():,.0f}; processed {processing.processed_per_s:,.0f}/s,"
+        f" lag {processing.lag_seconds:.1f} s, {processing.unprocessed} left"
+    )
+    rnd.noop_latency, rnd.app_latency = latency_pair(
+        shape, number * 10 + processors, app.requests / app.seconds / 2, args, lo=lo, env=env
+    )
+    processing_wait(url, expected=args.events + rnd.app_latency.sent * shape.per_post)
+    return rnd
 
 
 def latency_pair(shape: Shape, number: int, rate: float, args, *, lo: int, env):
@@ -549,79 +621,111 @@ def latency_pair(shape: Shape, number: int, rate: float, args, *, lo: int, env):
 
 
 def report(results: list[ShapeResult]) -> dict:
-    from harness import fmt_rate, median, rate, table, verdict
+    from harness import median, rate, table
 
     rows, targets, saved = [], [], {}
     for res in results:
         s, rs = res.shape, res.rounds
-        app_rate = median([r.stored_rate() for r in rs])
-        noop_rate = median([r.ceiling_rate() for r in rs])
-        share = median([r.stored_rate() / r.ceiling_rate() for r in rs])
-        processed = median([r.processing.processed_per_s for r in rs])
-        lag = median([r.processing.lag_seconds for r in rs])
-        p99 = median([r.app_latency.p99_ms for r in rs])
         figures = {
             "events_per_post": s.per_post,
             "events": res.n,
-            "stored_events_per_s": app_rate,
-            "ceiling_events_per_s": noop_rate,
-            "share_of_ceiling": share,
-            "processed_events_per_s": processed,
-            "processing_lag_s": lag,
-            "max_processing_lag_s": max(r.processing.lag_seconds for r in rs),
-            "celery_tasks": median([r.tasks for r in rs]),
+            "stored_events_per_s": median([r.stored_rate() for r in rs]),
+            "ceiling_events_per_s": median([r.ceiling_rate() for r in rs]),
+            "share_of_ceiling": median([r.stored_rate() / r.ceiling_rate() for r in rs]),
+            "processing": {
+                str(count): _processing_figures([r for r in rs if r.processors == count])
+                for count in sorted({r.processors for r in rs})
+            },
+            "backlog_drained_events_per_s": {
+                str(count): drained.busy_per_s for count, drained in res.drains.items()
+            },
             "half_rate_requests_per_s": median([r.app_latency.rate for r in rs]),
             "p50_ms": median([r.app_latency.p50_ms for r in rs]),
-            "p99_ms": p99,
+            "p99_ms": median([r.app_latency.p99_ms for r in rs]),
             "ceiling_p50_ms": median([r.noop_latency.p50_ms for r in rs]),
             "ceiling_p99_ms": median([r.noop_latency.p99_ms for r in rs]),
             "replay_rows_added": res.replay_added,
             "replay_events_per_s": rate(res.n, res.replay.seconds),
             "rounds": [_round_dict(r) for r in rs],
         }
+        figures["targets"] = _targets(s, figures)
         saved[s.name] = figures
         rows += _figure_rows(s, figures)
-        ok_processed = lag <= TARGET_LAG_SECONDS and all(r.processing.unprocessed == 0 for r in rs)
         targets += [
-            [
-                f"{s.name} stored >= {s.target:,} events/s",
-                fmt_rate(app_rate),
-                verdict(app_rate >= s.target),
-            ],
-            [
-                f"{s.name} processed within {TARGET_LAG_SECONDS:.0f} s of the last POST",
-                f"{lag:.1f} s",
-                verdict(ok_processed),
-            ],
-            [
-                f"{s.name} p99 < {TARGET_P99_MS:.0f} ms at half saturation",
-                f"{p99:.1f} ms",
-                verdict(p99 < TARGET_P99_MS),
-            ],
-            [f"{s.name} replay adds 0 rows", str(res.replay_added), verdict(res.replay_added == 0)],
+            [name, t["measured"], "PASS" if t["pass"] else "MISS"]
+            for name, t in figures["targets"].items()
         ]
     print(table(["figure (medians of rounds)", "value"], rows))
     print()
     print(table(["target", "measured", ""], targets))
-    return saved
+    return {**saved, "targets": {k: v for f in saved.values() for k, v in f["targets"].items()}}
+
+
+def _processing_figures(rs: list[Round]) -> dict:
+    from harness import median
+
+    return {
+        "processed_events_per_s": median([r.processing.processed_per_s for r in rs]),
+        "processing_lag_s": median([r.processing.lag_seconds for r in rs]),
+        "max_processing_lag_s": max(r.processing.lag_seconds for r in rs),
+        "unprocessed": max(r.processing.unprocessed for r in rs),
+        "celery_tasks": median([r.tasks for r in rs]),
+    }
+
+
+def _targets(s: Shape, f: dict) -> dict:
+    from harness import fmt_rate, target
+
+    found = {
+        f"{s.name} stored >= {s.target:,} events/s": target(
+            fmt_rate(f["stored_events_per_s"]),
+            f">= {s.target}",
+            f["stored_events_per_s"] >= s.target,
+        )
+    }
+    for count, p in f["processing"].items():
+        found[
+            f"{s.name} processed within {TARGET_LAG_SECONDS:.0f} s of the last POST,"
+            f" {count} processor(s)"
+        ] = target(
+            f"{p['processing_lag_s']:.1f} s",
+            f"<= {TARGET_LAG_SECONDS:.0f} s",
+            p["processing_lag_s"] <= TARGET_LAG_SECONDS and p["unprocessed"] == 0,
+        )
+    found[f"{s.name} p99 < {TARGET_P99_MS:.0f} ms at half saturation"] = target(
+        f"{f['p99_ms']:.1f} ms", f"< {TARGET_P99_MS:.0f} ms", f["p99_ms"] < TARGET_P99_MS
+    )
+    found[f"{s.name} replay adds 0 rows"] = target(
+        str(f["replay_rows_added"]), "0", f["replay_rows_added"] == 0
+    )
+    return found
 
 
 def _figure_rows(s: Shape, f: dict) -> list[list[str]]:
     from harness import fmt_rate
 
-    return [
+    rows = [
         [f"{s.name} ({s.per_post}/POST): stored events/s", fmt_rate(f["stored_events_per_s"])],
         ["  no-op ceiling events/s, same rounds", fmt_rate(f["ceiling_events_per_s"])],
         ["  stored / ceiling (median of rounds' ratios)", f"{f['share_of_ceiling']:.0%}"],
-        [
-            "  processed events/s (first receipt to last processed)",
-            fmt_rate(f["processed_events_per_s"]),
-        ],
-        [
-            "  last processed_at - last received_at (max)",
-            f"{f['processing_lag_s']:.1f} s ({f['max_processing_lag_s']:.1f} s)",
-        ],
-        ["  Celery tasks received during a round", f"{f['celery_tasks']:.0f}"],
+    ]
+    for count, p in f["processing"].items():
+        rows += [
+            [
+                f"  {count} processor(s): events/s, first receipt to last processed",
+                fmt_rate(p["processed_events_per_s"]),
+            ],
+            [
+                "    last processed_at - last received_at (max)",
+                f"{p['processing_lag_s']:.1f} s ({p['max_processing_lag_s']:.1f} s)",
+            ],
+            ["    Celery tasks received during a round", f"{p['celery_tasks']:.0f}"],
+        ]
+    for count, busy in f["backlog_drained_events_per_s"].items():
+        rows.append(
+            [f"  {count} processor(s): a standing backlog drained, events/s", fmt_rate(busy)]
+        )
+    rows += [
         [
             f"  open loop at {f['half_rate_requests_per_s']:,.0f} req/s: p50 / p99",
             f"{f['p50_ms']:.1f} / {f['p99_ms']:.1f} ms",
@@ -635,12 +739,14 @@ def _figure_rows(s: Shape, f: dict) -> list[list[str]]:
             f"{f['replay_rows_added']}, {fmt_rate(f['replay_events_per_s'])}",
         ],
     ]
+    return rows
 
 
 def _round_dict(r: Round) -> dict:
     from dataclasses import asdict
 
     return {
+        "processors": r.processors,
         "stored_events_per_s": r.stored_rate(),
         "ceiling_events_per_s": r.ceiling_rate(),
         "rows_stored": r.stored,
@@ -657,10 +763,58 @@ def _round_dict(r: Round) -> dict:
 
 
 def main() -> None:
+    global PORT, REDIS_URL  # the helpers above read them; set once, before any use
+    args = arguments()
+    PORT, REDIS_URL = args.port, args.redis_url
+    harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
+    url = campaign_setup.database_url(args.database)
+    harness.progress(f"setting up {args.events:,} deliveries in {args.database}")
+    lo = database_setup(url, args.events)
+    env = server_env(url)
+    log = harness.OUT_DIR / "webhooks-worker.log"
+    shapes = [SHAPES[args.only]] if args.only else list(SHAPES.values())
+    results = []
+    load_driver.sigterm_unwinds()
+    server = load_driver.server_start(
+        "webhooks:wsgi_app()", port=PORT, env=env, workers=args.web_workers
+    )
+    try:
+        for shape in shapes:
+            results.append(shape_run(shape, args, url=url, lo=lo, env=env, log=log))
+        if args.keep:
+            worker = worker_start(env, log, processes=max(args.processors))
+            try:
+                input(f"gunicorn pid {server.pid}, worker pid {worker.pid}: Enter to stop ")
+            finally:
+                harness.process_stop(worker)
+    finally:
+        harness.process_stop(server)
+    print(
+        f"\ngunicorn {args.web_workers} sync workers, wrk -t{args.threads} -c{args.connections},"
+        f" {args.rounds} round(s) per processor count, {os.cpu_count()} CPUs\n"
+    )
+    setup = {"web_workers": args.web_workers, "processors": args.processors}
+    path = harness.save_results("webhooks", {**report(results), "setup": setup})
+    print(f"\n(figures saved to {path.relative_to(harness.ROOT)})")
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=sorted(SHAPES))
+    parser.add_argument(
+        "--processors",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 2],
+        help="the worker's pool processes, one round set each (default 1,2)",
+    )
+    parser.add_argument(
+        "--drain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after the rounds, time each processor count working off a standing backlog",
+    )
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(
         "--noop-requests", type=int, default=20_000, help="POSTs of each no-op run (two per round)"
@@ -668,39 +822,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument(
+        "--web-workers",
+        type=int,
+        default=load_driver.WORKERS,
+        help=f"gunicorn sync workers ({load_driver.WORKERS})",
+    )
+    parser.add_argument("--database", default=DATABASE, help=f"its own database ({DATABASE})")
+    parser.add_argument("--redis-url", default=REDIS_URL, help=f"broker and beat ({REDIS_URL})")
+    parser.add_argument("--port", type=int, default=PORT, help=f"gunicorn's port ({PORT})")
+    parser.add_argument(
         "--keep",
         action="store_true",
-        help="leave gunicorn and the worker up until Enter is pressed (for py-spy)",
+        help="leave gunicorn and a worker up until Enter is pressed (for py-spy)",
     )
-    args = parser.parse_args()
-
-    harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
-    url = campaign_setup.database_url(DATABASE)
-    harness.progress(f"setting up {args.events:,} deliveries in {DATABASE}")
-    lo = database_setup(url, args.events)
-    env = server_env(url)
-    log = harness.OUT_DIR / "webhooks-worker.log"
-    shapes = [SHAPES[args.only]] if args.only else list(SHAPES.values())
-    results = []
-    load_driver.sigterm_unwinds()
-    server = load_driver.server_start("webhooks:wsgi_app()", port=PORT, env=env)
-    try:
-        worker = worker_start(env, log)
-        try:
-            for shape in shapes:
-                results.append(shape_run(shape, args, url=url, lo=lo, env=env, log=log))
-            if args.keep:
-                input(f"gunicorn pid {server.pid}, worker pid {worker.pid}: Enter to stop ")
-        finally:
-            harness.process_stop(worker)
-    finally:
-        harness.process_stop(server)
-    print(
-        f"\ngunicorn {load_driver.WORKERS} sync workers, wrk -t{args.threads} -c{args.connections},"
-        f" {args.rounds} round(s), {os.cpu_count()} CPUs\n"
-    )
-    path = harness.save_results("webhooks", report(results))
-    print(f"\n(figures saved to {path.relative_to(harness.ROOT)})")
+    return parser.parse_args()
 
 
 if __name__ == "__main__":

@@ -40,9 +40,10 @@ RECEIPTS_SEND = "campaigns.tasks.objection_receipts_send_task"
 EVENTS_PROCESS = "campaigns.tasks.delivery_events_process"
 EVIDENCE_PACK_BUILD = "evidence.tasks.evidence_pack_build_task"
 
-# A process kicks each task at most once this often. A receipt sender also runs this
-# long after its kick, so every objection this process commits until the next kick is
-# in before it runs.
+# A process kicks each task at most once this often. A receipt sender and an event
+# processor also run this long after their kick, so everything this process commits
+# until its next kick is in before they run: without it, the events a process stores in
+# the second after its last kick of a stream waited for beat's sweep (up to 30 s).
 KICK_SECONDS = 1.0
 # As long as beat's sweeps are apart: a pause costs nothing the sweep would not catch up.
 FAILURE_PAUSE = settings.RENOTIFY_SWEEP_SECONDS
@@ -73,6 +74,12 @@ def sender_continue(campaign_id: int, *, countdown: float) -> None:
 def fan_out_start(campaign_id: int) -> None:
     """Fan a campaign out (create its deliveries) once the transaction commits."""
     transaction.on_commit(lambda: task_publish(CAMPAIGN_FAN_OUT, args=(campaign_id,)))
+
+
+def events_continue() -> None:
+    """The ESP event processor again, once the transaction commits: a run stopped on its
+    time budget with events left (the engine's own work: no kick throttle)."""
+    transaction.on_commit(lambda: task_publish(EVENTS_PROCESS))
 
 
 def evidence_pack_build_start(pack_id: int) -> None:
@@ -148,4 +155,6 @@ def receipts_kick() -> None:
 
 def events_kick() -> None:
     """Once the transaction commits, ask for the ESP event processor (throttled)."""
-    transaction.on_commit(lambda: events_kicks.kick(EVENTS_PROCESS), robust=True)
+    transaction.on_commit(
+        lambda: events_kicks.kick(EVENTS_PROCESS, countdown=KICK_SECONDS), robust=True
+    )

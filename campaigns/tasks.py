@@ -122,15 +122,24 @@ def reminders_create_task() -> dict[int, int]:
     return added
 
 
+# How long one run of the event processor goes on: well inside the task's soft time
+# limit, and short enough that other tasks of the "celery" queue (receipts, beat's sweeps)
+# get the worker process between two runs while a backlog is worked off.
+EVENTS_RUN_SECONDS = 60.0
+
+
 @shared_task
 def delivery_events_process() -> dict:
     """Kicked after webhooks store events, and every RENOTIFY_SWEEP_SECONDS by beat.
     Concurrent runs take disjoint batches (SKIP LOCKED), so a second kick while one runs
-    is harmless."""
-    report = events_process()
+    is harmless. A run that stops on its time budget with events left asks for the next
+    run at once rather than waiting for a kick or the sweep."""
+    report = events_process(max_seconds=EVENTS_RUN_SECONDS)
     for campaign_id in report.campaigns:
         campaign_breaker_check(campaign=Campaign.objects.get(pk=campaign_id))
-    return {"events": report.events, "orphans": report.orphans}
+    if report.more:
+        enqueue.events_continue()
+    return {"events": report.events, "orphans": report.orphans, "more": report.more}
 
 
 @shared_task

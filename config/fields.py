@@ -1,9 +1,14 @@
 """A column's length read from the model field itself, text cut to it, and text freed of
 control characters."""
 
+import functools
+
 from django.db import models
 
 
+# Cached: a model's fields do not change while the process runs, and the webhook asks for
+# seven lengths per event it stores.
+@functools.cache
 def column_length(model: type[models.Model], field_name: str) -> int:
     """The most characters ``model.field_name``'s column holds (its ``max_length``)."""
     field = model._meta.get_field(field_name)

@@ -958,3 +958,64 @@ def test_the_json_changes_page_holds_the_entries_the_orm_reads(purpose):
         (orm[4].pk, False),
         (None, False),
     ]
+
+
+@postgres_only
+def test_claiming_events_matches_them_as_the_plain_claim_does():
+    """events_claim (one statement: claim, match, mark) against the ORM's claim."""
+    from campaigns.services.tracking import _claim_plain
+
+    ids, _ = twin_deliveries(3, esp_message_id="", sent_at=T0)
+    for pk in ids:
+        Delivery.objects.filter(pk=pk).update(esp_message_id=f"m{pk}")
+    by_id, by_message, stale = ids
+    events = [  # (metadata_delivery_id, message_id, event_type, raw)
+        (by_id, "", "delivered", {"n": 1}),
+        (None, f"m{by_message}", "opened", {"n": 2}),
+        (999_999_999, f"m{stale}", "bounced", {"Type": "HardBounce"}),  # metadata not ours
+        (None, "not-ours", "delivered", {"n": 4}),  # an orphan
+        (None, "", "bounced", {"Type": "SoftBounce"}),  # an orphan with nothing to match
+    ]
+    DeliveryEvent.objects.bulk_create(
+        DeliveryEvent(
+            esp="Postmark",
+            event_key=f"k{i}",
+            event_type=kind,
+            metadata_delivery_id=meta,
+            message_id=message,
+            raw=raw,
+            received_at=T0,
+        )
+        for i, (meta, message, kind, raw) in enumerate(events)
+    )
+    with transaction.atomic():
+        plain, plain_deliveries = _claim_plain(10)
+        transaction.set_rollback(True)
+    claimed = tracking.events_claim(limit=10, now=T0)
+
+    def outcome(pk, delivery_id, raw):
+        return (pk, delivery_id, json.loads(raw) if isinstance(raw, str) else raw)
+
+    assert sorted(outcome(r["id"], r["delivery_id"], r["raw"]) for r in claimed) == sorted(
+        outcome(e.pk, e.delivery_id, e.raw) for e in plain
+    )
+    assert [e.delivery_id for e in plain] == [by_id, by_message, stale, None, None]
+    assert [e.raw for e in plain][2:] == [{"Type": "HardBounce"}, None, {"Type": "SoftBounce"}]
+    read = {r["delivery_id"]: r for r in claimed if r["delivery_id"]}
+    for pk, delivery in plain_deliveries.items():
+        assert {name: read[pk][name] for name in ("status", "sent_at", "member_id")} == {
+            "status": delivery.status,
+            "sent_at": delivery.sent_at,
+            "member_id": delivery.member_id,
+        }
+    marked = DeliveryEvent.objects.order_by("id").values_list(
+        "processed_at", "delivery_id", "is_orphan"
+    )
+    assert list(marked) == [
+        (T0, by_id, False),
+        (T0, by_message, False),
+        (T0, stale, False),
+        (T0, None, True),
+        (T0, None, True),
+    ]
+    assert tracking.events_claim(limit=10, now=T0) == []  # nothing left to claim

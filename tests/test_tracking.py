@@ -1,5 +1,6 @@
 """ESP events move deliveries forward by precedence, once, in any order."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -318,3 +319,122 @@ def test_an_event_holding_nul_characters_is_stored_without_them(sent):
     assert stored.description in {"badbox", "bad\x00box"}  # SQLite keeps it as sent
     assert stored.raw["Type"] in {"HardBounce", "Hard\x00Bounce"}
     assert state(d) == DeliveryStatus.BOUNCED
+
+
+def test_an_event_whose_metadata_names_no_delivery_of_ours_is_matched_by_message_id(sent):
+    d = Delivery.objects.filter(campaign=sent).first()
+    e = event(d, "delivered")
+    e.metadata = {"delivery_id": "999999999"}  # stale or another system's id
+    report = receive(e)
+    assert (report.orphans, state(d)) == (0, DeliveryStatus.DELIVERED)
+    assert DeliveryEvent.objects.get().delivery == d
+
+
+def test_a_run_stops_on_its_time_budget_and_says_events_are_left(sent):
+    d = Delivery.objects.filter(campaign=sent).first()
+    for minutes in (1, 2, 3):
+        tracking_event_received(
+            sender=None, event=event(d, "delivered", minutes=minutes), esp_name="Postmark"
+        )
+    first = events_process(batch_size=1, max_seconds=0)
+    assert (first.events, first.more) == (1, True)
+    rest = events_process()
+    assert (rest.events, rest.more) == (2, False)
+    assert not DeliveryEvent.objects.filter(processed_at=None).exists()
+
+
+def test_the_processor_task_asks_for_the_next_run_when_events_are_left(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    from campaigns import enqueue, tasks
+    from campaigns.services.tracking import BatchReport
+
+    published = []
+    monkeypatch.setattr(enqueue, "task_publish", lambda name, **kw: published.append(name))
+    for more in (False, True):
+        monkeypatch.setattr(tasks, "events_process", lambda **kw: BatchReport(more=more))  # noqa: B023
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.delivery_events_process()
+    assert published == [enqueue.EVENTS_PROCESS]  # only after the run that left events
+
+
+def test_a_batch_is_a_fixed_number_of_queries_whatever_its_size(sent):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    deliveries = list(Delivery.objects.filter(campaign=sent))
+    counts = []
+    for size, event_type in ((1, "delivered"), (3, "clicked")):  # each moves every delivery
+        for d in deliveries:
+            for minutes in range(size):
+                tracking_event_received(
+                    sender=None,
+                    event=event(d, event_type, minutes=10 * size + minutes),
+                    esp_name="Postmark",
+                )
+        with CaptureQueriesContext(connection) as queries:
+            assert events_process().events == size * len(deliveries)
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
+
+
+def test_an_event_whose_raw_payload_json_cannot_say_is_kept(sent):
+    from decimal import Decimal
+
+    d = Delivery.objects.filter(campaign=sent).first()
+    receive(event(d, "delivered", raw={"Type": "Delivery", "score": Decimal("1.5")}))
+    stored = DeliveryEvent.objects.get()
+    assert "Decimal('1.5')" in json.dumps(stored.raw)  # its repr, whole or in place
+    assert state(d) == DeliveryStatus.DELIVERED
+
+
+@pytest.mark.parametrize(
+    ("esp", "event_id", "raw", "key"),
+    [
+        (
+            "Postmark",
+            None,
+            {"RecordType": "Open", "b": [1, 2], "a": {"z": 1, "y": None}},
+            "735562c36d8f5c3257d90757f150bfcd16e87c1619f93b07bc18a6d1bbf60015",
+        ),
+        (
+            "Mailgun",
+            None,
+            "form: event=opened&x=1&x=2",
+            "649d668b4d36fdabe6ce25c66f39127245295e107f75704ee21b7a233c6f814e",
+        ),
+        (
+            "Postmark",
+            None,
+            "decimal",
+            "c330622529cdc1aee991253e228463ffe947960122d73c1eedf820f444ca1859",
+        ),
+        (
+            "Postmark",
+            "abc",
+            {},
+            "e09603f7e988c4fbecfca312d7a0a0cb39c3d69fe7db8521feef1a688a288f77",
+        ),
+    ],
+)
+def test_event_keys_never_change(esp, event_id, raw, key):
+    """Keys as stored before: a retry after an upgrade must still be a duplicate."""
+    from decimal import Decimal
+
+    from django.http import QueryDict
+
+    from campaigns.services.tracking import event_key
+
+    if raw == "decimal":
+        raw = {"score": Decimal("1.5")}
+    elif isinstance(raw, str):
+        raw = QueryDict(raw.removeprefix("form: "))
+    e = AnymailTrackingEvent(
+        event_type="opened" if event_id is None else "delivered",
+        timestamp=SENT_AT if event_id is None else None,
+        event_id=event_id,
+        message_id="m-1" if event_id is None else None,
+        recipient="pat@example.com",
+        esp_event=raw,
+    )
+    assert event_key(e, esp) == key

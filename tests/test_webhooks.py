@@ -307,3 +307,23 @@ def test_a_body_with_nul_bytes_is_kept_whole(delivery):
     )
     assert again.status_code == 200
     assert DeliveryEvent.objects.count() == 1
+
+
+def test_a_stream_of_posts_kicks_one_processor_to_run_after_the_seconds_commits(
+    delivery, monkeypatch, django_capture_on_commit_callbacks
+):
+    """At most one kick a second per process, and the processor it asks for runs a second
+    later, so the events stored after the kick (its own are never kicked) are in by then:
+    the end of a stream never waits for beat's sweep."""
+    from campaigns import enqueue
+
+    asked = []
+    monkeypatch.setattr(enqueue, "events_kicks", enqueue.PerProcessKick(enqueue.KICK_SECONDS))
+    monkeypatch.setattr(
+        enqueue, "quick_publish", lambda name, *, countdown=None: asked.append((name, countdown))
+    )
+    for name in ("postmark/delivery", "postmark/open"):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(name, delivery).status_code == 200
+    assert DeliveryEvent.objects.count() == 2
+    assert asked == [(enqueue.EVENTS_PROCESS, enqueue.KICK_SECONDS)]

@@ -7,6 +7,14 @@ Precedence is a rank, and a delivery takes the highest rank it has evidence
 for, so the final state does not depend on the order events arrive in (ESPs
 retry, batch and reorder). Milestones keep the earliest time seen.
 
+A batch is three statements whatever its size (PostgreSQL): one claims the oldest
+unprocessed events (SKIP LOCKED, so processors run side by side on disjoint batches),
+matches each with its delivery and marks it processed, returning only what the fold
+reads (the raw payload only of bounces); one merges the folded deliveries; one writes
+back the few events with more to say (machine opens, ledger consequences due). All in
+the batch's transaction: a processor that dies leaves its events unprocessed. SQLite
+(one writer) claims through the ORM (``_claim_plain``), which the tests compare.
+
 Consequences for the member come in two kinds. The address's health (a hard bounce or
 a complaint) is marked inside the batch's transaction. The ledger's (a complaint or an
 ESP unsubscribe is the member's unsubscribe) is recorded only after the batch commits:
@@ -19,10 +27,12 @@ recorded by the next run (twice is harmless: an unsubscribe that stands records 
 """
 
 import base64
+import functools
 import hashlib
 import json
 import logging
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -118,11 +128,18 @@ SCANNER_USER_AGENTS = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_scanner(user_agent: str) -> bool:
+    # Cached: a campaign's opens come from a few thousand distinct agents at most, and
+    # the search costs more than the rest of an open's processing.
+    return bool(SCANNER_USER_AGENTS.search(user_agent))
+
+
 def is_machine(user_agent: str, event_at: datetime | None, sent_at: datetime | None) -> bool:
     """An open or click by a known security scanner, or too soon after delivery to be a
     person. "Delivery" is measured from our send time: it is known before any ESP event,
     so the judgement is the same whatever order the events arrive in."""
-    if user_agent and SCANNER_USER_AGENTS.search(user_agent):
+    if user_agent and _is_scanner(user_agent):
         return True
     if event_at and sent_at:
         # An event stamped before the send (clock skew, stale data) cannot be judged.
@@ -143,25 +160,38 @@ def event_key(event: Any, esp: str) -> str:
     events or for every recipient of one notification."""
     if event.event_id:
         parts: list[Any] = [event.event_id, event.event_type, event.recipient or ""]
-    else:
-        parts = [
-            event.event_type,
-            event.message_id or "",
-            event.recipient or "",
-            event.timestamp.isoformat() if event.timestamp else "",
-            _jsonable(event.esp_event),
-        ]
-    canonical = json.dumps([esp, *parts], sort_keys=True, default=str)
+        canonical = json.dumps([esp, *parts], sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    parts = [
+        event.event_type,
+        event.message_id or "",
+        event.recipient or "",
+        event.timestamp.isoformat() if event.timestamp else "",
+    ]
+    try:
+        # One encoding where the payload is plain JSON (every JSON webhook's is): the same
+        # text as below, where testing the payload first encoded it twice. A key must never
+        # change: an ESP's retry after an upgrade would be stored a second time.
+        canonical = json.dumps([esp, *parts, _form_decoded(event.esp_event)], sort_keys=True)
+    except (TypeError, ValueError):
+        canonical = json.dumps(
+            [esp, *parts, _jsonable(event.esp_event)], sort_keys=True, default=str
+        )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _jsonable(raw: Any) -> Any:
-    if hasattr(raw, "lists"):  # a QueryDict from a form-encoded webhook
-        return {key: values for key, values in raw.lists()}
+    raw = _form_decoded(raw)
     try:
         json.dumps(raw)
     except (TypeError, ValueError):
         return repr(raw)
+    return raw
+
+
+def _form_decoded(raw: Any) -> Any:
+    if hasattr(raw, "lists"):  # a QueryDict from a form-encoded webhook
+        return {key: values for key, values in raw.lists()}
     return raw
 
 
@@ -189,7 +219,9 @@ def event_row(event: Any, esp: str) -> dict[str, Any]:
         "mta_response": event.mta_response or "",
         "user_agent": clipped(DeliveryEvent, "user_agent", event.user_agent or ""),
         "click_url": event.click_url or "",
-        "raw": _jsonable(event.esp_event),
+        # Made JSON when stored (``events_store``), not tried here first: that would
+        # encode every payload twice on the webhook's path.
+        "raw": _form_decoded(event.esp_event),
     }
 
 
@@ -218,7 +250,8 @@ def events_store(rows: list[dict[str, Any]]) -> int:
         return 0
     if connection.vendor != "postgresql":
         DeliveryEvent.objects.bulk_create(
-            [DeliveryEvent(**row) for row in rows], ignore_conflicts=True
+            [DeliveryEvent(**{**row, "raw": _jsonable(row["raw"])}) for row in rows],
+            ignore_conflicts=True,
         )
         return len(rows)
     # The batch travels as one JSON document, unpacked by the server: encoding it is one
@@ -243,9 +276,11 @@ def _without_nul(value: Any) -> Any:
 
 
 def _json_default(value: Any) -> str:
+    """A datetime as ISO 8601; anything else JSON cannot say (in an ESP's raw payload) as
+    its repr, so the event is still kept."""
     if isinstance(value, datetime):
         return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return repr(value)
 
 
 def unparsed_store(*, esp: str, body: bytes, problem: str) -> None:
@@ -280,11 +315,16 @@ class BatchReport:
     events: int = 0
     orphans: int = 0
     campaigns: set[int] = field(default_factory=set)
+    more: bool = False  # stopped with a full batch: events may be left
 
 
-def events_process(*, batch_size: int = 1000, max_batches: int = 1000) -> BatchReport:
-    """Process pending events in batches until none is left; safe to run concurrently."""
+def events_process(
+    *, batch_size: int = 2000, max_batches: int = 1000, max_seconds: float | None = None
+) -> BatchReport:
+    """Process pending events in batches until none is left (or ``max_seconds`` have
+    passed: ``report.more`` then says events may be left); safe to run concurrently."""
     total = BatchReport()
+    started = time.monotonic()
     ledger_consequences_apply()  # any a dead process left behind
     for _ in range(max_batches):
         report = _process_batch(batch_size)
@@ -293,32 +333,55 @@ def events_process(*, batch_size: int = 1000, max_batches: int = 1000) -> BatchR
         total.orphans += report.orphans
         total.campaigns |= report.campaigns
         if report.events < batch_size:
+            return total
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
             break
+    total.more = True
     return total
 
 
-def _claim_events(batch_size: int) -> list[DeliveryEvent]:
-    pending = DeliveryEvent.objects.filter(processed_at=None).order_by("id")
-    if connection.vendor == "postgresql":
-        pending = pending.select_for_update(skip_locked=True)
-    return list(pending[:batch_size])
+@dataclass(slots=True)
+class ClaimedDelivery:
+    """What a batch reads of a delivery its events name: the fields ``_fold`` moves
+    (named as on ``Delivery``), the send time it judges machine opens by, and the
+    member and campaign the consequences go to."""
+
+    pk: int
+    status: str
+    soft_bounces: int
+    sent_at: datetime | None
+    member_id: int
+    campaign_id: int
+    delivered_at: datetime | None
+    opened_at: datetime | None
+    clicked_at: datetime | None
+    bounced_at: datetime | None
+    complained_at: datetime | None
+
+
+@dataclass(slots=True)
+class ClaimedEvent:
+    """What a batch reads of an event (``raw`` only for bounces) and what it decides."""
+
+    pk: int
+    esp: str
+    event_type: str
+    timestamp: datetime | None
+    received_at: datetime
+    user_agent: str
+    raw: Any
+    delivery_id: int | None
+    is_machine: bool = False
 
 
 @transaction.atomic
 def _process_batch(batch_size: int) -> BatchReport:
-    report = BatchReport()
-    events = _claim_events(batch_size)
-    report.events = len(events)
-    if not events:
-        return report
-    deliveries = _deliveries_for(events)
-    by_delivery: dict[int, list[DeliveryEvent]] = defaultdict(list)
+    now = timezone.now()
+    events, deliveries, marked = _claim(batch_size, now)
+    by_delivery: dict[int, list[ClaimedEvent]] = defaultdict(list)
     for event in events:
-        delivery = deliveries.get(event.metadata_delivery_id) or deliveries.get(event.message_id)
-        event.delivery = delivery
-        event.is_orphan = delivery is None
-        if delivery is not None:
-            by_delivery[delivery.pk].append(event)
+        if event.delivery_id is not None:
+            by_delivery[event.delivery_id].append(event)
     changed = []
     for delivery_pk, its_events in by_delivery.items():
         delivery = deliveries[delivery_pk]
@@ -327,34 +390,101 @@ def _process_batch(batch_size: int) -> BatchReport:
             changed.append((delivery, delivery.soft_bounces - soft_bounces))
     _save_deliveries(changed)
     _address_health_mark(by_delivery, deliveries)
-    _mark_processed(events)
-    report.orphans = report.events - sum(len(v) for v in by_delivery.values())
-    report.campaigns = {deliveries[pk].campaign_id for pk in by_delivery}
-    return report
+    _mark_processed(events, now, all_rows=not marked)
+    return BatchReport(
+        events=len(events),
+        orphans=len(events) - sum(len(v) for v in by_delivery.values()),
+        campaigns={deliveries[pk].campaign_id for pk in by_delivery},
+    )
 
 
-def _when(event: DeliveryEvent) -> datetime:
+def _claim(
+    batch_size: int, now: datetime
+) -> tuple[list[ClaimedEvent], dict[int, ClaimedDelivery], bool]:
+    """The batch's events and their deliveries, and whether the claim already marked
+    the events processed (PostgreSQL: one statement claims, matches and marks)."""
+    if connection.vendor != "postgresql":
+        return (*_claim_plain(batch_size), False)
+    events, deliveries = [], {}
+    for row in db_tracking.events_claim(limit=batch_size, now=now):
+        raw = row["raw"]
+        events.append(
+            ClaimedEvent(
+                pk=row["id"],
+                esp=row["esp"],
+                event_type=row["event_type"],
+                timestamp=row["timestamp"],
+                received_at=row["received_at"],
+                user_agent=row["user_agent"],
+                raw=json.loads(raw) if isinstance(raw, str) else raw,
+                delivery_id=row["delivery_id"],
+            )
+        )
+        if row["delivery_id"] is not None:
+            deliveries[row["delivery_id"]] = ClaimedDelivery(
+                pk=row["delivery_id"], **{name: row[name] for name in _DELIVERY_READ}
+            )
+    return events, deliveries, True
+
+
+_DELIVERY_READ = [
+    "status", "soft_bounces", "sent_at", "member_id", "campaign_id", *MILESTONE.values()
+]  # fmt: skip
+_EVENT_READ = ["esp", "event_type", "timestamp", "received_at", "user_agent"]
+
+
+def _claim_plain(batch_size: int) -> tuple[list[ClaimedEvent], dict[int, ClaimedDelivery]]:
+    """The same claim in the ORM (SQLite: one writer at a time, no row locks): the
+    oldest unprocessed events and their deliveries, matched as ``events_claim`` does."""
+    rows = list(
+        DeliveryEvent.objects.filter(processed_at=None)
+        .order_by("id")
+        .values("pk", *_EVENT_READ, "raw", "metadata_delivery_id", "message_id")[:batch_size]
+    )
+    by_id = _deliveries_by(pk__in={r["metadata_delivery_id"] for r in rows})
+    unmatched = {
+        r["message_id"] for r in rows if r["message_id"] and r["metadata_delivery_id"] not in by_id
+    }
+    by_message: dict[str, Delivery] = {}
+    found = _deliveries_by(esp_message_id__in=unmatched).values()
+    for by_mid in sorted(found, key=lambda d: d.pk, reverse=True):
+        by_message[by_mid.esp_message_id] = by_mid  # the lowest id wins, as in SQL
+    events, deliveries = [], {}
+    for r in rows:
+        delivery: Delivery | None = by_id.get(r["metadata_delivery_id"]) or by_message.get(
+            r["message_id"]
+        )
+        events.append(
+            ClaimedEvent(
+                pk=r["pk"],
+                **{name: r[name] for name in _EVENT_READ},
+                raw=r["raw"] if r["event_type"] == "bounced" else None,
+                delivery_id=delivery.pk if delivery else None,
+            )
+        )
+        if delivery is not None:
+            deliveries[delivery.pk] = ClaimedDelivery(
+                pk=delivery.pk, **{name: getattr(delivery, name) for name in _DELIVERY_READ}
+            )
+    return events, deliveries
+
+
+def _deliveries_by(**lookup: Any) -> dict[int, Delivery]:
+    if not next(iter(lookup.values())):
+        return {}
+    fields = [name.removesuffix("_id") for name in _DELIVERY_READ]  # only() takes fields
+    found = Delivery.objects.filter(**lookup).only("esp_message_id", *fields)
+    return {delivery.pk: delivery for delivery in found}
+
+
+def _when(event: ClaimedEvent) -> datetime:
     return event.timestamp or event.received_at
-
-
-def _deliveries_for(events: list[DeliveryEvent]) -> dict[Any, Delivery]:
-    """Deliveries by id and by ESP message id, in two queries for the whole batch."""
-    ids = {e.metadata_delivery_id for e in events if e.metadata_delivery_id}
-    message_ids = {e.message_id for e in events if e.message_id and not e.metadata_delivery_id}
-    found: dict[Any, Delivery] = {}
-    for delivery in Delivery.objects.filter(pk__in=ids):
-        found[delivery.pk] = delivery
-    if message_ids:
-        for delivery in Delivery.objects.filter(esp_message_id__in=message_ids):
-            found[delivery.pk] = delivery
-            found[delivery.esp_message_id] = delivery
-    return found
 
 
 _TRACKED_FIELDS = ["status", "soft_bounces", *MILESTONE.values()]
 
 
-def _fold(delivery: Delivery, events: list[DeliveryEvent]) -> bool:
+def _fold(delivery: ClaimedDelivery, events: list[ClaimedEvent]) -> bool:
     """Apply events (earliest first) to ``delivery`` in memory; True if it changed."""
     before = [getattr(delivery, name) for name in _TRACKED_FIELDS]
     for event in events:
@@ -389,11 +519,12 @@ def _implied(status: str) -> list[str]:
     return implied.get(status, [status])
 
 
-def _save_deliveries(changed: list[tuple[Delivery, int]]) -> None:
+def _save_deliveries(changed: list[tuple[ClaimedDelivery, int]]) -> None:
     """Write each changed delivery's folded state; ``int`` is its new soft bounces."""
     # Merged with the row as it is now, not assigned: the highest rank and the earliest
     # milestones win, so two processors (or a sender recording its send) touching the
-    # same delivery at once cannot undo each other's progress.
+    # same delivery at once cannot undo each other's progress (update_from_rows writes
+    # the rows in id order, so two writers on shared deliveries lock them in one order).
     db_tracking.deliveries_merge(
         rows=[
             (d.pk, d.status, added, *(getattr(d, name) for name in MILESTONE.values()))
@@ -411,24 +542,26 @@ _RANKS = {str(status): rank for status, rank in RANK.items()}
 LEDGER_UNSUBSCRIBE: dict[str, str] = {"complained": "complaint", "unsubscribed": "ESP unsubscribe"}
 
 
-def _mark_processed(events: list[DeliveryEvent]) -> None:
-    now = timezone.now()
-    db_tracking.events_mark_processed(
-        rows=[
-            (e.pk, e.delivery_id, e.is_orphan, e.is_machine, now, _ledger_due(e, now))
-            for e in events
-        ]
-    )
+def _mark_processed(events: list[ClaimedEvent], now: datetime, *, all_rows: bool) -> None:
+    """Write what the batch decided of its events: every row when the claim did not mark
+    them, else only those with more to say than the claim wrote (a machine open or
+    click; a complaint or ESP unsubscribe due to the ledger), typically a few."""
+    rows = []
+    for e in events:
+        due = _ledger_due(e, now)
+        if all_rows or e.is_machine or due is not None:
+            rows.append((e.pk, e.delivery_id, e.delivery_id is None, e.is_machine, now, due))
+    db_tracking.events_mark_processed(rows=rows)
 
 
-def _ledger_due(event: DeliveryEvent, now: datetime) -> datetime | None:
+def _ledger_due(event: ClaimedEvent, now: datetime) -> datetime | None:
     matched = event.delivery_id is not None
     return now if matched and event.event_type in LEDGER_UNSUBSCRIBE else None
 
 
 def _address_health_mark(
-    by_delivery: dict[int, list[DeliveryEvent]],
-    deliveries: dict[Any, Delivery],
+    by_delivery: dict[int, list[ClaimedEvent]],
+    deliveries: dict[int, ClaimedDelivery],
 ) -> None:
     """Hard bounces and complaints mark the address (members in id order, so two
     batches lock them in one order); what goes to the ledger is marked due instead."""
@@ -444,7 +577,7 @@ def _address_health_mark(
             counters[delivery.campaign_id]["bounces"] += 1
         if "complained" in kinds and _mark_address(delivery.member_id, EmailStatus.COMPLAINED):
             counters[delivery.campaign_id]["complaints"] += 1
-    for campaign_id, counts in counters.items():
+    for campaign_id, counts in sorted(counters.items()):
         Campaign.objects.filter(pk=campaign_id).update(
             hard_bounce_count=F("hard_bounce_count") + counts["bounces"],
             complaint_count=F("complaint_count") + counts["complaints"],
