@@ -52,9 +52,10 @@ def _earliest_sql(field: str) -> str:
 def deliveries_merge(
     *, rows: Sequence[Sequence[Any]], ranks: Mapping[str, int], milestones: Sequence[str]
 ) -> int:
-    """Merge each row ``(id, status, soft bounces added, *milestones)`` into its delivery:
-    the status of the higher rank (``ranks``; unknown statuses rank 0), the soft bounces
-    added to those stored, each milestone the earlier of the two. Merged with the row as
+    """Merge each row ``(id, status, soft bounces added, sent_at, *milestones)`` into its
+    delivery: the status of the higher rank (``ranks``; unknown statuses rank 0), the soft
+    bounces added to those stored, the send time only where the sender recorded none,
+    each milestone the earlier of the two. Merged with the row as
     it is now, not assigned: two processors (or a sender recording its send) touching
     the same delivery at once cannot undo each other's progress."""
     new_rank, new_params = _rank_sql("v.status", ranks)
@@ -65,12 +66,14 @@ def deliveries_merge(
             Column("id", "bigint"),
             Column("status", "text"),
             Column("soft_bounces_added", "integer"),
+            Column("sent_at", "timestamptz"),
             *(Column(field, "timestamptz") for field in milestones),
         ],
         rows=rows,
         assignments={
             "status": f"CASE WHEN {new_rank} > {old_rank} THEN v.status ELSE d.status END",
             "soft_bounces": "d.soft_bounces + v.soft_bounces_added",
+            "sent_at": "COALESCE(d.sent_at, v.sent_at)",
             **{field: _earliest_sql(field) for field in milestones},
         },
         params=[*new_params, *old_params],

@@ -706,7 +706,7 @@ def test_merging_folded_deliveries_writes_what_the_orm_would():
         (S.CLICKED, 0, {"delivered_at": earlier, "opened_at": earlier, "clicked_at": earlier}),
     ]
     rows = [
-        (pk, status.value, added, *(times.get(m) for m in milestones))
+        (pk, status.value, added, None, *(times.get(m) for m in milestones))
         for pk, (status, added, times) in zip(ours, folded, strict=True)
     ]
     ranks = {str(status): rank for status, rank in RANK.items()}

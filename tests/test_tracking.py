@@ -208,6 +208,24 @@ def test_an_event_settles_a_delivery_whose_outcome_was_unknown(sent):
     assert state(d) == DeliveryStatus.DELIVERED
 
 
+def test_a_send_the_sender_never_recorded_counts_as_sent_from_the_esps_first_event(sent):
+    """A worker killed between the ESP's answer and its own write leaves the delivery
+    without a send time; the ESP's events prove the send, and reach must count it."""
+    d, recorded = Delivery.objects.filter(campaign=sent).order_by("pk")[:2]
+    Delivery.objects.filter(pk=d.pk).update(status=DeliveryStatus.UNKNOWN, sent_at=None)
+    receive(
+        event(d, "opened", minutes=9),
+        event(d, "delivered", minutes=3),
+        event(recorded, "delivered", minutes=1),
+    )
+    d.refresh_from_db()
+    assert (d.status, d.sent_at) == (DeliveryStatus.OPENED, SENT_AT + timedelta(minutes=3))
+    recorded.refresh_from_db()
+    assert recorded.sent_at == SENT_AT  # what the sender recorded is never replaced
+    reach = campaign_reach(campaign=sent)
+    assert (reach.totals["sent"], reach.totals["delivered"]) == (3, 2)
+
+
 STREAM = [
     ("delivered", 1),
     ("deferred", 2),
@@ -226,8 +244,15 @@ def test_any_order_and_any_repetition_give_the_in_order_result(sent, order, repl
     DeliveryEvent.objects.all().delete()
     Member.objects.update(email_status=EmailStatus.OK)
     d = Delivery.objects.filter(campaign=sent).select_related("member").first()
-    fields = dict(status=DeliveryStatus.SENT, delivered_at=None, opened_at=None, clicked_at=None,
-                  complained_at=None, bounced_at=None, soft_bounces=0)  # fmt: skip
+    fields = dict(
+        status=DeliveryStatus.SENT,
+        delivered_at=None,
+        opened_at=None,
+        clicked_at=None,
+        complained_at=None,
+        bounced_at=None,
+        soft_bounces=0,
+    )
     Delivery.objects.filter(pk=d.pk).update(**fields)
     events = [event(d, kind, minutes=m) for kind, m in STREAM]
     for index in order:

@@ -481,12 +481,18 @@ def _when(event: ClaimedEvent) -> datetime:
     return event.timestamp or event.received_at
 
 
-_TRACKED_FIELDS = ["status", "soft_bounces", *MILESTONE.values()]
+_TRACKED_FIELDS = ["status", "soft_bounces", "sent_at", *MILESTONE.values()]
 
 
 def _fold(delivery: ClaimedDelivery, events: list[ClaimedEvent]) -> bool:
     """Apply events (earliest first) to ``delivery`` in memory; True if it changed."""
     before = [getattr(delivery, name) for name in _TRACKED_FIELDS]
+    if delivery.sent_at is None:
+        # The ESP has the message, so it was sent, though the sender never recorded it (its
+        # worker died between the ESP's answer and the write): sent no later than the
+        # first event says. A send time the sender recorded is never replaced.
+        proof = next((e for e in events if e.event_type in EVENT_STATUS), None)
+        delivery.sent_at = _when(proof) if proof else None
     for event in events:
         status = EVENT_STATUS.get(event.event_type)
         if status is None:
@@ -527,7 +533,7 @@ def _save_deliveries(changed: list[tuple[ClaimedDelivery, int]]) -> None:
     # the rows in id order, so two writers on shared deliveries lock them in one order).
     db_tracking.deliveries_merge(
         rows=[
-            (d.pk, d.status, added, *(getattr(d, name) for name in MILESTONE.values()))
+            (d.pk, d.status, added, d.sent_at, *(getattr(d, name) for name in MILESTONE.values()))
             for d, added in changed
         ],
         ranks=_RANKS,
