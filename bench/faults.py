@@ -152,6 +152,7 @@ class Workers:
     wraps: list
     started: list = field(default_factory=list)
     generation: Counter = field(default_factory=Counter)
+    exited: list[str] = field(default_factory=list)  # on their own, then started again
 
     def start_all(self) -> None:
         self.started = [self._start(i) for i in range(len(self.envs))]
@@ -166,6 +167,16 @@ class Workers:
             kind="worker",
             wrap=self.wraps[i],
         )
+
+    def supervise(self) -> None:
+        """Start again a worker that exited on its own, as systemd's Restart=always does
+        (deploy/systemd): a Redis restart can end one in kombu's reconnect."""
+        for i, worker in enumerate(self.started):
+            if worker.popen.poll() is not None:
+                self.exited.append(f"w{i + 1} pid {worker.popen.pid}")
+                harness.progress(f"w{i + 1} exited on its own; started again")
+                self.rig.stop_one(worker)
+                self.started[i] = self._start(i)
 
     def kill(self, rng: random.Random) -> str:
         i = rng.randrange(len(self.started))
@@ -210,10 +221,11 @@ def events_pending(url: str) -> int:
     ]
 
 
-def quiet_wait(url: str, sink: esp_sink.Sink, *, deadline: float) -> bool:
+def quiet_wait(url: str, sink: esp_sink.Sink, *, deadline: float, supervise) -> bool:
     """Until nothing is left to send, post or process, and it stays so for QUIET_SECONDS."""
     quiet_since, last = None, None
     while time.monotonic() < deadline:
+        supervise()
         try:
             state = (unfinished(url), sink.events_backlog(), events_pending(url), statuses(url))
         except Exception as error:  # the database restarting: look again
@@ -322,11 +334,13 @@ def run(args) -> dict:
         send_seconds = time.monotonic() - started
         harness.progress("waiting until quiet")
         deadline = started + args.timeout
-        quiet = quiet_wait(db_url, sink, deadline=deadline)
+        quiet = quiet_wait(db_url, sink, deadline=deadline, supervise=workers.supervise)
         resent = resend_unknown(db_url)
         if resent:
             harness.progress(f"{len(resent)} unknown deliveries resent; waiting until quiet")
-            quiet = quiet_wait(db_url, sink, deadline=deadline) and quiet
+            quiet = (
+                quiet_wait(db_url, sink, deadline=deadline, supervise=workers.supervise) and quiet
+            )
         results.update(
             quiet=quiet,
             send_seconds=send_seconds,
@@ -336,6 +350,7 @@ def run(args) -> dict:
         results["beats_alive"] = sum(
             1 for s in rig.started if s.kind == "beat" and s.popen.poll() is None
         )
+        results["workers_exited"] = workers.exited
         results["log_findings"] = log_findings(rig.log_dir)
         results["checks"] = checks(db_url, root_env, sink, campaign.pk, resent)
         results["reach"] = results["checks"].pop("reach")
@@ -350,6 +365,7 @@ def faults_run(plan, sink, expected, rng, workers, services, started, timeout) -
         while sink.stats().get("requests", 0) < fault.at_share * expected:
             if time.monotonic() - started > timeout:
                 raise SystemExit(f"{fault.what} never due: sending stalled? see the logs")
+            workers.supervise()
             time.sleep(0.2)
         fault.sent_then = int(sink.stats().get("requests", 0))
         fault.done_at = time.monotonic() - started
@@ -503,6 +519,8 @@ def report(r: dict) -> str:
         "delivered by the ESP's account but never recorded as sent by their (killed)"
         f" sender: {r['checks']['sent_unrecorded']:,} (no sent_at: the report's 'sent'"
         " leaves them out)",
+        f"workers that exited on their own and were started again (as systemd would):"
+        f" {len(r['workers_exited'])} {r['workers_exited'] or ''}",
         f"beat processes still running at the end: {r['beats_alive']} of 2; from the"
         " logs: " + ", ".join(f"{label}: {n}" for label, n in r["log_findings"].items()),
         "reach report vs the sink's and the webhooks' counts:",
