@@ -80,7 +80,10 @@ def _stop_pid(proc: subprocess.Popen, sig: int, timeout: float = 60) -> None:
 
 
 @dataclass
-class PrivatePostgres:
+class PrivateServer:
+    """What a private PostgreSQL and Redis share: where they keep their files, the
+    addresses and spare port they listen on, their process and how often it restarted."""
+
     directory: Path
     listen: tuple[str, ...] = ("127.0.0.1",)
     port: int = field(default_factory=spare_port)
@@ -88,8 +91,11 @@ class PrivatePostgres:
     restarts: int = 0
 
     def __post_init__(self) -> None:
-        self.directory = self.directory.resolve()  # the server runs in its data directory
+        self.directory = self.directory.resolve()  # a server runs in its own directory
 
+
+@dataclass
+class PrivatePostgres(PrivateServer):
     @property
     def data(self) -> Path:
         return self.directory / "data"
@@ -200,16 +206,7 @@ class PrivatePostgres:
 
 
 @dataclass
-class PrivateRedis:
-    directory: Path
-    listen: tuple[str, ...] = ("127.0.0.1",)
-    port: int = field(default_factory=spare_port)
-    proc: subprocess.Popen | None = None
-    restarts: int = 0
-
-    def __post_init__(self) -> None:
-        self.directory = self.directory.resolve()
-
+class PrivateRedis(PrivateServer):
     def url(self, db: int = 0, host: str = "127.0.0.1") -> str:
         return f"redis://{host}:{self.port}/{db}"
 

@@ -42,17 +42,16 @@ class Started:
 
 def _status_kb(pid: int) -> tuple[int, int]:
     """(VmHWM, VmRSS) in kB of ``pid``; (0, 0) once it has gone."""
-    hwm = rss = 0
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    hwm = int(line.split()[1])
-                elif line.startswith("VmRSS:"):
-                    rss = int(line.split()[1])
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
-        pass
-    return hwm, rss
+        return 0, 0  # the process has gone
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+
+    def kb(key: str) -> int:
+        return int(fields.get(key, "0 kB").split()[0])
+
+    return kb("VmHWM"), kb("VmRSS")
 
 
 def _children() -> dict[int, list[int]]:

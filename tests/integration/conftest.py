@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,44 +39,50 @@ def worker_env(var_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+@contextmanager
+def celery_worker(env: dict[str, str], log_path: Path, *options: str) -> Iterator[None]:
+    """A real ``celery worker`` (solo pool, ``options`` added, e.g. ``-Q name``) in a process
+    group of its own, until it says it is ready; stopped by pid on the way out."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--pool=solo",
+        *options,
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel=INFO",
+    ]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: "ready." in log_path.read_text(),
+                timeout=60,
+                what="worker start",
+                process=process,
+            )
+            yield
+        finally:
+            stop(process)
+
+
 @pytest.fixture
 def worker(services, transactional_db, tmp_path):
     """Start ``celery worker`` on a queue of its own; yield the queue name; stop it by pid."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    env = worker_env(tmp_path)
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "-Q",
-            queue,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel=INFO",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(
-            lambda: "ready." in (tmp_path / "worker.log").read_text(),
-            timeout=60,
-            what="worker start",
-            process=process,
-        )
+    with celery_worker(worker_env(tmp_path), tmp_path / "worker.log", "-Q", queue):
         yield queue
-    finally:
-        stop(process)
-        log.close()
 
 
 def wait_for(condition, *, timeout: float, what: str, process=None) -> None:

@@ -1,7 +1,5 @@
 """The Celery set-up works end to end: JSON messages over Redis to a real worker on PostgreSQL."""
 
-import subprocess
-import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,7 +13,7 @@ from accounts.models import Action, LedgerCheck, Source
 from accounts.services.consent import consent_record
 from accounts.tasks import ledger_head_verify, ledger_verify
 from tests.factories import MemberFactory, ai_training
-from tests.integration.conftest import ROOT, stop, wait_for, worker_env
+from tests.integration.conftest import celery_worker, wait_for, worker_env
 
 # A Redis database no other test or benchmark uses (the benchmarks use 5-14).
 PRIVATE_BROKER_DB = 15
@@ -57,34 +55,8 @@ def test_a_worker_started_without_queues_runs_both_the_bulk_and_the_default_queu
         "bulk"
     )
     env = worker_env(tmp_path, CELERY_BROKER_URL=broker)
-    log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "--without-mingle",
-                "--without-gossip",
-                "--loglevel=INFO",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for(
-                lambda: "ready." in log_path.read_text(),
-                timeout=60,
-                what="worker start",
-                process=process,
-            )
+    try:
+        with celery_worker(env, tmp_path / "worker.log"):  # no -Q: as production starts it
             with Connection(broker) as connection:
                 ledger_verify.apply_async(connection=connection)  # routed to "bulk"
                 ledger_head_verify.apply_async(connection=connection)  # the default queue
@@ -93,7 +65,6 @@ def test_a_worker_started_without_queues_runs_both_the_bulk_and_the_default_queu
             )
             # A queue bound with the other's routing key would be handed each message too.
             time.sleep(2)
-        finally:
-            stop(process)
-            redis.Redis.from_url(broker).flushdb()
+    finally:
+        redis.Redis.from_url(broker).flushdb()
     assert sorted(LedgerCheck.objects.values_list("kind", flat=True)) == ["full", "head"]
