@@ -38,6 +38,7 @@ from campaigns.rendering import CompiledMessage, compile_message
 from campaigns.services.lifecycle import BREAKER_NOTE, campaign_pause
 from campaigns.services.throttle import Pace, throttle_take
 from config.fields import clipped
+from config.mail import connection_open
 from db import sending as db_sending
 
 logger = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ class _Sender:
         try:
             if not self.is_open:
                 # Opened here, send_messages() leaves it open for the rest of the chunk.
-                self.connection.open()
+                connection_open(self.connection)
                 self.is_open = True
             self.connection.send_messages([message])
         except Exception as exc:  # classified, logged and recorded on the delivery
