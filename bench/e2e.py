@@ -462,7 +462,7 @@ def send_wait(url: str, campaign: int, *, timeout: float) -> float:
 
 
 def sweep(args, url, rig, env_for, sink) -> list[dict]:
-    from campaigns import enqueue
+    from campaigns.services.senders import sender_slots, senders_start
 
     results = []
     n = max(1, scale() // 10)
@@ -474,7 +474,7 @@ def sweep(args, url, rig, env_for, sink) -> list[dict]:
         )  # fmt: skip
         since = time.time()
         harness.progress(f"sweep: {n:,} messages with {count} sender process(es)")
-        enqueue.senders_start(campaign, count=count)
+        senders_start(campaign, slots=sender_slots(count))
         seconds = send_wait(url, campaign, timeout=3600)
         sent_at = time.time()
         rig.stop_one(worker)

@@ -60,6 +60,8 @@ BENCHMARKS = SHARED_DATABASE + STANDALONE
 STANDALONE_ARGS = {
     "throttle_accuracy": ["--repeat", "3"],
     "evidence_report": ["--repeat", "3"],
+    # The published topology: workers on two hosts (network namespaces of its own).
+    "faults": ["--hosts", "2"],
 }
 # The published size of each benchmark that takes it as a flag: the first flag is its
 # member (or row, or event) count, which SCALE replaces; any other size scales in

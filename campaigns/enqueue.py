@@ -23,6 +23,7 @@ Two kinds of publishing:
 
 import logging
 import time
+from functools import partial
 
 from amqp.exceptions import AMQPError
 from celery import current_app
@@ -58,16 +59,17 @@ def task_publish(name: str, *, args: tuple = (), countdown: float | None = None)
     current_app.send_task(name, args=args, countdown=countdown)
 
 
-def senders_start(campaign_id: int, *, count: int | None = None) -> None:
-    """Start ``count`` sender chains for a campaign once the transaction commits."""
-    for _ in range(count or settings.RENOTIFY_SENDERS_PER_CAMPAIGN):
-        transaction.on_commit(lambda: task_publish(CAMPAIGN_SEND, args=(campaign_id,)))
+def sender_chains_start(campaign_id: int, chains: list[tuple[int, str]]) -> None:
+    """The first link of each ``(slot, chain)`` once the transaction commits (the chains
+    are taken by ``campaigns.services.senders.senders_start``)."""
+    for slot, chain in chains:
+        transaction.on_commit(partial(task_publish, CAMPAIGN_SEND, args=(campaign_id, slot, chain)))
 
 
-def sender_continue(campaign_id: int, *, countdown: float) -> None:
+def sender_continue(campaign_id: int, slot: int, chain: str, *, countdown: float) -> None:
     """A sender chain's next link, ``countdown`` seconds from now."""
     transaction.on_commit(
-        lambda: task_publish(CAMPAIGN_SEND, args=(campaign_id,), countdown=countdown)
+        lambda: task_publish(CAMPAIGN_SEND, args=(campaign_id, slot, chain), countdown=countdown)
     )
 
 

@@ -313,8 +313,6 @@ class Campaign(models.Model):
     # Permanent refusals since the last message the transport accepted: a relay that
     # refuses everything trips the breaker long before the rates have enough sends.
     rejected_in_a_row = models.PositiveIntegerField(default=0, editable=False)
-    # Refreshed by every sender chunk; the reconciler restarts senders that went quiet.
-    senders_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -326,6 +324,30 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SenderSlot(models.Model):
+    """One of a campaign's sender chains (RENOTIFY_SENDERS_PER_CAMPAIGN of them): the
+    token of the link that holds the slot now, and by when the next link should run
+    (campaigns.services.senders).
+
+    Starting a chain in a slot replaces the one there, which stops at its next link: a
+    campaign never has more chains than slots, however often senders are started. A
+    slot whose chain is overdue by a lease (its worker died) gets a new chain from the
+    reconciler, while the campaign's other chains carry on."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="sender_slots")
+    slot = models.PositiveSmallIntegerField()
+    chain = models.CharField(max_length=32)
+    due_by = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "slot"], name="sender_slot_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id} sender {self.slot}"
 
 
 class CampaignVariant(models.Model):

@@ -16,6 +16,7 @@ from campaigns.services.lifecycle import TransitionError, campaign_start
 from campaigns.services.receipts import receipts_send
 from campaigns.services.reconcile import deliveries_reconcile
 from campaigns.services.reminders import reminders_create
+from campaigns.services.senders import SenderLink, senders_start
 from campaigns.services.sending import (
     backoff_seconds,
     campaign_breaker_check,
@@ -58,7 +59,7 @@ def campaigns_start_due() -> list[int]:
 def campaign_fan_out_task(campaign_id: int, wave: int = 0) -> int:
     added = campaign_fan_out(campaign=Campaign.objects.get(pk=campaign_id), wave=wave)
     logger.info("campaign %s wave %s: %s deliveries created", campaign_id, wave, added)
-    enqueue.senders_start(campaign_id)
+    senders_start(campaign_id)
     return added
 
 
@@ -68,33 +69,47 @@ TRANSIENT = (smtplib.SMTPConnectError, ConnectionError)
 
 
 @shared_task(bind=True)
-def campaign_send(self, campaign_id: int) -> int:
+def campaign_send(self, campaign_id: int, slot: int | None = None, chain: str | None = None) -> int:
     """One chunk; then the chain goes on while work is due (one message per chunk).
 
-    A failing transport is retried without end, waiting as ``backoff_seconds`` says
-    (the one backoff rule, also used for each delivery's own retries)."""
+    Each link checks in for its slot (``campaigns.services.senders``): a chain that was
+    replaced in its slot stops. A failing transport is retried without end, waiting as
+    ``backoff_seconds`` says (the one backoff rule, also used for each delivery's own
+    retries)."""
+    if chain is None:
+        # Published before sender slots existed (a deploy with links in flight): this
+        # link hands over to a chain per slot.
+        senders_start(campaign_id)
+        return 0
+    link = SenderLink(campaign_id, slot or 0, chain)
+    if not link.check_in(countdown=0):
+        return 0  # replaced in its slot
     try:
         outcome = campaign_send_chunk(campaign_id=campaign_id)
     except TRANSIENT as error:
         raise self.retry(
-            exc=error, countdown=backoff_seconds(self.request.retries + 1), max_retries=None
+            exc=error,
+            countdown=link.retry_in(backoff_seconds(self.request.retries + 1)),
+            max_retries=None,
         ) from error
     if outcome.retry_in is not None:
         # The transport is failing: the unsent rest went back to pending.
-        raise self.retry(countdown=backoff_seconds(self.request.retries + 1), max_retries=None)
+        raise self.retry(
+            countdown=link.retry_in(backoff_seconds(self.request.retries + 1)), max_retries=None
+        )
     if outcome.next_due_in is not None and outcome.claimed:
-        enqueue.sender_continue(campaign_id, countdown=outcome.next_due_in)
+        link.continue_in(outcome.next_due_in)
     elif outcome.next_due_in is not None:
         # Nothing claimable now (deferred retries): look again when the first is due.
-        enqueue.sender_continue(campaign_id, countdown=max(outcome.next_due_in, 1))
+        link.continue_in(max(outcome.next_due_in, 1))
     return outcome.sent
 
 
 @shared_task
 def deliveries_reconcile_task() -> dict:
     report = deliveries_reconcile()
-    for campaign_id in report.restart_senders:
-        enqueue.senders_start(campaign_id)
+    for campaign_id, slots in report.restart_senders.items():
+        senders_start(campaign_id, slots=slots)
     for campaign_id in report.restart_fan_outs:
         logger.warning("reconciler: campaign %s fan-out unfinished, running it again", campaign_id)
         enqueue.fan_out_start(campaign_id)
@@ -108,7 +123,7 @@ def deliveries_reconcile_task() -> dict:
     return {
         "gave_up": report.gave_up,
         "completed": report.completed,
-        "restarted": report.restart_senders,
+        "restarted": sorted(report.restart_senders),
         "fan_outs_restarted": report.restart_fan_outs,
     }
 
@@ -118,7 +133,7 @@ def reminders_create_task() -> dict[int, int]:
     """Daily (beat): next reminder wave for members who have not responded."""
     added = reminders_create(now=timezone.now())
     for campaign_id in added:
-        enqueue.senders_start(campaign_id)
+        senders_start(campaign_id)
     return added
 
 

@@ -33,6 +33,12 @@ def published(monkeypatch):
     return sent
 
 
+def links(published) -> list[tuple[int, int]]:
+    """The sender chains' links published: (campaign, slot), each with its chain."""
+    assert all(name == enqueue.CAMPAIGN_SEND and len(args[2]) == 16 for name, args in published)
+    return [(campaign_id, slot) for _name, (campaign_id, slot, _chain) in published]
+
+
 @pytest.fixture
 def operator(db):
     return staff_user("olga", "campaigns.operate_campaign", "campaigns.resend_delivery")
@@ -55,7 +61,7 @@ def test_a_resume_starts_the_senders_once_it_commits(
     with django_capture_on_commit_callbacks(execute=True):
         lifecycle.campaign_resume(campaign=c, by=operator)
         assert published == []  # nothing before the commit
-    assert published == [(enqueue.CAMPAIGN_SEND, (c.pk,))] * 2
+    assert links(published) == [(c.pk, 0), (c.pk, 1)]
 
 
 def test_a_resume_rolled_back_asks_for_nothing(
@@ -81,7 +87,7 @@ def test_a_resend_starts_one_sender_per_campaign_for_what_it_made_pending(
     with django_capture_on_commit_callbacks(execute=True):
         resent = deliveries_resend(deliveries=Delivery.objects.all(), by=operator)
     assert resent == 2
-    assert published == [(enqueue.CAMPAIGN_SEND, (first.pk,))]
+    assert links(published) == [(first.pk, 0)]
     assert set(Delivery.objects.filter(campaign=first).values_list("status", flat=True)) == {
         DeliveryStatus.PENDING
     }
@@ -95,7 +101,7 @@ def test_resending_one_delivery_starts_a_sender_for_its_campaign(
     with django_capture_on_commit_callbacks(execute=True):
         assert delivery_resend(delivery=Delivery.objects.get(), by=operator)
         assert not delivery_resend(delivery=Delivery.objects.get(), by=operator)  # pending now
-    assert published == [(enqueue.CAMPAIGN_SEND, (c.pk,))]
+    assert links(published) == [(c.pk, 0)]
 
 
 def test_start_due_fans_out_each_started_campaign_after_the_commit(

@@ -1,12 +1,17 @@
 """The sender task retries a failing transport by the one backoff rule."""
 
 import smtplib
+from datetime import timedelta
 
 import pytest
 from celery.exceptions import Retry
+from django.utils import timezone
 
 from campaigns import tasks
+from campaigns.models import CampaignState, SenderSlot
+from campaigns.services.senders import sender_chains_take
 from campaigns.services.sending import ChunkOutcome, backoff_seconds
+from tests.factories import campaign
 
 
 @pytest.fixture
@@ -23,11 +28,11 @@ def retries(monkeypatch):
     return asked
 
 
-def run_after(previous_retries: int) -> None:
+def run_after(previous_retries: int, chain: tuple[int, int, str]) -> None:
     tasks.campaign_send.push_request(retries=previous_retries)
     try:
         with pytest.raises(Retry):
-            tasks.campaign_send.run(1)
+            tasks.campaign_send.run(*chain)
     finally:
         tasks.campaign_send.pop_request()
 
@@ -41,6 +46,7 @@ def run_after(previous_retries: int) -> None:
     ],
     ids=["smtp-connect", "refused", "transport-down"],
 )
+@pytest.mark.django_db
 def test_a_failing_transport_is_retried_by_backoff_seconds(monkeypatch, retries, failure):
     def chunk(*, campaign_id):
         if isinstance(failure, Exception):
@@ -48,7 +54,13 @@ def test_a_failing_transport_is_retried_by_backoff_seconds(monkeypatch, retries,
         return failure
 
     monkeypatch.setattr(tasks, "campaign_send_chunk", chunk)
+    c = campaign(state=CampaignState.SENDING)
+    [(slot, chain)] = sender_chains_take(campaign_id=c.pk, slots=[0])
     for previous in (0, 1, 4, 20):
-        run_after(previous)
+        before = timezone.now()
+        run_after(previous, (c.pk, slot, chain))
+        # The slot knows the chain waits: the reconciler leaves it alone meanwhile.
+        due_by = SenderSlot.objects.get(campaign=c, slot=slot).due_by
+        assert due_by >= before + timedelta(seconds=retries[-1])
     assert retries == [backoff_seconds(n) for n in (1, 2, 5, 21)]
     assert retries[-1] == 1800.0

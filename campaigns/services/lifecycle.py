@@ -37,7 +37,6 @@ from django.utils import timezone
 from accounts.permissions import permission_require
 from audit.models import Action
 from audit.services import staff_action_record
-from campaigns import enqueue
 from campaigns.models import (
     UNFINISHED_STATUSES,
     Campaign,
@@ -49,6 +48,7 @@ from campaigns.models import (
     NoticeVersion,
 )
 from campaigns.services.reminders import reminders_possible
+from campaigns.services.senders import senders_start
 from campaigns.services.variants import (
     Variants,
     campaign_text_hashes,
@@ -367,7 +367,7 @@ def campaign_resume(*, campaign: Campaign, by: User | None) -> Campaign:
         resumed = _transition(
             campaign, S.SENDING, by=by, act=Action.RESUME, note="resumed", **baseline
         )
-        enqueue.senders_start(resumed.pk)
+        senders_start(resumed.pk)
         return resumed
 
 

@@ -16,10 +16,10 @@ from django.utils import timezone
 from accounts.permissions import permission_require
 from audit.models import Action
 from audit.services import staff_action_record
-from campaigns import enqueue
 from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.selectors import campaign_has_unfinished_deliveries
 from campaigns.services.lifecycle import campaign_complete
+from campaigns.services.senders import sender_slots, sender_slots_overdue, senders_start
 from campaigns.services.sending import campaign_breaker_check
 
 
@@ -29,7 +29,8 @@ class ReconcileReport:
     gave_up: int = 0
     unknown: int = 0
     completed: list[int] = field(default_factory=list)
-    restart_senders: list[int] = field(default_factory=list)
+    # Campaign -> the sender slots whose chain is overdue (lost with its worker).
+    restart_senders: dict[int, list[int]] = field(default_factory=dict)
     restart_fan_outs: list[int] = field(default_factory=list)
 
 
@@ -83,9 +84,9 @@ def _reconcile_campaign(campaign: Campaign, now, report: ReconcileReport) -> Non
         if campaign_complete(campaign=campaign, now=now):
             report.completed.append(campaign.pk)
         return
-    quiet_since = now - timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS)
-    if campaign.senders_seen_at is None or campaign.senders_seen_at < quiet_since:
-        report.restart_senders.append(campaign.pk)
+    overdue = sender_slots_overdue(campaign=campaign, now=now)
+    if overdue:
+        report.restart_senders[campaign.pk] = overdue
 
 
 def _sending_since(campaign: Campaign) -> datetime:
@@ -122,7 +123,7 @@ def deliveries_resend(*, deliveries: QuerySet[Delivery], by: User | None) -> int
         ).update(status=DeliveryStatus.PENDING, error="", not_before=None, attempts=0)
         _record(by, Action.RESEND, count=resent, campaign_ids=campaign_ids)
         for campaign_id in campaign_ids:
-            enqueue.senders_start(campaign_id, count=1)
+            senders_start(campaign_id, slots=sender_slots(1))
     return resent
 
 

@@ -139,7 +139,6 @@ def campaign_send_chunk(*, campaign_id: int) -> ChunkOutcome:
     )
     if campaign.state != CampaignState.SENDING:
         return outcome
-    Campaign.objects.filter(pk=campaign.pk).update(senders_seen_at=timezone.now())
     lease = timezone.now() + timedelta(seconds=settings.RENOTIFY_LEASE_SECONDS)
     claimed = deliveries_claim(campaign=campaign, limit=chunk_size(campaign), lease=lease)
     outcome.claimed = len(claimed)

@@ -16,6 +16,7 @@ from campaigns.models import UNFINISHED_STATUSES, Campaign, Delivery, DeliverySt
 from campaigns.services.fanout import campaign_fan_out
 from campaigns.services.lifecycle import campaign_start
 from campaigns.services.reconcile import deliveries_reconcile, delivery_resend
+from campaigns.services.senders import sender_chains_take
 from campaigns.tasks import campaign_send
 from tests.integration.conftest import wait_for
 from tests.integration.support import (
@@ -98,9 +99,10 @@ def test_killed_workers_lose_nothing_and_duplicate_only_resent_unknowns(
 
 
 def senders_start(campaign: Campaign, worker: SendingWorker) -> None:
-    """What the fan-out (and the reconciler, for a campaign gone quiet) enqueue."""
-    for _ in range(2):
-        campaign_send.apply_async((campaign.pk,), queue=worker.queue)
+    """What the fan-out (and the reconciler, for a lost chain) enqueue: a chain in each
+    of two slots."""
+    for slot, chain in sender_chains_take(campaign_id=campaign.pk, slots=range(2)):
+        campaign_send.apply_async((campaign.pk, slot, chain), queue=worker.queue)
 
 
 def reconcile_after_lease(deliveries):
