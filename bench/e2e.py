@@ -34,6 +34,7 @@ import esp_sink
 import harness
 import load_driver
 import population
+import private_services
 import processes
 from harness import fmt_mb, fmt_rate, fmt_s, table, verdict
 
@@ -706,10 +707,20 @@ def backlog_line(samples: list) -> str:
 
 
 def run(args) -> dict:
+    out = harness.OUT_DIR / "e2e"
+    settings = private_services.production_settings()
+    with private_services.postgres_running(out / "postgres", settings) as server:
+        harness.progress(
+            f"PostgreSQL of its own on port {server.port} (deploy/postgresql.conf); "
+            f"database {DATABASE}: create and migrate; Redis db 8 flushed"
+        )
+        url = server.database_create(DATABASE)
+        harness.database_migrate(url)
+        return run_on(args, url)
+
+
+def run_on(args, url: str) -> dict:
     members = scale()
-    url = campaign_setup.database_url(DATABASE)
-    harness.progress(f"database {DATABASE}: recreate and migrate; Redis db 8 flushed")
-    campaign_setup.database_prepare(url)
     redis_flush()
     results: dict = {"members": members, "load": os.getloadavg()[0]}
     results["shapes"] = {"main": args.main_shape, "sweep": args.sweep_shape}

@@ -12,6 +12,11 @@ the machine's shared servers (5432, 6379), so it starts these:
   root, the server runs as the ``postgres`` user (PostgreSQL refuses to run as root).
   ``fsync`` is off: a restart here is a clean stop (the OS never crashes), and the
   disk's flush speed is not what the benchmark measures.
+  ``PrivatePostgres(..., settings=production_settings())`` runs it instead with the
+  settings of ``deploy/postgresql.conf`` (autovacuum on, fsync on: what production
+  runs), for the end-to-end benchmark: the machine's shared server may be tuned for
+  tests (CI's has autovacuum off, and a million-delivery campaign's dead rows then slow
+  every claim).
 - ``PrivateRedis``: ``redis-server`` with an append-only file (as a production broker
   runs), so a restart keeps the queued tasks and RedBeat's schedule and lock; the
   clients still see their connections dropped.
@@ -31,6 +36,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +54,18 @@ PG_SETTINGS = {
     "max_wal_size": "2GB",
     "log_min_messages": "warning",
 }
+DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "postgresql.conf"
+
+
+def production_settings(path: Path = DEPLOY_CONF) -> dict[str, str]:
+    """The settings of ``deploy/postgresql.conf`` (``name = value``, comments dropped)."""
+    settings = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "=" in line:
+            name, value = (part.strip() for part in line.split("=", 1))
+            settings[name] = value.strip("'")
+    return {**settings, "log_min_messages": "warning"}
 
 
 def spare_port() -> int:
@@ -96,6 +115,8 @@ class PrivateServer:
 
 @dataclass
 class PrivatePostgres(PrivateServer):
+    settings: dict[str, str] = field(default_factory=lambda: dict(PG_SETTINGS))
+
     @property
     def data(self) -> Path:
         return self.directory / "data"
@@ -159,7 +180,7 @@ class PrivatePostgres(PrivateServer):
         sockets.mkdir(exist_ok=True)
         self._chown(sockets)
         settings = {
-            **PG_SETTINGS,
+            **self.settings,
             "port": str(self.port),
             "listen_addresses": ",".join(self.listen),
             "unix_socket_directories": str(sockets),
@@ -275,6 +296,21 @@ class Services:
     def stop(self) -> None:
         self.redis.stop()
         self.postgres.stop()
+
+
+@contextmanager
+def postgres_running(directory: Path, settings: dict[str, str]) -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL with ``settings`` for the ``with`` block, stopped on every
+    exit path (as ``Services``)."""
+    server = PrivatePostgres(directory, settings=settings)
+    atexit.register(server.stop)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 def _exit_on_signal(signum, frame) -> None:
