@@ -532,7 +532,8 @@ def noop_ceiling(port: int, shape: str, seconds: int = 5) -> float:
 # --- Phases 3, 5, 6: the main campaign --------------------------------------------------------
 
 
-def main_campaign(args, url, rig, env, sink, web_port, author, approver) -> dict:
+def main_campaign(args, url, rig, env, sink, web_port, staff, server) -> dict:
+    author, approver = staff
     """Create, approve, schedule, start, fan out, send, feed and process, with members
     acting on their links meanwhile; timed from the start task's publish."""
     campaign, launch_s = campaign_launch_prepare(author, approver)
@@ -540,6 +541,7 @@ def main_campaign(args, url, rig, env, sink, web_port, author, approver) -> dict
     members = MemberActions(web_port, sink.directory, campaign).start()
     since = time.time()
     started = time.perf_counter()
+    postgres_cpu = server.cpu_seconds()
     campaign_start_publish()
     while not fanned_out(url, campaign):
         time.sleep(0.2)
@@ -549,12 +551,16 @@ def main_campaign(args, url, rig, env, sink, web_port, author, approver) -> dict
     send_s = send_wait(url, campaign, timeout=6 * 3600) + fanout_s
     harness.progress(f"sent in {send_s:.0f} s from the start; waiting for the events")
     settled = events_settle(url, sink, timeout=3600)
+    postgres_cpu = server.cpu_seconds() - postgres_cpu
     watch.stop()
     members.finish()
     counts = sink.log().counts(campaign)
     events = events_figures(url, since, expected_events(counts))
     whole = events["last_processed_at"] - since
     return {
+        # PostgreSQL's CPU for the campaign, its events and the members' choices included.
+        "postgres_cpu_s": postgres_cpu,
+        "postgres_cpu_ms_per_delivery": 1000 * postgres_cpu / max(deliveries, 1),
         "campaign": campaign,
         "deliveries": deliveries,
         "launch_s": launch_s,
@@ -669,6 +675,12 @@ def report(r: dict) -> dict:
         f" events {fmt_mb(z['events_mb_per_m'])} MB, ledger {fmt_mb(z['ledger_mb_per_m'])} MB,"
         f" database {fmt_mb(z['total_mb_per_m'])} MB ({z['deliveries']:,} deliveries in all)"
     )
+    print(
+        f"PostgreSQL CPU for the main campaign: {main['postgres_cpu_s']:.0f} s,"
+        f" {main['postgres_cpu_ms_per_delivery']:.2f} ms per delivery (its events and the"
+        f" members' choices included), {main['postgres_cpu_s'] / main['whole_s']:.2f} cores"
+        " on average"
+    )
     s = main["sink"]
     print(
         f"Sink: {s['messages']:,} messages for {main['deliveries']:,} deliveries;"
@@ -716,10 +728,10 @@ def run(args) -> dict:
         )
         url = server.database_create(DATABASE)
         harness.database_migrate(url)
-        return run_on(args, url)
+        return run_on(args, url, server)
 
 
-def run_on(args, url: str) -> dict:
+def run_on(args, url: str, server: private_services.PrivatePostgres) -> dict:
     members = scale()
     redis_flush()
     results: dict = {"members": members, "load": os.getloadavg()[0]}
@@ -750,7 +762,9 @@ def run_on(args, url: str) -> dict:
         with esp_sink.Sink(out / "sink-main", SINK_PROCESSES, feed, port=sink_port) as sink:
             for proc in sink.procs:
                 rig.adopt("sink", proc)
-            results["main"] = main_campaign(args, url, rig, env, sink, web_port, author, approver)
+            results["main"] = main_campaign(
+                args, url, rig, env, sink, web_port, (author, approver), server
+            )
         results["rss"] = rig.peak_rss()
         if args.keep:
             input(f"processes up (logs in {out / 'logs'}): Enter to stop ")

@@ -212,6 +212,17 @@ class PrivatePostgres(PrivateServer):
         if self.proc is not None:
             _stop_pid(self.proc, signal.SIGINT)  # fast shutdown: clients are disconnected
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far: the postmaster with the backends it has
+        reaped (children's time, from /proc) and those still running."""
+        if self.proc is None:
+            return 0.0
+        total = _cpu_ticks(self.proc.pid, with_children=True)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and _parent(entry) == self.proc.pid:
+                total += _cpu_ticks(int(entry.name), with_children=False)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def restart(self, *, down_seconds: float = 0.0) -> None:
         self.stop()
         time.sleep(down_seconds)
@@ -224,6 +235,28 @@ class PrivatePostgres(PrivateServer):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (which may hold spaces); [] once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent(entry: Path) -> int:
+    fields = _stat_fields(int(entry.name))
+    return int(fields[1]) if fields else 0
+
+
+def _cpu_ticks(pid: int, *, with_children: bool) -> int:
+    # After the name: state, ppid, ..., utime (11), stime (12), cutime (13), cstime (14).
+    fields = _stat_fields(pid)
+    if not fields:
+        return 0
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks + (int(fields[13]) + int(fields[14]) if with_children else 0)
 
 
 @dataclass
