@@ -59,13 +59,9 @@ def connection_open(connection: BaseEmailBackend) -> None:
     sender's time per message (bench/send_loop.py --profile). What it reads is the
     same, so HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE work as before."""
     connection.open()
-    session = getattr(connection, "session", None) if _is_http(connection) else None
-    if session is not None:
+    if isinstance(connection, AnymailRequestsBackend) and connection.session is not None:
+        session = connection.session
         session.merge_environment_settings = EnvironmentOnce(session.merge_environment_settings)
-
-
-def _is_http(connection: BaseEmailBackend) -> bool:
-    return isinstance(connection, AnymailRequestsBackend)
 
 
 class EnvironmentOnce:

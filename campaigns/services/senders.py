@@ -85,10 +85,15 @@ class SenderLink:
     slot: int
     chain: str
 
-    def check_in(self, *, countdown: float) -> bool:
-        due_by = timezone.now() + timedelta(seconds=countdown)
+    def check_in(self, *, countdown: float, passed_to: str = "") -> bool:
+        """Whether this link's chain still holds the slot; if so, the next link runs
+        ``countdown`` seconds from now (with ``passed_to``: carrying that token)."""
         return sender_check_in(
-            campaign_id=self.campaign_id, slot=self.slot, chain=self.chain, due_by=due_by
+            campaign_id=self.campaign_id,
+            slot=self.slot,
+            chain=self.chain,
+            due_by=timezone.now() + timedelta(seconds=countdown),
+            passed_to=passed_to,
         )
 
     def retry_in(self, countdown: float) -> float:
@@ -100,13 +105,6 @@ class SenderLink:
         """Publish the next link, ``countdown`` seconds from now, with a token of its own:
         of two copies of one link (a broker may deliver a message twice), only the first
         to get here goes on, so a chain never forks."""
-        due_by = timezone.now() + timedelta(seconds=countdown)
         token = secrets.token_hex(8)
-        if sender_check_in(
-            campaign_id=self.campaign_id,
-            slot=self.slot,
-            chain=self.chain,
-            due_by=due_by,
-            passed_to=token,
-        ):
+        if self.check_in(countdown=countdown, passed_to=token):
             enqueue.sender_continue(self.campaign_id, self.slot, token, countdown=countdown)
