@@ -79,19 +79,22 @@ def django_env(url: str | None = None) -> dict[str, str]:
 
 
 def members_reset(conn: psycopg.Connection) -> None:
-    """Empty accounts_member (and, by CASCADE, the tables that point at it).
+    """Empty accounts_member (and, by CASCADE, the tables that point at it), and the
+    suppression feed's entries, which name members by a plain id: left behind, every
+    first import's feed sync would append to the entries of the members before.
 
     TRUNCATE gives a fresh heap and fresh indexes, like a new deployment, where a
-    DELETE would leave a million dead rows behind. The consent ledger refuses
-    TRUNCATE by trigger; the benchmarks never write to it, so it is checked to be
-    empty and its trigger skipped for this one session (replica role).
+    DELETE would leave a million dead rows behind. The consent ledger and the feed
+    refuse TRUNCATE by trigger; the benchmarks never write to the ledger, so it is
+    checked to be empty, and the triggers are skipped for this one session (replica
+    role).
     """
     with conn.cursor() as cur:
         cur.execute("SELECT EXISTS (SELECT 1 FROM accounts_consentevent)")
         if cur.fetchone()[0]:
             raise SystemExit("accounts_consentevent is not empty: not a bench database?")
         cur.execute("SET session_replication_role = replica")
-        cur.execute("TRUNCATE accounts_member RESTART IDENTITY CASCADE")
+        cur.execute("TRUNCATE accounts_member, accounts_suppressionchange RESTART IDENTITY CASCADE")
         cur.execute("SET session_replication_role = DEFAULT")
     conn.commit()
 
