@@ -533,9 +533,10 @@ def noop_ceiling(port: int, shape: str, seconds: int = 5) -> float:
 
 
 def main_campaign(args, url, rig, env, sink, web_port, staff, server) -> dict:
-    author, approver = staff
     """Create, approve, schedule, start, fan out, send, feed and process, with members
-    acting on their links meanwhile; timed from the start task's publish."""
+    acting on their links meanwhile; timed from the start task's publish. ``staff`` is
+    the (author, approver) pair."""
+    author, approver = staff
     campaign, launch_s = campaign_launch_prepare(author, approver)
     watch = EventWatch(url, sink).start()
     members = MemberActions(web_port, sink.directory, campaign).start()

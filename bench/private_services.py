@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import harness
+import processes
 
 PG_BIN = Path(os.environ.get("RENOTIFY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 INITDB = (str(PG_BIN / "initdb"), "-U", "postgres", "--auth=trust", "--encoding=UTF8")
@@ -218,9 +219,8 @@ class PrivatePostgres(PrivateServer):
         if self.proc is None:
             return 0.0
         total = _cpu_ticks(self.proc.pid, with_children=True)
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and _parent(entry) == self.proc.pid:
-                total += _cpu_ticks(int(entry.name), with_children=False)
+        for backend in processes.process_tree().get(self.proc.pid, ()):
+            total += _cpu_ticks(backend, with_children=False)
         return total / os.sysconf("SC_CLK_TCK")
 
     def restart(self, *, down_seconds: float = 0.0) -> None:
@@ -243,11 +243,6 @@ def _stat_fields(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return []
-
-
-def _parent(entry: Path) -> int:
-    fields = _stat_fields(int(entry.name))
-    return int(fields[1]) if fields else 0
 
 
 def _cpu_ticks(pid: int, *, with_children: bool) -> int:

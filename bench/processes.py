@@ -54,7 +54,7 @@ def _status_kb(pid: int) -> tuple[int, int]:
     return kb("VmHWM"), kb("VmRSS")
 
 
-def _children() -> dict[int, list[int]]:
+def process_tree() -> dict[int, list[int]]:
     """Parent pid -> child pids, for every process on the machine."""
     tree: dict[int, list[int]] = defaultdict(list)
     for entry in Path("/proc").iterdir():
@@ -217,7 +217,7 @@ class Rig:
             self._sample_locked()
 
     def _sample_locked(self) -> None:
-        tree = _children()
+        tree = process_tree()
         with self._lock:
             roots = [(s.kind, s.popen.pid) for s in self.started if s.popen.poll() is None]
         totals: dict[str, int] = defaultdict(int)
